@@ -1,0 +1,116 @@
+"""scikit-learn -> ONNX with skl2onnx.
+
+Classifiers come out as two plain arrays (label, probabilities): ZipMap is
+switched off for every classifier in the model, pipelines included.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
+
+from .common import first_zip_member, ensure_float_features
+
+
+def load(path: Path, trusted: bool):
+    suffix = path.suffix.lower()
+    if suffix == ".skops":
+        import skops.io as sio
+
+        if not first_zip_member(path):
+            raise ValueError("not a .skops archive")
+        untrusted = sio.get_untrusted_types(file=path)
+        if untrusted and not trusted:
+            raise _untrusted(path, untrusted)
+        return sio.load(path, trusted=untrusted)
+    import joblib  # .joblib / .pkl: the caller checked trust already
+
+    return joblib.load(path)
+
+
+def _untrusted(path, types):
+    from onnxgate.pipeline.errors import UntrustedSourceError
+
+    shown = ", ".join(types[:5]) + (" ..." if len(types) > 5 else "")
+    return UntrustedSourceError(
+        f"{path}: the .skops file holds types that are not known to be safe ({shown}); "
+        "pass --trust-source if you trust it"
+    )
+
+
+def signature(model):
+    n_features = getattr(model, "n_features_in_", None)
+    if n_features is None:
+        return None
+    return [InputSpec(name="X", shape=(None, int(n_features)), dtype="float32")]
+
+
+def _is_classifier(model) -> bool:
+    from sklearn.base import is_classifier
+
+    return is_classifier(model)
+
+
+def convert(model, example, options):
+    from skl2onnx import to_onnx
+
+    X = ensure_float_features(example)
+    kwargs = {}
+    if options.opset:
+        kwargs["target_opset"] = options.opset
+    onx = to_onnx(
+        model,
+        X[:1],
+        options={"zipmap": False} if _has_classifier(model) else None,
+        **kwargs,
+    )
+    if onx.graph.input and onx.graph.input[0].name != "X":
+        _rename_input(onx, onx.graph.input[0].name, "X")
+    return Conversion(onx, exporter="skl2onnx")
+
+
+def _has_classifier(model) -> bool:
+    steps = getattr(model, "steps", None)
+    if steps:
+        return _has_classifier(steps[-1][1])
+    return _is_classifier(model)
+
+
+def _rename_input(onx, old: str, new: str) -> None:
+    for inp in onx.graph.input:
+        if inp.name == old:
+            inp.name = new
+    for node in onx.graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+
+
+def run(model, inputs):
+    X = inputs["X"]
+    if _has_classifier(model):
+        outputs = [model.predict(X)]
+        if hasattr(model, "predict_proba"):
+            outputs.append(model.predict_proba(X))
+        return outputs
+    if hasattr(model, "predict"):
+        return [model.predict(X)]
+    return [model.transform(X)]
+
+
+@hookimpl
+def onnxgate_converters():
+    yield ConverterSpec(
+        name="sklearn",
+        framework="scikit-learn",
+        description="scikit-learn estimators and pipelines via skl2onnx",
+        convert=convert,
+        run=run,
+        load=load,
+        inputs=signature,
+        suffixes=(".skops",),
+        unsafe_suffixes=(".joblib", ".pkl", ".pickle"),
+        object_types=("sklearn.base.BaseEstimator",),
+        # skl2onnx computes in float32 where sklearn uses float64
+        tolerance=Tolerance(rtol=1e-4, atol=1e-4),
+        requires=("scikit-learn", "skl2onnx"),
+        framework_distribution="scikit-learn",
+    )

@@ -1,0 +1,132 @@
+"""The Python API, mirroring the CLI: ``convert`` and ``validate``."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+from ..plugins.manager import Registry
+from ..plugins.spec import ConvertOptions, Tolerance
+from . import atomic, provenance, report as report_mod, stage_convert, stage_validate
+from .errors import UsageError
+from .inputs import DEFAULT_SEED
+from .sources import resolve, sha256_path
+
+PathLike = Union[str, Path]
+
+
+@dataclass
+class Result:
+    """A converted (or given) ONNX model and the gate's report on it."""
+
+    model: Any  # onnx.ModelProto
+    report: Dict[str, Any]
+    artifact: Any = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["passed"])
+
+    def model_bytes(self) -> bytes:
+        return self.model.SerializeToString()
+
+    def save(self, path: PathLike, report_path: Optional[PathLike] = None) -> None:
+        """Write the model (and the report) atomically."""
+        path = Path(path)
+        atomic.check_writable(path)
+        if report_path is not None:
+            atomic.check_writable(Path(report_path))
+        self.report["onnx"]["path"] = str(path)
+        atomic.write_bytes(path, self.model_bytes())
+        if report_path is not None:
+            report_mod.write(self.report, Path(report_path))
+
+
+def _tolerance(base: Tolerance, rtol: Optional[float], atol: Optional[float]) -> Tolerance:
+    return Tolerance(rtol=base.rtol if rtol is None else rtol, atol=base.atol if atol is None else atol)
+
+
+def run(
+    source: Any,
+    *,
+    onnx_model: Any = None,
+    onnx_sha256: Optional[str] = None,
+    framework: Optional[str] = None,
+    sample: Optional[PathLike] = None,
+    opset: Optional[int] = None,
+    rtol: Optional[float] = None,
+    atol: Optional[float] = None,
+    trust_source: bool = False,
+    dynamic_batch: bool = True,
+    seed: int = DEFAULT_SEED,
+    options: Optional[Dict[str, Any]] = None,
+    registry: Optional[Registry] = None,
+) -> Result:
+    """Convert ``source`` (or take ``onnx_model``) and validate it."""
+    started = time.perf_counter()
+    registry = registry or Registry()
+    src = resolve(source)
+    spec = stage_convert.pick_converter(src, registry, framework)
+    convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=options or {})
+    if onnx_model is not None:
+        spec = _given_model_spec(spec, onnx_model)
+    artifact = stage_convert.produce(
+        spec, src,
+        sample=Path(sample) if sample is not None else None,
+        options=convert_options, trusted=trust_source, seed=seed,
+        plugin=registry.plugin_of(spec.name),
+    )
+    if onnx_model is None:  # a given model is validated byte for byte, not re-stamped
+        provenance.stamp(artifact.model, {
+            "version": report_mod.onnxgate_version(),
+            "converter": artifact.converter["name"],
+            "converter_version": artifact.converter["version"],
+            "exporter": artifact.converter["exporter"],
+            "framework": artifact.source["framework"],
+            "framework_version": artifact.source["framework_version"],
+            "source_sha256": artifact.source["sha256"],
+        })
+    validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol))
+    digest = onnx_sha256 or hashlib.sha256(artifact.model.SerializeToString()).hexdigest()
+    info = report_mod.onnx_info(artifact.model, "", digest)
+    return Result(model=artifact.model, report=report_mod.build(artifact, validation, info, started), artifact=artifact)
+
+
+def convert(source: Any, **kwargs: Any) -> Result:
+    """Convert a model object, file or ``module:attr`` and validate the result.
+
+    >>> result = convert(my_sklearn_model)          # doctest: +SKIP
+    >>> result.passed, result.save("model.onnx")     # doctest: +SKIP
+    """
+    return run(source, **kwargs)
+
+
+def validate(source: Any, model: Union[PathLike, Any], **kwargs: Any) -> Result:
+    """Validate an existing ONNX model against the original ``source``."""
+    digest = sha256_path(Path(model)) if isinstance(model, (str, Path)) else None
+    return run(source, onnx_model=load_onnx(model), onnx_sha256=digest, **kwargs)
+
+
+def load_onnx(model: Union[PathLike, Any]):
+    import onnx
+
+    if not isinstance(model, (str, Path)):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:
+        raise UsageError(f"{path}: not a readable ONNX model: {type(exc).__name__}") from exc
+
+
+def _given_model_spec(spec, onnx_model):
+    """The source's converter, with ``convert`` returning the given model."""
+    from dataclasses import replace
+
+    from ..plugins.spec import Conversion
+
+    return replace(spec, convert=lambda model, example, options: Conversion(onnx_model, exporter="given"))

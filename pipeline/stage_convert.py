@@ -1,0 +1,220 @@
+"""Stage 1: load the source, convert it, and run the ORIGINAL model.
+
+Its product is an ``Artifact``: the ONNX model plus every validation case
+with the original model's outputs. Stage 2 needs nothing but that, so this
+stage may run in another process or another Python environment.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from ..plugins import detect
+from ..plugins.manager import Registry, distribution_version, missing_requirements
+from ..plugins.spec import ConverterSpec, ConvertOptions, Tolerance
+from . import inputs as inputs_mod
+from .errors import ConversionError, UntrustedSourceError, UsageError
+from .sources import Source
+
+
+@dataclass
+class Artifact:
+    """Everything validation needs; no framework object inside."""
+
+    model: Any  # onnx.ModelProto
+    cases: List[inputs_mod.Case]
+    tolerance: Tolerance
+    source: Dict[str, Any]
+    converter: Dict[str, Any]
+    dynamic_batch: bool = True
+    seed: int = inputs_mod.DEFAULT_SEED
+    tree_ensemble: bool = False
+    notes: List[str] = field(default_factory=list)
+    timings: Dict[str, float] = field(default_factory=dict)
+    versions: Dict[str, str] = field(default_factory=dict)
+
+
+def pick_converter(source: Source, registry: Registry, framework: Optional[str]) -> ConverterSpec:
+    if framework:
+        try:
+            return registry.converter(framework)
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0])) from None
+    try:
+        if source.is_path:
+            return detect.for_path(source.path, registry.converters())
+        return detect.for_object(source.obj, registry.converters())
+    except detect.DetectionError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def ensure_usable(spec: ConverterSpec) -> None:
+    missing = missing_requirements(spec.requires)
+    if missing:
+        raise UsageError(
+            f"converter {spec.name!r} needs {', '.join(missing)}; install them "
+            f"(pip install 'onnxgate[{spec.name}]')"
+        )
+
+
+def load_model(spec: ConverterSpec, source: Source, trusted: bool) -> Any:
+    if not source.is_path:
+        return source.obj
+    suffix = detect.suffix_of(source.path)
+    if suffix in spec.unsafe_suffixes and not trusted:
+        raise UntrustedSourceError(
+            f"{source.path}: loading {suffix} files unpickles them, which can run arbitrary code; "
+            "pass --trust-source only if you trust where this file came from"
+        )
+    if spec.load is None:
+        raise UsageError(f"converter {spec.name!r} cannot read files; pass the model object")
+    try:
+        return spec.load(source.path, trusted)
+    except (UsageError, ConversionError):
+        raise
+    except Exception as exc:  # any loader failure on user input is bad input
+        raise UsageError(f"{source.path}: cannot load as {spec.framework}: {_one_line(exc)}") from exc
+
+
+def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int):
+    signature = spec.inputs(model) if spec.inputs else None
+    if sample is not None:
+        names = [s.name for s in signature] if signature else []
+        loaded = inputs_mod.load_sample(Path(sample))
+        if None in loaded and not names:
+            names = ["input"]
+        arrays = inputs_mod.bind_sample(loaded, names)
+    elif signature:
+        arrays = inputs_mod.synthesize(signature, seed=seed)
+    else:
+        raise UsageError(
+            f"cannot tell the input shape of this {spec.framework} model; pass --sample FILE "
+            "(.npz keyed by input name, .npy, or .csv)"
+        )
+    return inputs_mod.batch_cases(arrays, dynamic_batch)
+
+
+def produce(
+    spec: ConverterSpec,
+    source: Source,
+    *,
+    sample: Optional[Path] = None,
+    options: ConvertOptions = ConvertOptions(),
+    trusted: bool = False,
+    seed: int = inputs_mod.DEFAULT_SEED,
+    plugin: str = "",
+) -> Artifact:
+    ensure_usable(spec)
+    timings: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    model = load_model(spec, source, trusted)
+    timings["load_s"] = time.perf_counter() - t0
+
+    cases = build_cases(spec, model, sample, options.dynamic_batch, seed)
+    t0 = time.perf_counter()
+    try:
+        conversion = spec.convert(model, cases[0].inputs, options)
+    except (UsageError, ConversionError):
+        raise
+    except Exception as exc:
+        raise ConversionError(f"{spec.name} conversion failed: {_one_line(exc)}") from exc
+    timings["convert_s"] = time.perf_counter() - t0
+
+    onnx_model = conversion.model
+    _cast_to_model_inputs(cases, onnx_model)
+    t0 = time.perf_counter()
+    output_names = [o.name for o in onnx_model.graph.output]
+    for case in cases:
+        case.expected = _run_original(spec, model, case, output_names)
+    timings["reference_s"] = time.perf_counter() - t0
+
+    return Artifact(
+        model=onnx_model,
+        cases=cases,
+        tolerance=spec.tolerance,
+        source={
+            "path": str(source.path) if source.path else "",
+            "reference": source.reference,
+            "sha256": source.sha256(),
+            "framework": spec.framework,
+            "framework_version": distribution_version(spec.framework_distribution),
+        },
+        converter={
+            "plugin": plugin or spec.name,
+            "name": spec.name,
+            "version": _plugin_version(plugin),
+            "exporter": conversion.exporter,
+            "opset": _default_domain_opset(onnx_model),
+        },
+        dynamic_batch=options.dynamic_batch,
+        seed=seed,
+        tree_ensemble=spec.tree_ensemble,
+        notes=list(conversion.notes),
+        timings=timings,
+    )
+
+
+def _run_original(spec, model, case, output_names) -> Dict[str, np.ndarray]:
+    try:
+        produced = spec.run(model, case.inputs)
+    except Exception as exc:
+        raise UsageError(
+            f"the original {spec.framework} model failed on the validation inputs "
+            f"({_shapes(case.inputs)}): {_one_line(exc)}"
+        ) from exc
+    if isinstance(produced, Mapping):
+        missing = [n for n in output_names if n not in produced]
+        if missing:
+            raise ConversionError(f"{spec.name}: original model gave no value for ONNX outputs {missing}")
+        return {n: np.asarray(produced[n]) if not isinstance(produced[n], list) else produced[n] for n in output_names}
+    produced = list(produced)
+    if len(produced) != len(output_names):
+        raise ConversionError(
+            f"{spec.name}: original model gave {len(produced)} outputs, the ONNX model has {len(output_names)}"
+        )
+    return dict(zip(output_names, produced))
+
+
+def _cast_to_model_inputs(cases, onnx_model) -> None:
+    """Feed both models identical data: cast samples to the ONNX input types."""
+    from onnx import helper
+
+    graph_inputs = {i.name: i for i in onnx_model.graph.input}
+    initializers = {i.name for i in onnx_model.graph.initializer}
+    wanted = [n for n in graph_inputs if n not in initializers]
+    for case in cases:
+        if set(case.inputs) != set(wanted):
+            raise UsageError(f"sample inputs {sorted(case.inputs)} do not match the ONNX model's inputs {wanted}")
+        for name, value in case.inputs.items():
+            elem = graph_inputs[name].type.tensor_type.elem_type
+            if elem:
+                dtype = helper.tensor_dtype_to_np_dtype(elem)
+                if value.dtype != dtype and dtype.kind != "O":
+                    case.inputs[name] = value.astype(dtype)
+
+
+def _default_domain_opset(onnx_model) -> int:
+    for imp in onnx_model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def _plugin_version(plugin: str) -> str:
+    from ..plugins.manager import plugin_distribution
+
+    return plugin_distribution(plugin)[1] if plugin else ""
+
+
+def _shapes(arrays: Mapping[str, np.ndarray]) -> str:
+    return ", ".join(f"{k}{list(np.shape(v))}" for k, v in arrays.items())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -1,0 +1,32 @@
+"""One-line and tabular human summaries of reports."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Iterable
+
+
+def worst(report: Dict[str, Any], key: str) -> float:
+    values = [o.get(key, 0.0) for c in report.get("cases", []) for o in c.get("outputs", [])]
+    values = [v for v in values if isinstance(v, (int, float))]
+    return max(values) if values else 0.0
+
+
+def one_line(report: Dict[str, Any], output: Path) -> str:
+    conv = report.get("converter", {})
+    n_out = sum(len(c.get("outputs", [])) for c in report.get("cases", []))
+    return (
+        f"{report['verdict'].upper()} {output} ({conv.get('name')}, {conv.get('exporter')}, opset {conv.get('opset')}): "
+        f"{len(report.get('cases', []))} cases, {n_out} outputs compared, max abs err {worst(report, 'max_abs_err'):.3g}"
+    )
+
+
+def table(rows: Iterable[Dict[str, Any]]) -> str:
+    """Fixed-width table; each row is a dict with the same keys."""
+    rows = list(rows)
+    if not rows:
+        return "(nothing)"
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
+    lines = ["  ".join(k.ljust(widths[k]) for k in keys), "  ".join("-" * widths[k] for k in keys)]
+    lines += ["  ".join(str(r.get(k, "")).ljust(widths[k]) for k in keys) for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""onnxgate's plugin contract: hook specifications, spec types, the manager.
+
+Third-party converters import from here only::
+
+    from onnxgate.plugins import ConverterSpec, Conversion, hookimpl
+"""
+from .hookspecs import hookimpl, hookspec
+from .spec import (
+    Conversion,
+    ConverterSpec,
+    ConvertOptions,
+    DeployTargetSpec,
+    EnvironmentSpec,
+    InputSpec,
+    Tolerance,
+    normalize_name,
+)
+
+__all__ = [
+    "Conversion",
+    "ConverterSpec",
+    "ConvertOptions",
+    "DeployTargetSpec",
+    "EnvironmentSpec",
+    "InputSpec",
+    "Tolerance",
+    "hookimpl",
+    "hookspec",
+    "normalize_name",
+]

@@ -1,0 +1,147 @@
+"""Plugin manager and the registries built from hook results."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import pluggy
+
+from . import hookspecs
+from .spec import ConverterSpec, DeployTargetSpec, EnvironmentSpec, normalize_name
+
+ENTRY_POINT_GROUP = "onnxgate"
+#: Comma-separated plugin (entry-point) names that are not loaded.
+DISABLE_ENV = "ONNXGATE_DISABLE_PLUGINS"
+
+
+class PluginError(Exception):
+    """A plugin is broken or two plugins conflict."""
+
+
+def disabled_plugins() -> set:
+    raw = os.environ.get(DISABLE_ENV, "")
+    return {normalize_name(n) for n in raw.split(",") if n.strip()}
+
+
+def get_plugin_manager(plugins: Iterable[object] = (), load_entry_points: bool = True) -> pluggy.PluginManager:
+    """A fresh manager: the given plugin objects, then every entry point.
+
+    Built-in converters are entry points too, so they load through exactly the
+    path a third-party plugin uses.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    blocked = disabled_plugins()
+    for plugin in plugins:
+        pm.register(plugin)
+    if load_entry_points:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if normalize_name(ep.name) in blocked or pm.has_plugin(ep.name):
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not kill the CLI
+                raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+            pm.register(module, name=ep.name)
+            dist = getattr(ep, "dist", None)
+            if dist is not None:
+                _PLUGIN_DISTS[ep.name] = (dist.metadata["Name"], dist.version)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r} has an unknown hook implementation: {exc}") from exc
+    return pm
+
+
+_PLUGIN_DISTS: Dict[str, Tuple[str, str]] = {}
+
+
+def plugin_distribution(plugin_name: str) -> Tuple[str, str]:
+    """(distribution, version) a plugin came from, or ("", "") when local."""
+    return _PLUGIN_DISTS.get(plugin_name, ("", ""))
+
+
+@dataclass(frozen=True)
+class Registered:
+    spec: object
+    plugin: str
+
+
+def _collect(pm: pluggy.PluginManager, hook_name: str) -> Dict[str, Registered]:
+    """Call one hook on every plugin, keep who said what, refuse duplicates."""
+    found: Dict[str, Registered] = {}
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        for spec in impl.function() or ():
+            previous = found.get(spec.name)
+            if previous is not None:
+                raise PluginError(
+                    f"{hook_name}: name {spec.name!r} is claimed by both plugin "
+                    f"{previous.plugin!r} and plugin {impl.plugin_name!r}"
+                )
+            found[spec.name] = Registered(spec, impl.plugin_name)
+    return found
+
+
+class Registry:
+    """Everything plugins declared, keyed by normalised name."""
+
+    def __init__(self, pm: Optional[pluggy.PluginManager] = None):
+        self.pm = pm or get_plugin_manager()
+        self._converters = _collect(self.pm, "onnxgate_converters")
+        self._environments = _collect(self.pm, "onnxgate_environments")
+        self._targets = _collect(self.pm, "onnxgate_deploy_targets")
+
+    # converters -----------------------------------------------------------
+    def converters(self) -> List[ConverterSpec]:
+        return [r.spec for r in self._converters.values()]
+
+    def converter(self, name: str) -> ConverterSpec:
+        key = normalize_name(name)
+        if key not in self._converters:
+            known = ", ".join(sorted(self._converters)) or "none"
+            raise KeyError(f"unknown framework {name!r} (known: {known})")
+        return self._converters[key].spec
+
+    def plugin_of(self, name: str) -> str:
+        return self._converters[normalize_name(name)].plugin
+
+    # environments and targets --------------------------------------------
+    def environments(self) -> List[EnvironmentSpec]:
+        return [r.spec for r in self._environments.values()]
+
+    def environment(self, name: str) -> EnvironmentSpec:
+        key = normalize_name(name)
+        if key not in self._environments:
+            raise KeyError(f"unknown environment {name!r} (known: {', '.join(sorted(self._environments)) or 'none'})")
+        return self._environments[key].spec
+
+    def deploy_targets(self) -> List[DeployTargetSpec]:
+        return [r.spec for r in self._targets.values()]
+
+    def deploy_target(self, name: str) -> DeployTargetSpec:
+        key = normalize_name(name)
+        if key not in self._targets:
+            raise KeyError(f"unknown deploy target {name!r} (known: {', '.join(sorted(self._targets)) or 'none'})")
+        return self._targets[key].spec
+
+
+def missing_requirements(requires: Iterable[str]) -> List[str]:
+    """Distributions from ``requires`` that are not installed (no import)."""
+    missing = []
+    for req in requires:
+        try:
+            metadata.version(req)
+        except metadata.PackageNotFoundError:
+            missing.append(req)
+    return missing
+
+
+def distribution_version(name: Optional[str]) -> str:
+    if not name:
+        return ""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""

@@ -1,0 +1,153 @@
+"""The small dataclasses that plugins return from their hooks.
+
+Nothing here imports a framework or onnx: building a spec must stay cheap so
+that `onnxgate plugins` and source detection never pay for a framework import.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+#: A dimension is an int (fixed) or a str/None (dynamic, optionally named).
+Dim = Union[int, str, None]
+
+
+def normalize_name(name: str) -> str:
+    """Plugin and converter names are compared case-insensitively, `-` == `_`."""
+    return name.strip().lower().replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Elementwise closeness: |actual - expected| <= atol + rtol * |expected|."""
+
+    rtol: float = 1e-4
+    atol: float = 1e-5
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input, enough to synthesise validation data without a sample."""
+
+    name: str
+    shape: Tuple[Dim, ...]
+    dtype: str = "float32"
+    #: For integer inputs: values are drawn from [low, high).
+    low: float = 0
+    high: float = 10
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What the user asked of a conversion."""
+
+    opset: Optional[int] = None
+    dynamic_batch: bool = True
+    #: Free-form, plugin-specific options (``--option key=value`` on the CLI).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Conversion:
+    """What a converter's ``convert`` callable returns.
+
+    ``model`` is an ``onnx.ModelProto``. ``exporter`` names the code path that
+    produced it (e.g. ``"torch.onnx dynamo"``) and lands in the report.
+    """
+
+    model: Any
+    exporter: str
+    notes: list = field(default_factory=list)
+
+
+#: load(path, trusted) -> model object. ``trusted`` is True only when the user
+#: passed --trust-source; loaders must refuse anything that could run code
+#: otherwise.
+Loader = Callable[[Path, bool], Any]
+#: convert(model, example_inputs, options) -> Conversion
+ConvertFn = Callable[[Any, Mapping[str, Any], ConvertOptions], Conversion]
+#: run(model, inputs) -> outputs of the ORIGINAL model, in the order of the
+#: ONNX model's outputs (a sequence) or keyed by ONNX output name (a mapping).
+RunFn = Callable[[Any, Mapping[str, Any]], Union[Sequence[Any], Mapping[str, Any]]]
+#: inputs(model) -> the model's input signature, or None when it cannot be known.
+SignatureFn = Callable[[Any], Optional[Sequence[InputSpec]]]
+#: sniff(path) -> True when the file's content is this converter's format.
+SniffFn = Callable[[Path], bool]
+
+
+@dataclass(frozen=True)
+class ConverterSpec:
+    """A converter from one source framework to ONNX.
+
+    Detection data (``suffixes``, ``sniff``, ``object_types``) must be usable
+    without importing the framework; the callables import it lazily.
+    """
+
+    name: str
+    framework: str
+    convert: ConvertFn
+    run: RunFn
+    load: Optional[Loader] = None
+    inputs: Optional[SignatureFn] = None
+    #: File suffixes this converter reads, lower case with the dot (".skops").
+    suffixes: Tuple[str, ...] = ()
+    #: Suffixes whose loading unpickles: refused unless the source is trusted.
+    unsafe_suffixes: Tuple[str, ...] = ()
+    #: Optional content check, for suffixes several converters share (".json").
+    sniff: Optional[SniffFn] = None
+    #: Dotted paths of classes (``"torch.nn.modules.module.Module"``); an
+    #: object matches when one of them is in its type's MRO. The converter
+    #: whose class sits closest to the object's own type wins.
+    object_types: Tuple[str, ...] = ()
+    tolerance: Tolerance = Tolerance()
+    #: Distribution names that must be installed (checked without importing).
+    requires: Tuple[str, ...] = ()
+    #: Distribution whose version is reported as the framework version.
+    framework_distribution: Optional[str] = None
+    #: Name of an isolated environment the converter runs in (see
+    #: ``onnxgate_environments``); None = this interpreter.
+    environment: Optional[str] = None
+    #: Exporter opset used when the user gives none.
+    default_opset: Optional[int] = None
+    #: True for tree ensembles: validation may tolerate threshold-rounding flips.
+    tree_ensemble: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(normalize_name(self.name)):
+            raise ValueError(f"invalid converter name {self.name!r}")
+        object.__setattr__(self, "name", normalize_name(self.name))
+        object.__setattr__(self, "suffixes", tuple(s.lower() for s in self.suffixes))
+        object.__setattr__(self, "unsafe_suffixes", tuple(s.lower() for s in self.unsafe_suffixes))
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """An isolated Python environment a converter needs (retired frameworks)."""
+
+    name: str
+    #: pip requirement lines, installed in order, each a list of pip arguments.
+    install_steps: Tuple[Tuple[str, ...], ...]
+    python: str = "python3"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", normalize_name(self.name))
+
+
+@dataclass(frozen=True)
+class DeployTargetSpec:
+    """A place validated models are registered and served (local, azureml...)."""
+
+    name: str
+    #: deploy(request) -> result dict; imports its SDK lazily.
+    deploy: Callable[..., Any]
+    requires: Tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", normalize_name(self.name))

@@ -1,0 +1,11 @@
+"""Test-wide settings: frameworks write into $HOME on import, so point HOME
+and the XDG folders at a throwaway directory before anything imports them."""
+import os
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="onnxgate-test-home-")
+for var in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "MPLCONFIGDIR", "KERAS_HOME"):
+    os.environ[var] = os.path.join(_HOME, var.lower())
+    os.makedirs(os.environ[var], exist_ok=True)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
