@@ -12,6 +12,11 @@ from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, ho
 from .common import first_zip_member, ensure_float_features
 
 
+#: Types skops does not trust by default that are plain scikit-learn state
+#: (no code runs when they are rebuilt); anything else needs --trust-source.
+SKOPS_EXTRA_SAFE_TYPES = frozenset({"sklearn.tree._tree.Tree"})
+
+
 def load(path: Path, trusted: bool):
     suffix = path.suffix.lower()
     if suffix == ".skops":
@@ -20,8 +25,9 @@ def load(path: Path, trusted: bool):
         if not first_zip_member(path):
             raise ValueError("not a .skops archive")
         untrusted = sio.get_untrusted_types(file=path)
-        if untrusted and not trusted:
-            raise _untrusted(path, untrusted)
+        unknown = [t for t in untrusted if t not in SKOPS_EXTRA_SAFE_TYPES]
+        if unknown and not trusted:
+            raise _untrusted(path, unknown)
         return sio.load(path, trusted=untrusted)
     import joblib  # .joblib / .pkl: the caller checked trust already
 

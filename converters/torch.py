@@ -86,7 +86,20 @@ def _tensors(model, inputs):
 
 
 def convert(model, example, options):
+    import logging
+    import warnings
+
     import torch
+
+    # The exporters log and warn about optional extras (torchvision ops,
+    # deprecations); the report carries what matters.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _convert(model, example, options, torch)
+
+
+def _convert(model, example, options, torch):
 
     if isinstance(model, torch.nn.Module):
         model.eval()

@@ -63,6 +63,8 @@ def run(
     seed: int = DEFAULT_SEED,
     options: Optional[Dict[str, Any]] = None,
     registry: Optional[Registry] = None,
+    expected: Optional[PathLike] = None,
+    accept_unverified: bool = False,
 ) -> Result:
     """Convert ``source`` (or take ``onnx_model``) and validate it."""
     started = time.perf_counter()
@@ -77,6 +79,7 @@ def run(
         sample=Path(sample) if sample is not None else None,
         options=convert_options, trusted=trust_source, seed=seed,
         plugin=registry.plugin_of(spec.name),
+        expected=Path(expected) if expected is not None else None,
     )
     if onnx_model is None:  # a given model is validated byte for byte, not re-stamped
         provenance.stamp(artifact.model, {
@@ -89,9 +92,25 @@ def run(
             "source_sha256": artifact.source["sha256"],
         })
     validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol))
+    _apply_unverified(artifact, validation, accept_unverified)
     digest = onnx_sha256 or hashlib.sha256(artifact.model.SerializeToString()).hexdigest()
     info = report_mod.onnx_info(artifact.model, "", digest)
     return Result(model=artifact.model, report=report_mod.build(artifact, validation, info, started), artifact=artifact)
+
+
+def _apply_unverified(artifact, validation: Dict[str, Any], accepted: bool) -> None:
+    """Without expected outputs the gate only saw the model load and run."""
+    if artifact.verified:
+        return
+    message = (
+        "no expected outputs: the original model could not be run here and none were given "
+        "(--expected); only loading and running in onnxruntime were checked"
+    )
+    validation["checks"].append({"name": "comparison", "passed": accepted, "message": message})
+    validation["verdict"] = "unverified"
+    if not accepted:
+        validation["failures"].append(f"check comparison: {message} (pass --accept-unverified to accept)")
+        validation["passed"] = False
 
 
 def convert(source: Any, **kwargs: Any) -> Result:

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cli_convert",
     "cli_inspect",
     "cli_plugins",
+    "cli_batch",
 )
 
 EPILOG = """\

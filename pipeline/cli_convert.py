@@ -18,6 +18,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="allow loading pickled model files (this can run arbitrary code)")
     p.add_argument("--static-batch", action="store_true", help="do not make the batch dimension dynamic")
     p.add_argument("--seed", type=int, default=0, help="seed for synthesised inputs (default 0)")
+    p.add_argument("--expected", type=Path,
+                   help="expected outputs of the original model on --sample (.npz keyed by ONNX output name)")
+    p.add_argument("--accept-unverified", action="store_true",
+                   help="pass the gate although no outputs could be compared (verdict: unverified)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="converter-specific option (repeatable)")
 
@@ -54,7 +58,7 @@ def _kwargs(args) -> dict:
     return dict(
         framework=args.framework, sample=args.sample, rtol=args.rtol, atol=args.atol,
         trust_source=args.trust_source, dynamic_batch=not args.static_batch, seed=args.seed,
-        options=_options(args.option),
+        options=_options(args.option), expected=args.expected, accept_unverified=args.accept_unverified,
     )
 
 

@@ -43,7 +43,7 @@ def build(artifact, validation: Dict[str, Any], onnx_info: Dict[str, Any], start
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "passed": validation["passed"],
-        "verdict": "passed" if validation["passed"] else "failed",
+        "verdict": validation.get("verdict") or ("passed" if validation["passed"] else "failed"),
         "failures": validation["failures"],
         "source": artifact.source,
         "converter": artifact.converter,
@@ -56,6 +56,8 @@ def build(artifact, validation: Dict[str, Any], onnx_info: Dict[str, Any], start
         "timings": {k: round(v, 6) for k, v in timings.items()},
         "versions": {**package_versions(artifact.converter.get("framework_distribution", "")), **artifact.versions},
     }
+    if report["verdict"] == "unverified" and not report["passed"]:
+        report["verdict"] = "failed"
     for key, value in validation.items():  # later stages may add sections
         report.setdefault(key, value)
     return report

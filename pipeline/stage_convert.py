@@ -33,6 +33,9 @@ class Artifact:
     dynamic_batch: bool = True
     seed: int = inputs_mod.DEFAULT_SEED
     tree_ensemble: bool = False
+    #: False when no case has expected outputs (the original cannot run here
+    #: and the user gave none): the gate then cannot claim a match.
+    verified: bool = True
     notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
     versions: Dict[str, str] = field(default_factory=dict)
@@ -107,6 +110,7 @@ def produce(
     trusted: bool = False,
     seed: int = inputs_mod.DEFAULT_SEED,
     plugin: str = "",
+    expected: Optional[Path] = None,
 ) -> Artifact:
     ensure_usable(spec)
     timings: Dict[str, float] = {}
@@ -114,7 +118,9 @@ def produce(
     model = load_model(spec, source, trusted)
     timings["load_s"] = time.perf_counter() - t0
 
-    cases = build_cases(spec, model, sample, options.dynamic_batch, seed)
+    if expected is not None and sample is None:
+        raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
+    cases = build_cases(spec, model, sample, options.dynamic_batch and expected is None, seed)
     t0 = time.perf_counter()
     try:
         conversion = spec.convert(model, cases[0].inputs, options)
@@ -128,8 +134,12 @@ def produce(
     _cast_to_model_inputs(cases, onnx_model)
     t0 = time.perf_counter()
     output_names = [o.name for o in onnx_model.graph.output]
-    for case in cases:
-        case.expected = _run_original(spec, model, case, output_names)
+    notes = list(conversion.notes)
+    if expected is not None:
+        cases[0].expected = load_expected(Path(expected), output_names, notes)
+    elif spec.run is not None:
+        for case in cases:
+            case.expected = _run_original(spec, model, case, output_names)
     timings["reference_s"] = time.perf_counter() - t0
 
     return Artifact(
@@ -153,8 +163,9 @@ def produce(
         dynamic_batch=options.dynamic_batch,
         seed=seed,
         tree_ensemble=spec.tree_ensemble,
-        notes=list(conversion.notes),
+        notes=notes,
         timings=timings,
+        verified=any(c.expected is not None for c in cases),
     )
 
 
@@ -177,6 +188,24 @@ def _run_original(spec, model, case, output_names) -> Dict[str, np.ndarray]:
             f"{spec.name}: original model gave {len(produced)} outputs, the ONNX model has {len(output_names)}"
         )
     return dict(zip(output_names, produced))
+
+
+def load_expected(path: Path, output_names, notes) -> Dict[str, np.ndarray]:
+    """User-supplied outputs of the original model (e.g. computed on a Mac)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"expected outputs {path}: unreadable: {exc}") from exc
+    unknown = sorted(set(arrays) - set(output_names))
+    if unknown or not arrays:
+        raise UsageError(
+            f"expected outputs {path}: keys {sorted(arrays)} do not match the ONNX outputs {list(output_names)}"
+        )
+    skipped = [n for n in output_names if n not in arrays]
+    if skipped:
+        notes.append(f"outputs without expected values, not compared: {', '.join(skipped)}")
+    return {n: arrays[n] for n in output_names if n in arrays}
 
 
 def _cast_to_model_inputs(cases, onnx_model) -> None:

@@ -90,7 +90,10 @@ class ConverterSpec:
     name: str
     framework: str
     convert: ConvertFn
-    run: RunFn
+    #: None when the original model cannot run here (CoreML off macOS): the
+    #: user then supplies expected outputs (--expected) or the verdict is
+    #: "unverified".
+    run: Optional[RunFn]
     load: Optional[Loader] = None
     inputs: Optional[SignatureFn] = None
     #: File suffixes this converter reads, lower case with the dot (".skops").
