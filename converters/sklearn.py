@@ -64,6 +64,7 @@ def convert(model, example, options):
     kwargs = {}
     if options.opset:
         kwargs["target_opset"] = options.opset
+    boosters = _register_boosters(model, options, kwargs)
     onx = to_onnx(
         model,
         X[:1],
@@ -72,7 +73,27 @@ def convert(model, example, options):
     )
     if onx.graph.input and onx.graph.input[0].name != "X":
         _rename_input(onx, onx.graph.input[0].name, "X")
-    return Conversion(onx, exporter="skl2onnx")
+    if boosters:
+        from .trees_common import dedupe_opsets
+
+        dedupe_opsets(onx)  # skl2onnx lists the default domain once per converter
+    return Conversion(onx, exporter="skl2onnx" + (" + onnxmltools" if boosters else ""))
+
+
+def _register_boosters(model, options, kwargs) -> list:
+    """XGBoost/LightGBM steps (e.g. a scaler then an XGBClassifier): register
+    onnxmltools' converters with skl2onnx and allow the ai.onnx.ml opset they
+    emit. Matched by dotted type path, so those frameworks are imported only
+    when such a step is present."""
+    from .trees_common import ML_OPSET, boosters_in, register_with_skl2onnx
+
+    boosters = boosters_in(model)
+    if boosters:
+        from skl2onnx import get_latest_tested_opset_version
+
+        register_with_skl2onnx(boosters)
+        kwargs["target_opset"] = {"": options.opset or get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET}
+    return boosters
 
 
 def _has_classifier(model) -> bool:
@@ -102,6 +123,39 @@ def run(model, inputs):
     return [model.transform(X)]
 
 
+def intermediates(model, inputs, onnx_model):
+    """A Pipeline's output after each step, mapped to the ONNX tensor skl2onnx
+    wrote for that step (its topology names each operator's outputs)."""
+    from onnxgate.plugins.spec import Intermediate
+
+    steps = [(n, s) for n, s in getattr(model, "steps", None) or [] if s not in (None, "passthrough")]
+    if not steps:
+        return []
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    X = ensure_float_features(inputs)
+    opset = max((i.version for i in onnx_model.opset_import if i.domain in ("", "ai.onnx")), default=None)
+    _, topology = convert_sklearn(
+        model, initial_types=[("X", FloatTensorType([None, X.shape[1]]))], target_opset=opset,
+        options={"zipmap": False} if _has_classifier(model) else None, intermediate=True,
+    )
+    by_step = {id(op.raw_operator): op.outputs[0].onnx_name for op in topology.unordered_operator_iterator()}
+    tensors = {o for node in onnx_model.graph.node for o in node.output}
+    found, Xt = [], X
+    for name, step in steps[:-1]:
+        Xt = step.transform(Xt)
+        tensor = by_step.get(id(step))
+        if tensor in tensors:
+            found.append(Intermediate(name, type(step).__name__, tensor, Xt))
+    name, last = steps[-1]
+    outputs = [o.name for o in onnx_model.graph.output]
+    if _is_classifier(last) and hasattr(last, "predict_proba") and len(outputs) > 1:
+        found.append(Intermediate(name, type(last).__name__, outputs[1], last.predict_proba(Xt)))
+    elif hasattr(last, "predict"):
+        found.append(Intermediate(name, type(last).__name__, outputs[0], last.predict(Xt)))
+    return found
+
 @hookimpl
 def onnxgate_converters():
     yield ConverterSpec(
@@ -119,4 +173,5 @@ def onnxgate_converters():
         tolerance=Tolerance(rtol=1e-4, atol=1e-4),
         requires=("scikit-learn", "skl2onnx"),
         framework_distribution="scikit-learn",
+        intermediates=intermediates,
     )

@@ -21,9 +21,15 @@ def _is_torchscript(names) -> bool:
 def load(path: Path, trusted: bool):
     import torch
 
-    if path.suffix.lower() == ".pt2":
-        return torch.export.load(str(path))
     names = zip_names(path)
+    if not names:
+        raise ValueError("not a PyTorch archive (torch.save/torch.export.save write zip files)")
+    if path.suffix.lower() == ".pt2":
+        import logging
+
+        # torch.export.load logs a full traceback before raising on bad files
+        logging.getLogger("torch.export").setLevel(logging.ERROR)
+        return torch.export.load(str(path))
     if _is_torchscript(names):
         return torch.jit.load(str(path), map_location="cpu")
     if not trusted:
@@ -159,6 +165,56 @@ def run(model, inputs):
     return [t.detach().cpu().numpy() for t in flatten(out)]
 
 
+def intermediates(model, inputs, onnx_model):
+    """Each submodule's output (forward hooks), mapped to the ONNX tensor the
+    last node of that module's scope writes. Scopes come from the dynamo
+    exporter's ``pkg.torch.onnx.name_scopes`` metadata, else from TorchScript
+    node names (``/encoder/fc2/Gemm``)."""
+    import torch
+
+    from onnxgate.plugins.spec import Intermediate
+
+    module = model.module() if _is_exported_program(model) else model
+    if isinstance(module, torch.jit.ScriptModule):
+        return []  # no Python forward hooks on TorchScript
+    last = _scope_outputs(onnx_model)
+    seen, found = {}, []
+
+    def hook(name):
+        def record(mod, args, out):
+            seen[name] = seen.get(name, 0) + 1
+            if isinstance(out, torch.Tensor) and name in last:
+                found.append(Intermediate(name, type(mod).__name__, last[name], out.detach().cpu().numpy().copy()))
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules() if n]
+    try:
+        with torch.no_grad():
+            module(*_tensors(model, inputs))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [i for i in found if seen[i.name] == 1]  # a reused module has no single ONNX tensor
+
+
+def _scope_outputs(onnx_model):
+    """Module path -> first output of the last node inside that module."""
+    import ast
+
+    last = {}
+    for node in onnx_model.graph.node:
+        props = {p.key: p.value for p in node.metadata_props}
+        if "pkg.torch.onnx.name_scopes" in props:  # full paths: ['', 'body', 'body.0', 'linear']
+            paths = ast.literal_eval(props["pkg.torch.onnx.name_scopes"])[1:-1]
+        elif node.name.startswith("/"):
+            parts = [p.rsplit(".", 1)[-1] for p in node.name.split("/")[1:-1]]
+            paths = [".".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+        else:
+            continue
+        for path in paths:
+            last[path] = node.output[0]
+    return last
+
 @hookimpl
 def onnxgate_converters():
     yield ConverterSpec(
@@ -178,4 +234,5 @@ def onnxgate_converters():
         tolerance=Tolerance(rtol=1e-4, atol=1e-5),
         requires=("torch", "onnxscript"),
         framework_distribution="torch",
+        intermediates=intermediates,
     )

@@ -9,8 +9,9 @@ from typing import Any, Dict, Optional, Union
 
 from ..plugins.manager import Registry
 from ..plugins.spec import ConvertOptions, Tolerance
-from . import atomic, provenance, report as report_mod, stage_convert, stage_validate
+from . import atomic, latency as latency_mod, provenance, report as report_mod, stage_convert, stage_validate
 from .errors import UsageError
+from .gate_config import GateConfig
 from .inputs import DEFAULT_SEED
 from .sources import resolve, sha256_path
 
@@ -42,6 +43,10 @@ class Result:
         atomic.write_bytes(path, self.model_bytes())
         if report_path is not None:
             report_mod.write(self.report, Path(report_path))
+        # deploy's gate reads this record, bound to the bytes just written
+        from . import record
+
+        record.write_for(self, path)
 
 
 def _tolerance(base: Tolerance, rtol: Optional[float], atol: Optional[float]) -> Tolerance:
@@ -65,9 +70,22 @@ def run(
     registry: Optional[Registry] = None,
     expected: Optional[PathLike] = None,
     accept_unverified: bool = False,
+    golden: Optional[PathLike] = None,
+    stamp: bool = True,
+    latency: bool = True,
+    gate: Optional[GateConfig] = None,
 ) -> Result:
-    """Convert ``source`` (or take ``onnx_model``) and validate it."""
+    """Convert ``source`` (or take ``onnx_model``) and validate it.
+
+    ``golden``: a folder in the ONNX test-data layout (``test_data_set_N/
+    input_K.pb, output_K.pb``); each set is a case with its expected outputs.
+    ``stamp``: write onnxgate provenance into the model's metadata.
+    ``latency``: time the original and onnxruntime per batch size (report ``latency``).
+    ``gate``: shape sweep, edge values, per-output rules, tree flips, target
+    runtime, drift baseline (``pipeline.gate_config.GateConfig``).
+    """
     started = time.perf_counter()
+    gate = gate or GateConfig()
     registry = registry or Registry()
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
@@ -80,8 +98,11 @@ def run(
         options=convert_options, trusted=trust_source, seed=seed,
         plugin=registry.plugin_of(spec.name),
         expected=Path(expected) if expected is not None else None,
+        golden=Path(golden) if golden is not None else None,
+        measure_latency=latency,
+        gate=gate,
     )
-    if onnx_model is None:  # a given model is validated byte for byte, not re-stamped
+    if onnx_model is None and stamp:  # a given model is validated byte for byte, not re-stamped
         provenance.stamp(artifact.model, {
             "version": report_mod.onnxgate_version(),
             "converter": artifact.converter["name"],
@@ -91,11 +112,17 @@ def run(
             "framework_version": artifact.source["framework_version"],
             "source_sha256": artifact.source["sha256"],
         })
-    validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol))
+    validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate)
     _apply_unverified(artifact, validation, accept_unverified)
+    validation.update(latency_mod.runtime_pass(artifact, measure=latency))  # latency, error histograms
     digest = onnx_sha256 or hashlib.sha256(artifact.model.SerializeToString()).hexdigest()
     info = report_mod.onnx_info(artifact.model, "", digest)
-    return Result(model=artifact.model, report=report_mod.build(artifact, validation, info, started), artifact=artifact)
+    report = report_mod.build(artifact, validation, info, started)
+    if gate.baseline is not None:  # drift: compare with the accepted baseline
+        from . import drift
+
+        drift.apply(report, Path(gate.baseline), gate.drift_factor, gate.drift_floor)
+    return Result(model=artifact.model, report=report, artifact=artifact)
 
 
 def _apply_unverified(artifact, validation: Dict[str, Any], accepted: bool) -> None:
@@ -104,7 +131,7 @@ def _apply_unverified(artifact, validation: Dict[str, Any], accepted: bool) -> N
         return
     message = (
         "no expected outputs: the original model could not be run here and none were given "
-        "(--expected); only loading and running in onnxruntime were checked"
+        "(--golden or --expected); only loading and running in onnxruntime were checked"
     )
     validation["checks"].append({"name": "comparison", "passed": accepted, "message": message})
     validation["verdict"] = "unverified"
@@ -122,8 +149,16 @@ def convert(source: Any, **kwargs: Any) -> Result:
     return run(source, **kwargs)
 
 
-def validate(source: Any, model: Union[PathLike, Any], **kwargs: Any) -> Result:
-    """Validate an existing ONNX model against the original ``source``."""
+def validate(source: Any, model: Union[PathLike, Any, None] = None, **kwargs: Any) -> Result:
+    """Validate an existing ONNX model against the original ``source``.
+
+    Without ``model``, ``source`` is itself the ONNX model (ready-made), checked
+    as it is (``golden=DIR`` or ``expected=`` with ``sample=`` give its
+    expected outputs).
+    """
+    if model is None:
+        digest = sha256_path(Path(source)) if isinstance(source, (str, Path)) and Path(source).is_file() else None
+        return run(source, onnx_sha256=digest, stamp=False, **kwargs)
     digest = sha256_path(Path(model)) if isinstance(model, (str, Path)) else None
     return run(source, onnx_model=load_onnx(model), onnx_sha256=digest, **kwargs)
 
@@ -148,4 +183,9 @@ def _given_model_spec(spec, onnx_model):
 
     from ..plugins.spec import Conversion
 
-    return replace(spec, convert=lambda model, example, options: Conversion(onnx_model, exporter="given"))
+    def given(model, example, options):
+        return Conversion(onnx_model, exporter="given")
+
+    # a converter running in another environment gets the model as a file (environments.py)
+    given.onnxgate_given_model = onnx_model
+    return replace(spec, convert=given)

@@ -16,8 +16,13 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"output {path}: is a directory")
     if not parent.is_dir():
         raise UsageError(f"output {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"output {path}: folder {parent} is not writable")
+    # probe with a real file: os.access says yes to root on read-only mounts
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".onnxgate-probe-", dir=parent)
+    except OSError as exc:
+        raise UsageError(f"output {path}: folder {parent} is not writable ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_bytes(path: Path, data: Union[bytes, str]) -> None:
@@ -26,7 +31,10 @@ def write_bytes(path: Path, data: Union[bytes, str]) -> None:
     check_writable(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    except OSError as exc:
+        raise UsageError(f"output {path}: cannot write: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -20,6 +20,10 @@ COMMAND_MODULES = (
     "cli_inspect",
     "cli_plugins",
     "cli_batch",
+    "cli_deploy",
+    "cli_env",
+    "cli_diagnose",
+    "cli_baseline",
 )
 
 EPILOG = """\
@@ -32,6 +36,8 @@ exit codes:
 
 environment:
   ONNXGATE_DISABLE_PLUGINS  comma-separated plugin names not to load
+  ONNXGATE_HOME             where environments live (envs/NAME; default
+                            ${XDG_DATA_HOME:-~/.local/share}/onnxgate)
 """
 
 

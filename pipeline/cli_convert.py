@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .errors import EXIT_OK, EXIT_VALIDATION_FAILED, UsageError
+from . import cli_diagnose, cli_gate
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -22,8 +23,17 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="expected outputs of the original model on --sample (.npz keyed by ONNX output name)")
     p.add_argument("--accept-unverified", action="store_true",
                    help="pass the gate although no outputs could be compared (verdict: unverified)")
+    p.add_argument("--golden", type=Path, metavar="DIR",
+                   help="inputs and expected outputs in the ONNX test-data layout "
+                        "(DIR/test_data_set_N/input_K.pb, output_K.pb); each set is one case")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="converter-specific option (repeatable)")
+    from .cli_diagnose import add_report_options  # --junit/--html/--summary/--diagnose/--no-latency
+
+    add_report_options(p)
+    from .cli_gate import add_gate_options  # sweep, edge values, per-output rules, runtime, drift
+
+    add_gate_options(p)
 
 
 def add_parser(sub) -> None:
@@ -37,9 +47,12 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run_convert)
 
     v = sub.add_parser("validate", help="validate an existing ONNX model against its source",
-                       description="Run the original model and MODEL.onnx on the same inputs and compare.")
+                       description="Run the original model and MODEL.onnx on the same inputs and compare. "
+                                   "Without MODEL, SOURCE is validated as converted in memory; for a "
+                                   "ready-made SOURCE.onnx that is the file itself (give its expected "
+                                   "outputs with --golden DIR, or --sample with --expected).")
     v.add_argument("source", help="model file, folder, or package.module:attribute")
-    v.add_argument("model", type=Path, help="the ONNX model to validate")
+    v.add_argument("model", type=Path, nargs="?", help="the ONNX model to validate (default: SOURCE itself)")
     _common(v)
     v.set_defaults(run=run_validate)
 
@@ -59,6 +72,7 @@ def _kwargs(args) -> dict:
         framework=args.framework, sample=args.sample, rtol=args.rtol, atol=args.atol,
         trust_source=args.trust_source, dynamic_batch=not args.static_batch, seed=args.seed,
         options=_options(args.option), expected=args.expected, accept_unverified=args.accept_unverified,
+        golden=args.golden, latency=not args.no_latency,
     )
 
 
@@ -74,11 +88,17 @@ def run_convert(args) -> int:
     from .atomic import check_writable
 
     output = args.output or default_output(args.source)
+    if Path(args.source).exists() and output.resolve() == Path(args.source).resolve():
+        raise UsageError(f"output {output}: is the source itself; choose another -o")
     check_writable(output)
     if args.report:
         check_writable(args.report)
-    result = api.convert(args.source, opset=args.opset, **_kwargs(args))
+    cli_diagnose.check_outputs(args)
+    result = api.convert(args.source, opset=args.opset, gate=cli_gate.gate_from_args(args, output), **_kwargs(args))
+    cli_diagnose.diagnose_if_asked(result, args)
     result.save(output, args.report)
+    cli_gate.accept_if_asked(result, args, output)
+    cli_diagnose.write_renderings(result.report, args)
     return _finish(result, output)
 
 
@@ -88,13 +108,22 @@ def run_validate(args) -> int:
 
     if args.report:
         check_writable(args.report)
-    result = api.validate(args.source, args.model, **_kwargs(args))
-    result.report["onnx"]["path"] = str(args.model)
+    cli_diagnose.check_outputs(args)
+    model_path = args.model if args.model is not None else Path(args.source)
+    result = api.validate(args.source, args.model, gate=cli_gate.gate_from_args(args, model_path), **_kwargs(args))
+    result.report["onnx"]["path"] = str(model_path)
+    cli_diagnose.diagnose_if_asked(result, args)
     if args.report:
         from . import report
 
         report.write(result.report, args.report)
-    return _finish(result, args.model)
+    cli_diagnose.write_renderings(result.report, args)
+    # record the verdict against this file's bytes, for deploy's gate
+    from . import record
+
+    record.write_for(result, model_path)
+    cli_gate.accept_if_asked(result, args, model_path)
+    return _finish(result, model_path)
 
 
 def _finish(result, output: Path) -> int:

@@ -19,10 +19,15 @@ def rows() -> list:
         plugin = registry.plugin_of(spec.name)
         dist, version = plugin_distribution(plugin)
         missing = missing_requirements(spec.requires)
+        framework_version = distribution_version(spec.framework_distribution)
+        if spec.environment:  # its requirements live in that environment (marker file, no import)
+            from .environments import converter_status
+
+            missing, framework_version = converter_status(registry, spec)
         out.append({
             "name": spec.name,
             "framework": spec.framework,
-            "framework_version": distribution_version(spec.framework_distribution),
+            "framework_version": framework_version,
             "plugin": plugin,
             "from": f"{dist} {version}".strip() or "local",
             "environment": spec.environment or "",

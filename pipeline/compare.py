@@ -1,22 +1,61 @@
 """Comparing one ONNX output with the original model's, elementwise."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
 from ..plugins.spec import Tolerance
 
 
-def as_array(value: Any) -> np.ndarray:
-    """Plain arrays from what runtimes return (lists, lists of dicts, scalars)."""
+def as_array(value: Any, keys: Optional[Sequence[Any]] = None) -> np.ndarray:
+    """Plain arrays from what runtimes return (lists, lists of dicts, scalars).
+
+    ZipMap-style ``[{label: prob}, ...]`` becomes (rows, classes) with the
+    columns in ``keys`` order (the classifier's class order) when given,
+    else in sorted key order (scikit-learn's ``classes_`` are sorted).
+    """
     if isinstance(value, np.ndarray):
         return value
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], dict):
-        # ZipMap-style [{label: prob}, ...] -> (rows, classes), keys in sorted order
-        keys = sorted(value[0])
+    if is_zipmap(value):
+        keys = list(keys) if keys is not None and set(keys) == set(value[0]) else sorted(value[0])
         return np.array([[row[k] for k in keys] for row in value], dtype=np.float64)
     return np.asarray(value)
+
+
+def is_zipmap(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], dict)
+
+
+def bad_elements(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> np.ndarray:
+    """True where two same-shaped arrays disagree (NaN/inf on both sides agree)."""
+    if not (_is_float(actual) or _is_float(expected)):
+        if actual.dtype.kind in "OSU" or expected.dtype.kind in "OSU":
+            return actual.astype(str) != expected.astype(str)
+        return actual != expected
+    actual, expected = actual.astype(np.float64), expected.astype(np.float64)
+    both_nan = np.isnan(actual) & np.isnan(expected)
+    same_inf = np.isinf(actual) & np.isinf(expected) & (np.sign(actual) == np.sign(expected))
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(actual - expected)
+    diff[both_nan | same_inf] = 0.0
+    # an infinite expected value gives no slack: +inf vs -inf (or a finite value) is a mismatch
+    bad = ~(diff <= tol.atol + tol.rtol * np.abs(np.where(np.isinf(expected), 0.0, expected)))
+    return bad & ~both_nan
+
+
+def row_mask(actual: Any, expected: Any, tol: Tolerance) -> Optional[np.ndarray]:
+    """Per row (axis 0): True when the row disagrees. None when the outputs
+    cannot be lined up row by row (shape mismatch, scalars)."""
+    actual, expected = as_array(actual), as_array(expected)
+    if actual.shape != expected.shape:
+        if actual.size != expected.size or not expected.ndim:
+            return None
+        actual = actual.reshape(expected.shape)
+    if not expected.ndim or expected.shape[0] == 0:
+        return None
+    bad = bad_elements(actual, expected, tol)
+    return bad.reshape(bad.shape[0], -1).any(axis=1)
 
 
 def compare_output(name: str, actual: Any, expected: Any, tol: Tolerance) -> Dict[str, Any]:
@@ -53,15 +92,17 @@ def _is_float(a: np.ndarray) -> bool:
 
 def _compare_float(result, actual, expected, tol):
     both_nan = np.isnan(actual) & np.isnan(expected)
-    diff = np.abs(actual - expected)
+    with np.errstate(invalid="ignore"):  # inf - inf
+        diff = np.abs(actual - expected)
     diff[both_nan] = 0.0
     same_inf = np.isinf(actual) & np.isinf(expected) & (np.sign(actual) == np.sign(expected))
     diff[same_inf] = 0.0
-    bad = ~(diff <= tol.atol + tol.rtol * np.abs(np.where(same_inf, 0.0, expected)))
+    bad = ~(diff <= tol.atol + tol.rtol * np.abs(np.where(np.isinf(expected), 0.0, expected)))
     bad &= ~both_nan
     finite = np.isfinite(diff)
     result["max_abs_err"] = float(diff[finite].max()) if finite.any() else float("inf")
-    rel = diff / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
+    with np.errstate(invalid="ignore"):  # inf / inf
+        rel = diff / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
     result["max_rel_err"] = float(rel[finite].max()) if finite.any() else float("inf")
     if not finite.all():
         result["max_abs_err"] = float("inf")

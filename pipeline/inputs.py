@@ -119,3 +119,46 @@ def batch_cases(inputs: Dict[str, np.ndarray], dynamic_batch: bool) -> List[Case
 def _batch_of(inputs: Dict[str, np.ndarray]) -> int:
     first = next(iter(inputs.values()))
     return int(first.shape[0]) if first.ndim else 1
+
+
+#: Magnitude of the "large" edge case: far outside typical feature scales,
+#: still finite in float16 (max 65504).
+EDGE_LARGE = 1.0e4
+
+
+def edge_cases(base: Dict[str, np.ndarray]) -> List[Case]:
+    """Zeros, large magnitudes, NaN and +-inf, derived from the base case.
+
+    Only float inputs take large/NaN/inf values; NaN and inf go into one
+    element per row (a different column each row), so the rest of the row
+    stays ordinary data. Integer and bool inputs keep their values except in
+    the zeros case. The source decides whether NaN/inf are applicable: stage
+    1 marks a case the original rejects as skipped-by-source.
+    """
+    floats = [k for k, v in base.items() if v.dtype.kind == "f"]
+    cases = [Case("edge_zeros", {k: np.zeros_like(v) for k, v in base.items()}, meta={"kind": "edge", "edge": "zeros"})]
+    if not floats:
+        return cases
+    large = dict(base)
+    for k in floats:
+        v = base[k]
+        large[k] = (np.where(v >= 0, 1, -1) * (EDGE_LARGE * (1 + np.abs(v) / (np.abs(v).max() or 1)))).astype(v.dtype)
+    cases.append(Case("edge_large", large, meta={"kind": "edge", "edge": "large"}))
+    for label, values in (("nan", (np.nan,)), ("inf", (np.inf, -np.inf))):
+        changed = dict(base)
+        for k in floats:
+            changed[k] = _poke(base[k], values)
+        cases.append(Case(f"edge_{label}", changed, meta={"kind": "edge", "edge": label}))
+    return cases
+
+
+def _poke(array: np.ndarray, values) -> np.ndarray:
+    """One special value per row, walking across the columns."""
+    out = array.copy()
+    if out.ndim == 0:
+        return np.asarray(values[0], dtype=out.dtype)
+    flat = out.reshape(out.shape[0], -1) if out.shape[0] else out.reshape(0, 1)
+    width = flat.shape[1]
+    for row in range(flat.shape[0]):
+        flat[row, row % width] = values[row % len(values)]
+    return flat.reshape(out.shape)

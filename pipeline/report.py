@@ -103,3 +103,44 @@ def dumps(report: Dict[str, Any]) -> str:
 
 def write(report: Dict[str, Any], path: Path) -> None:
     atomic.write_bytes(Path(path), dumps(report))
+
+
+def schema() -> Dict[str, Any]:
+    """The published JSON Schema (draft 2020-12) of reports."""
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def schema_errors(report: Dict[str, Any]) -> list:
+    """Messages for every place ``report`` (as written to JSON) breaks the schema."""
+    import jsonschema  # test/CI dependency only
+
+    validator = jsonschema.Draft202012Validator(schema())
+    document = json.loads(dumps(report))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def validate_schema(report: Dict[str, Any]) -> None:
+    """Raise ValueError listing the schema violations; tests call this on
+    every report they produce."""
+    errors = schema_errors(report)
+    if errors:
+        raise ValueError("report does not match report.schema.json:\n  " + "\n  ".join(errors[:20]))
+
+
+def write_outputs(report: Dict[str, Any], *, json_path=None, junit=None, html=None, summary=None) -> None:
+    """Write each requested rendering of ``report`` atomically."""
+    if json_path:
+        write(report, Path(json_path))
+    if junit:
+        from .report_junit import to_junit
+
+        atomic.write_bytes(Path(junit), to_junit([report]))
+    if html:
+        from .report_html import to_html
+
+        atomic.write_bytes(Path(html), to_html(report))
+    if summary:
+        from .report_markdown import to_markdown
+
+        atomic.write_bytes(Path(summary), to_markdown(report))

@@ -33,12 +33,16 @@ class Artifact:
     dynamic_batch: bool = True
     seed: int = inputs_mod.DEFAULT_SEED
     tree_ensemble: bool = False
+    #: Stage 1's findings for the gate: dynamic/frozen axes (see pipeline.sweep).
+    gate_info: Dict[str, Any] = field(default_factory=dict)
     #: False when no case has expected outputs (the original cannot run here
     #: and the user gave none): the gate then cannot claim a match.
     verified: bool = True
     notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
     versions: Dict[str, str] = field(default_factory=dict)
+    #: The original model's latency per batch size (see pipeline.latency).
+    latency: Dict[int, Dict[str, Any]] = field(default_factory=dict)
 
 
 def pick_converter(source: Source, registry: Registry, framework: Optional[str]) -> ConverterSpec:
@@ -111,7 +115,17 @@ def produce(
     seed: int = inputs_mod.DEFAULT_SEED,
     plugin: str = "",
     expected: Optional[Path] = None,
+    golden: Optional[Path] = None,
+    gate: Any = None,
+    measure_latency: bool = True,
 ) -> Artifact:
+    if spec.environment:  # stage 1 runs in the converter's own Python environment
+        from . import environments
+
+        return environments.produce(
+            spec, source, sample=sample, options=options, trusted=trusted, seed=seed, plugin=plugin,
+            expected=expected, golden=golden, gate=gate, measure_latency=measure_latency,
+        )
     ensure_usable(spec)
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
@@ -120,7 +134,13 @@ def produce(
 
     if expected is not None and sample is None:
         raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
-    cases = build_cases(spec, model, sample, options.dynamic_batch and expected is None, seed)
+    dynamic_batch = options.dynamic_batch
+    if _is_onnx_model(model):  # ready-made: nothing converts, so the batch is as declared, not as asked
+        from .stage_validate import frozen_batch_inputs
+
+        dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
+    golden_cases = _golden_cases(golden, model, sample, expected)
+    cases = golden_cases or build_cases(spec, model, sample, dynamic_batch and expected is None, seed)
     t0 = time.perf_counter()
     try:
         conversion = spec.convert(model, cases[0].inputs, options)
@@ -131,16 +151,37 @@ def produce(
     timings["convert_s"] = time.perf_counter() - t0
 
     onnx_model = conversion.model
+    if golden is not None and golden_cases is None:  # keyed by the converted model's names
+        from . import golden as golden_mod
+
+        cases = golden_mod.read(Path(golden), onnx_model)
     _cast_to_model_inputs(cases, onnx_model)
+    extra, gate_info = [], {}
+    if golden is None and expected is None and spec.run is not None:  # sweep + edge values
+        from . import sweep
+
+        extra, gate_info = sweep.extend(spec, model, onnx_model, cases, gate, seed)
+        _cast_to_model_inputs(extra, onnx_model)
     t0 = time.perf_counter()
     output_names = [o.name for o in onnx_model.graph.output]
     notes = list(conversion.notes)
-    if expected is not None:
+    if golden is not None:
+        pass  # the golden sets carry their expected outputs
+    elif expected is not None:
         cases[0].expected = load_expected(Path(expected), output_names, notes)
     elif spec.run is not None:
         for case in cases:
             case.expected = _run_original(spec, model, case, output_names)
+        sweep.run_source(extra, lambda case: _run_original(spec, model, case, output_names))
+        cases = cases + extra
     timings["reference_s"] = time.perf_counter() - t0
+    latency = {}
+    if measure_latency and spec.run is not None and golden is None and expected is None:
+        from . import latency as latency_mod
+
+        latency = latency_mod.measure_original(spec.run, model, cases)
+    if sample is None and golden is None and not any(c.expected is not None for c in cases):
+        notes.append(f"inputs synthesised from the model's declared inputs (seed {seed})")
 
     return Artifact(
         model=onnx_model,
@@ -160,12 +201,14 @@ def produce(
             "exporter": conversion.exporter,
             "opset": _default_domain_opset(onnx_model),
         },
-        dynamic_batch=options.dynamic_batch,
+        dynamic_batch=dynamic_batch,
         seed=seed,
         tree_ensemble=spec.tree_ensemble,
+        gate_info=gate_info,
         notes=notes,
         timings=timings,
         verified=any(c.expected is not None for c in cases),
+        latency=latency,
     )
 
 
@@ -188,6 +231,24 @@ def _run_original(spec, model, case, output_names) -> Dict[str, np.ndarray]:
             f"{spec.name}: original model gave {len(produced)} outputs, the ONNX model has {len(output_names)}"
         )
     return dict(zip(output_names, produced))
+
+
+def _is_onnx_model(model) -> bool:
+    """The loaded source is itself an ONNX ModelProto (no onnx import needed)."""
+    return type(model).__name__ == "ModelProto" and type(model).__module__.startswith("onnx")
+
+
+def _golden_cases(golden, model, sample, expected):
+    """Golden cases read before conversion when the source is the ONNX model."""
+    if golden is None:
+        return None
+    if sample is not None or expected is not None:
+        raise UsageError("--golden holds both inputs and expected outputs: drop --sample and --expected")
+    if not _is_onnx_model(model):
+        return None  # read against the converted model, after conversion
+    from . import golden as golden_mod
+
+    return golden_mod.read(Path(golden), model)
 
 
 def load_expected(path: Path, output_names, notes) -> Dict[str, np.ndarray]:

@@ -35,7 +35,8 @@ def get_plugin_manager(plugins: Iterable[object] = (), load_entry_points: bool =
     pm.add_hookspecs(hookspecs)
     blocked = disabled_plugins()
     for plugin in plugins:
-        pm.register(plugin)
+        # readable names in conflict messages (pluggy would use the object id)
+        pm.register(plugin, name=getattr(plugin, "__name__", None) or type(plugin).__name__)
     if load_entry_points:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if normalize_name(ep.name) in blocked or pm.has_plugin(ep.name):

@@ -79,6 +79,26 @@ SignatureFn = Callable[[Any], Optional[Sequence[InputSpec]]]
 SniffFn = Callable[[Path], bool]
 
 
+@dataclass
+class Intermediate:
+    """One layer or step of the ORIGINAL model and the ONNX tensor that holds
+    the same value; used by ``onnxgate diagnose`` to find where outputs part."""
+
+    #: Layer/step name in the source (``"encoder.fc2"``, ``"scaler"``).
+    name: str
+    #: Its kind (module class, estimator class), for the message.
+    kind: str
+    #: Name of the ONNX tensor computed for it.
+    onnx_tensor: str
+    #: The original model's value there (a numpy array).
+    value: Any
+
+
+#: intermediates(model, inputs, onnx_model) -> the original model's values at
+#: its layers/steps, in execution order, each mapped to an ONNX tensor.
+IntermediatesFn = Callable[[Any, Mapping[str, Any], Any], Sequence[Intermediate]]
+
+
 @dataclass(frozen=True)
 class ConverterSpec:
     """A converter from one source framework to ONNX.
@@ -119,6 +139,9 @@ class ConverterSpec:
     #: True for tree ensembles: validation may tolerate threshold-rounding flips.
     tree_ensemble: bool = False
     description: str = ""
+    #: Optional: values at the original's layers/steps for diagnosis
+    #: (``onnxgate diagnose``); None = only ONNX Runtime vs onnx.reference.
+    intermediates: Optional[IntermediatesFn] = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(normalize_name(self.name)):
@@ -133,13 +156,22 @@ class EnvironmentSpec:
     """An isolated Python environment a converter needs (retired frameworks)."""
 
     name: str
-    #: pip requirement lines, installed in order, each a list of pip arguments.
+    #: pip requirement lines, installed in order, each a list of pip arguments
+    #: (``("--no-deps", "onnx-chainer==1.6.0")``). onnxgate adds one step of its
+    #: own (the worker's needs: pluggy). Only the package registry is used.
     install_steps: Tuple[Tuple[str, ...], ...]
+    #: Interpreter the venv is made from: a name looked up on PATH
+    #: (``"python3.11"``) or an absolute path.
     python: str = "python3"
     description: str = ""
+    #: Pins applied to every install step (``pip -c``), so a later step cannot
+    #: move a version an earlier one chose (``"numpy==1.23.5"``).
+    constraints: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", normalize_name(self.name))
+        object.__setattr__(self, "install_steps", tuple(tuple(step) for step in self.install_steps))
+        object.__setattr__(self, "constraints", tuple(self.constraints))
 
 
 @dataclass(frozen=True)

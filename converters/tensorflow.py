@@ -1,0 +1,561 @@
+"""TensorFlow / Keras -> ONNX with tf2onnx.
+
+Every source that is a graph (Keras model of any kind, ``tf.function``,
+SavedModel signature) is wrapped in one ``tf.function`` whose input signature
+comes from the model, then converted with ``tf2onnx.convert.from_function``:
+``from_keras`` fails on ``keras.Sequential`` under Keras 3, this path does
+not. ``.tflite`` flatbuffers go through ``from_tflite`` and the original
+outputs come from the TFLite interpreter.
+
+tf2onnx only logs TF ops it cannot map and leaves them in the graph, so the
+result is scanned: any op ONNX does not define is a conversion failure that
+names the ops, except the few ops this module composes from ONNX ops itself
+(see ``COMPOSITIONS``); the gate then validates those like everything else.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
+
+from .common import zip_names
+
+KERAS_MODEL = "keras.src.models.model.Model"
+TF_FUNCTION = "tensorflow.python.eager.polymorphic_function.polymorphic_function.Function"
+CONCRETE_FUNCTION = "tensorflow.python.eager.polymorphic_function.concrete_function.ConcreteFunction"
+#: Highest opset tf2onnx 1.17 writes.
+MAX_OPSET = 18
+DEFAULT_OPSET = 17
+#: Domain tf2onnx leaves untranslated TF ops in (custom handlers, TF-only ops).
+TF_DOMAIN = "ai.onnx.converters.tensorflow"
+_TENSOR_NAME = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+# --- detection (no framework import) -------------------------------------
+
+def sniff(path: Path) -> bool:
+    """SavedModel folder, .keras zip archive, or TFLite flatbuffer."""
+    if path.is_dir():
+        return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        return "config.json" in zip_names(path)
+    if suffix == ".tflite":
+        return _is_tflite(path)
+    return False
+
+
+def _is_tflite(path: Path) -> bool:
+    from onnxgate.plugins.detect import read_head
+
+    return read_head(path, 8)[4:8] == b"TFL3"  # flatbuffer file identifier
+
+
+# --- sources read from files ----------------------------------------------
+
+@dataclass
+class SavedModel:
+    """A loaded SavedModel and the serving signature that gets converted."""
+
+    path: Path
+    root: Any  # keeps the variables the signature captures alive
+    function: Any  # ConcreteFunction
+    signature_name: str
+
+
+@dataclass
+class TFLiteModel:
+    path: Path
+
+
+def load(path: Path, trusted: bool):
+    if path.is_dir():
+        return _load_saved_model(path)
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        return _load_tflite(path)
+    if suffix == ".keras":
+        return _load_keras(path, trusted)
+    raise ValueError(f"unsupported file kind {suffix!r} (use .keras, .tflite or a SavedModel folder)")
+
+
+def _load_keras(path: Path, trusted: bool):
+    if "config.json" not in zip_names(path):
+        raise ValueError("not a Keras archive (truncated or not a .keras file)")
+    import keras
+
+    try:
+        # safe_mode refuses Lambda layers holding Python bytecode: loading
+        # them runs code, so only --trust-source turns it off.
+        return keras.saving.load_model(str(path), compile=False, safe_mode=not trusted)
+    except ValueError as exc:
+        if "safe_mode" in str(exc):
+            from onnxgate.pipeline.errors import UntrustedSourceError
+
+            raise UntrustedSourceError(
+                f"{path}: the model holds Python code (e.g. a Lambda layer) that Keras' safe mode refuses; "
+                "pass --trust-source only if you trust where this file came from"
+            ) from None
+        raise
+
+
+def _load_saved_model(path: Path) -> SavedModel:
+    if not sniff(path):
+        raise ValueError("no saved_model.pb in this folder")
+    import tensorflow as tf
+
+    with _quiet_tf():
+        root = tf.saved_model.load(str(path))
+    signatures = dict(getattr(root, "signatures", {}) or {})
+    if not signatures:
+        raise ValueError("the SavedModel has no signatures; re-export it with model.export() or signatures=")
+    name = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+    return SavedModel(path=path, root=root, function=signatures[name], signature_name=name)
+
+
+def _load_tflite(path: Path) -> TFLiteModel:
+    if not _is_tflite(path):
+        raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+    _interpreter(path)  # the interpreter verifies the flatbuffer: fail at load, not mid-conversion
+    return TFLiteModel(path=path)
+
+
+def _interpreter(path: Path):
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice for ai_edge_litert
+        # Builtin kernels only: the reference is the model as TFLite defines
+        # it, and XNNPACK would print a banner on every run.
+        interp = tf.lite.Interpreter(
+            model_path=str(path),
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+    interp.allocate_tensors()
+    return interp
+
+
+# --- input signature -------------------------------------------------------
+
+def signature(model) -> Optional[List[InputSpec]]:
+    if isinstance(model, TFLiteModel):
+        return [
+            InputSpec(name=d["name"], shape=tuple(int(s) if s >= 0 else None for s in d["shape_signature"]),
+                      dtype=_np_name(d["dtype"]))
+            for d in _interpreter(model.path).get_input_details()
+        ]
+    if isinstance(model, SavedModel):
+        return _function_signature(model.function)
+    if _is_keras(model):
+        return _keras_signature(model)
+    if _has_type(model, TF_FUNCTION):
+        specs = model.input_signature
+        return _specs_to_inputs(specs, _arg_names(model.python_function)) if specs is not None else None
+    if _has_type(model, CONCRETE_FUNCTION):
+        return _function_signature(model)
+    return None
+
+
+def _keras_signature(model) -> Optional[List[InputSpec]]:
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):  # subclassed, or a Sequential without an Input
+        inputs = []
+    if inputs:
+        return [
+            InputSpec(name=_input_name(t.name, i, len(inputs)), shape=(None,) + tuple(t.shape[1:]), dtype=str(t.dtype))
+            for i, t in enumerate(inputs)
+        ]
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if not shapes or _call_arity(model) > 1:  # Keras records only the first call argument
+        return None
+    # A subclassed model built by a call: Keras kept each call argument's shape.
+    specs = []
+    for i, (key, shape) in enumerate(shapes.items()):
+        if shape is None or not isinstance(shape, (tuple, list)) or any(isinstance(s, (tuple, list)) for s in shape):
+            return None  # nested inputs: ask for a sample
+        name = "input" if key == "input_shape" else key.removesuffix("_shape")
+        specs.append(InputSpec(name=_input_name(name, i, len(shapes)), shape=(None,) + tuple(shape[1:]),
+                               dtype=str(getattr(model, "input_dtype", "float32") or "float32")))
+    return specs
+
+
+def _input_name(name: str, index: int, count: int) -> str:
+    name = (name or "").split(":")[0]
+    if not name or name.startswith("keras_tensor") or _TENSOR_NAME.search(name):
+        return "input" if count == 1 else f"input_{index}"
+    return name
+
+
+def _function_signature(fn) -> List[InputSpec]:
+    args, kwargs = fn.structured_input_signature
+    specs = list(args) + [kwargs[k] for k in sorted(kwargs)]
+    names = [None] * len(args) + sorted(kwargs)
+    return _specs_to_inputs(specs, names)
+
+
+def _specs_to_inputs(specs, names) -> List[InputSpec]:
+    out = []
+    for i, spec in enumerate(specs):
+        name = spec.name or (names[i] if i < len(names) and names[i] else None)
+        out.append(InputSpec(
+            name=_input_name(name, i, len(specs)),
+            shape=tuple(spec.shape.as_list()) if spec.shape.rank is not None else (None,),
+            dtype=spec.dtype.name,
+        ))
+    return out
+
+
+def _arg_names(fn) -> List[str]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.name != "self"]
+
+
+# --- calling the original model ----------------------------------------------
+
+def _call(model, tensors: List[Any], names: List[str]) -> Dict[str, Any]:
+    """Run a graph source on TF tensors; outputs flattened and named."""
+    if isinstance(model, SavedModel):
+        return _name_outputs(model.function, _call_concrete(model.function, tensors, names))
+    if _is_keras(model):
+        if _call_arity(model) > 1:  # subclassed call(self, a, b): the sample names the arguments
+            return _name_outputs(model, model(**dict(zip(names, tensors)), training=False))
+        return _name_outputs(model, model(_keras_inputs(model, tensors), training=False))
+    if _has_type(model, CONCRETE_FUNCTION):
+        return _name_outputs(model, _call_concrete(model, tensors, names))
+    return _name_outputs(model, model(*tensors))
+
+
+def _keras_inputs(model, tensors):
+    """Tensors in the structure the model was built with (a functional model
+    built on a dict of Inputs wants a dict); model.inputs is its flattening."""
+    struct = getattr(model, "_inputs_struct", None)  # functional models only
+    if struct is not None and not isinstance(struct, (list, tuple)) and len(tensors) > 1:
+        import keras
+
+        return keras.tree.pack_sequence_as(struct, list(tensors))
+    return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
+def _call_arity(model) -> int:
+    """Required positional arguments of a subclassed model's call()."""
+    if getattr(model, "_inputs_struct", None) is not None:
+        return 1  # functional/Sequential: one (possibly nested) argument
+    try:
+        params = inspect.signature(model.call).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               and p.default is p.empty and p.name not in ("training", "mask"))
+
+
+def _call_concrete(fn, tensors, names):
+    args, kwargs = fn.structured_input_signature
+    if kwargs:  # serving signatures take keyword arguments only
+        keys = sorted(kwargs)
+        return fn(*tensors[:len(args)], **dict(zip(keys, tensors[len(args):])))
+    return fn(*tensors)
+
+
+def _name_outputs(model, out) -> Dict[str, Any]:
+    """Flat {name: tensor}; the names become the ONNX output names."""
+    import tensorflow as tf
+
+    if isinstance(out, dict) and not any(isinstance(v, (dict, list, tuple)) for v in out.values()):
+        return {str(k): v for k, v in out.items()}
+    leaves = tf.nest.flatten(out)
+    names = list(getattr(model, "output_names", None) or []) if _is_keras(model) else []
+    if len(names) != len(leaves) or len(set(names)) != len(names):
+        names = ["output"] if len(leaves) == 1 else [f"output_{i}" for i in range(len(leaves))]
+    return dict(zip(names, leaves))
+
+
+def run(model, inputs):
+    import numpy as np
+
+    if isinstance(model, TFLiteModel):
+        return _run_tflite(model, inputs)
+    import tensorflow as tf
+
+    names = list(inputs)
+    tensors = [tf.convert_to_tensor(inputs[n]) for n in names]
+    return {k: np.asarray(v) for k, v in _call(model, tensors, names).items()}
+
+
+def _run_tflite(model: TFLiteModel, inputs):
+    interp = _interpreter(model.path)
+    details = interp.get_input_details()
+    for d in details:
+        if tuple(d["shape"]) != inputs[d["name"]].shape:
+            interp.resize_tensor_input(d["index"], inputs[d["name"]].shape, strict=True)
+    interp.allocate_tensors()
+    for d in details:
+        interp.set_tensor(d["index"], inputs[d["name"]])
+    interp.invoke()
+    return {d["name"]: interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()}
+
+
+# --- conversion ------------------------------------------------------------------
+
+def convert(model, example, options):
+    opset = options.opset or DEFAULT_OPSET
+    if opset > MAX_OPSET:
+        from onnxgate.pipeline.errors import UsageError
+
+        raise UsageError(f"tf2onnx writes ONNX opsets up to {MAX_OPSET}; --opset {opset} is too new")
+    import tf2onnx
+
+    composed: set = set()
+    handlers = {op: (fn, []) for op, fn in _compositions(composed).items()}
+    with _capture_tf2onnx_log() as log:
+        if isinstance(model, TFLiteModel):
+            onx, _ = tf2onnx.convert.from_tflite(str(model.path), opset=opset, custom_op_handlers=handlers)
+            if not options.dynamic_batch:
+                _fix_batch(onx, example)
+            exporter = "tf2onnx from_tflite"
+        else:
+            fn, specs = _wrap(model, example, options.dynamic_batch)
+            onx, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset,
+                                                   custom_op_handlers=handlers)
+            exporter = "tf2onnx from_function"
+    _fail_on_untranslated(onx, log)
+    notes = [f"TF op {op} composed from ONNX ops by onnxgate (tf2onnx has no converter for it)"
+             for op in sorted(composed)]
+    if isinstance(model, SavedModel):
+        notes.append(f"converted SavedModel signature {model.signature_name!r}")
+    return Conversion(onx, exporter=exporter, notes=notes)
+
+
+def _fix_batch(onx, example) -> None:
+    """from_tflite ignores shape_override: pin the batch on the graph inputs."""
+    for inp in onx.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name in example and dims:
+            dims[0].dim_value = int(example[inp.name].shape[0])
+
+
+def _wrap(model, example, dynamic_batch: bool):
+    """One tf.function over the model, with a signature built from the inputs."""
+    import tensorflow as tf
+
+    names = list(example)
+    declared = {s.name: s.shape for s in (signature(model) or [])}
+    specs = []
+    for name in names:
+        value = example[name]
+        shape = list(declared.get(name) or value.shape)
+        if len(shape) != value.ndim:
+            shape = list(value.shape)
+        shape[0] = None if dynamic_batch else int(value.shape[0])
+        specs.append(tf.TensorSpec(shape, tf.as_dtype(value.dtype), name=name))
+
+    def graph(*tensors):
+        return _call(model, list(tensors), names)
+
+    return tf.function(graph, input_signature=specs), specs
+
+
+@contextmanager
+def _capture_tf2onnx_log():
+    """Collect tf2onnx's error records (they name unsupported ops) and keep
+    them off the user's terminal: the outcome is reported as one line."""
+    records: List[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("tf2onnx")
+    handler = _Keep(level=logging.ERROR)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with _quiet_tf():
+            yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+@contextmanager
+def _quiet_tf():
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tf_logger.setLevel(level)
+
+
+def _unsupported_from_log(records) -> Dict[str, str]:
+    """{op: why} from tf2onnx's 'not supported' / 'Failed to convert node' lines."""
+    found = {}
+    for rec in records:
+        msg = str(rec.msg)
+        if msg.startswith("Tensorflow op [") and len(rec.args or ()) == 2:
+            found.setdefault(str(rec.args[1]), "no tf2onnx converter")
+        elif msg.startswith("Failed to convert node") and rec.args:
+            found.setdefault(f"node {rec.args[0]}", f"tf2onnx converter failed: {str(rec.args[-1])[:120]}")
+    return found
+
+
+def _graph_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.g.node:
+                yield from _graph_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _graph_nodes(sub)
+
+
+def _foreign_ops(onx) -> Dict[str, int]:
+    """Ops left in the graph that ONNX does not define (TF ops tf2onnx kept)."""
+    import onnx
+
+    counts: Dict[str, int] = {}
+    for node in _graph_nodes(onx.graph):
+        standard = node.domain in ("", "ai.onnx", "ai.onnx.ml")
+        if node.domain == TF_DOMAIN or (standard and not onnx.defs.has(node.op_type, node.domain)):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def _fail_on_untranslated(onx, records) -> None:
+    foreign = _foreign_ops(onx)
+    from_log = _unsupported_from_log(records)
+    if not foreign and not from_log:
+        return
+    from onnxgate.pipeline.errors import ConversionError
+
+    parts = [f"{op} ({n} node{'s' if n > 1 else ''})" for op, n in sorted(foreign.items())]
+    parts += [f"{op}: {why}" for op, why in sorted(from_log.items()) if op not in foreign and op.startswith("node ")]
+    parts += [op for op in sorted(from_log) if op not in foreign and not op.startswith("node ")]
+    raise ConversionError(
+        "tf2onnx cannot convert these TensorFlow ops: " + ", ".join(parts)
+        + f" (onnxgate composes only {', '.join(sorted(_compositions()))}); the model would not load in onnxruntime"
+    )
+
+
+# --- ONNX compositions for TF ops tf2onnx 1.17 lacks ----------------------------------
+
+def _compositions(used: Optional[set] = None):
+    """{TF op: tf2onnx old-style handler}; each rewrites the node in place and
+    records its op in ``used`` so the report can say what was composed."""
+    def recording(op, compose):
+        def handler(ctx, node, name, args):
+            compose(ctx, node)
+            if used is not None:
+                used.add(op)
+        return handler
+
+    return {op: recording(op, fn) for op, fn in (("Log1p", _compose_log1p), ("Expm1", _compose_expm1))}
+
+
+def _builder(ctx, node):
+    """(x, const, op): the node's input and small factories for new nodes."""
+    import numpy as np
+    from tf2onnx import utils
+
+    x = node.input[0]
+    np_dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
+    scope = f"{node.name}/onnxgate"
+
+    def const(value):
+        return ctx.make_const(utils.make_name(f"{scope}/c"), np.array(value, dtype=np_dtype)).output[0]
+
+    def op(kind, *inputs):
+        return ctx.make_node(kind, list(inputs), name=utils.make_name(f"{scope}/{kind}")).output[0]
+
+    return x, const, op
+
+
+def _where_small(ctx, node, x, const, op, near, far) -> None:
+    """node := Where(|x| < 0.5, near, far), keeping the node's output name."""
+    small = op("Less", op("Abs", x), const(0.5))
+    ctx.replace_inputs(node, [small, near, far])
+    node.type = "Where"
+
+
+def _compose_log1p(ctx, node):
+    # log1p(x) = 2*atanh(x / (2 + x)) exactly; it keeps full precision near 0,
+    # where log(1 + x) cancels. Far from 0, log(1 + x) is accurate.
+    x, const, op = _builder(ctx, node)
+    near = op("Mul", const(2.0), op("Atanh", op("Div", x, op("Add", const(2.0), x))))
+    far = op("Log", op("Add", const(1.0), x))
+    _where_small(ctx, node, x, const, op, near, far)
+
+
+def _compose_expm1(ctx, node):
+    # expm1(x) = 2t / (1 - t) with t = tanh(x/2), exact and precise near 0;
+    # far from 0, exp(x) - 1 has no cancellation (and gives inf, -1 at +-inf).
+    x, const, op = _builder(ctx, node)
+    t = op("Tanh", op("Mul", x, const(0.5)))
+    near = op("Div", op("Mul", const(2.0), t), op("Sub", const(1.0), t))
+    far = op("Sub", op("Exp", x), const(1.0))
+    _where_small(ctx, node, x, const, op, near, far)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+def _has_type(obj, dotted: str) -> bool:
+    return any(f"{c.__module__}.{c.__qualname__}" == dotted for c in type(obj).__mro__)
+
+
+def _is_keras(obj) -> bool:
+    return _has_type(obj, KERAS_MODEL)
+
+
+def _np_name(dtype) -> str:
+    import numpy as np
+
+    return np.dtype(dtype).name
+
+
+def _tf_distribution() -> str:
+    """TensorFlow ships as ``tensorflow`` or ``tensorflow-cpu``; ask metadata
+    (no import) which one is here."""
+    from importlib import metadata
+
+    for dist in ("tensorflow", "tensorflow-cpu"):
+        try:
+            metadata.version(dist)
+            return dist
+        except metadata.PackageNotFoundError:
+            pass
+    return "tensorflow"
+
+
+@hookimpl
+def onnxgate_converters():
+    tf_dist = _tf_distribution()
+    yield ConverterSpec(
+        name="tensorflow",
+        framework="TensorFlow/Keras",
+        description="Keras 3 models, tf.function, .keras, SavedModel folders, .tflite via tf2onnx",
+        convert=convert,
+        run=run,
+        load=load,
+        inputs=signature,
+        suffixes=(".keras", ".tflite", "/"),
+        sniff=sniff,
+        object_types=(KERAS_MODEL, TF_FUNCTION, CONCRETE_FUNCTION),
+        tolerance=Tolerance(rtol=1e-4, atol=1e-5),
+        requires=(tf_dist, "tf2onnx"),
+        framework_distribution=tf_dist,
+        default_opset=DEFAULT_OPSET,
+    )

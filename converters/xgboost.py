@@ -1,0 +1,149 @@
+"""XGBoost -> ONNX with onnxmltools.
+
+Sources: fitted ``XGBClassifier``/``XGBRegressor`` (any ``XGBModel``), a raw
+``Booster``, or a native model file (``.json``/``.ubj``, loaded with
+``Booster.load_model``: no pickle). Classifiers give two plain arrays
+(``label``, ``probabilities``); regressors one (``variable``).
+"""
+from __future__ import annotations
+
+import json
+import re
+from importlib import metadata
+from pathlib import Path
+
+from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
+from onnxgate.plugins.detect import read_head
+
+from . import trees_common as tc
+
+# An XGBoost JSON model is an object whose first key is "learner" (or
+# "version" in some writers); UBJSON spells the key as a length-prefixed
+# string right after the opening brace.
+_JSON_HEAD = re.compile(rb'^\s*\{\s*"(learner|version)"\s*:')
+
+
+def sniff(path: Path) -> bool:
+    head = read_head(path, 256)
+    if path.suffix.lower() == ".ubj":
+        return head[:1] == b"{" and b"learner" in head[:24]
+    return bool(_JSON_HEAD.match(head)) and b'"learner"' in read_head(path, 1 << 16)
+
+
+def _distribution() -> str:
+    """The installed XGBoost distribution: ``xgboost`` (with the CUDA NCCL
+    dependency) or ``xgboost-cpu``; both provide the ``xgboost`` module."""
+    for dist in ("xgboost", "xgboost-cpu"):
+        try:
+            metadata.version(dist)
+            return dist
+        except metadata.PackageNotFoundError:
+            continue
+    return "xgboost-cpu"  # what `pip install onnxgate[xgboost]` brings
+
+
+def load(path: Path, trusted: bool):
+    from onnxgate.pipeline.errors import UsageError
+
+    if not sniff(path):
+        raise UsageError(
+            f"{path}: not an XGBoost model file (expected XGBoost's JSON or UBJSON with a 'learner' object)"
+        )
+    import xgboost
+
+    booster = xgboost.Booster()
+    booster.load_model(str(path))
+    return booster
+
+
+def _is_booster(model) -> bool:
+    return type(model).__name__ == "Booster"
+
+
+def _booster(model):
+    from onnxgate.pipeline.errors import UsageError
+
+    if _is_booster(model):
+        return model
+    try:
+        return model.get_booster()
+    except Exception as exc:  # sklearn's NotFittedError and XGBoost's own
+        raise UsageError(f"the XGBoost model is not fitted ({type(exc).__name__})") from None
+
+
+def objective(model) -> str:
+    config = json.loads(_booster(model).save_config())
+    return config["learner"]["objective"]["name"]
+
+
+def is_classifier(model) -> bool:
+    if _is_booster(model):
+        return objective(model).startswith(("binary:", "multi:"))
+    from sklearn.base import is_classifier as sklearn_is_classifier
+
+    return sklearn_is_classifier(model)
+
+
+def signature(model):
+    return tc.features_signature(_booster(model).num_features())
+
+
+def convert(model, example, options):
+    from onnxmltools import convert_xgboost
+
+    booster = _booster(model)
+    opset, notes = tc.onnxmltools_opset(options.opset)
+    onx = convert_xgboost(
+        model, initial_types=tc.float_initial_types(booster.num_features()), target_opset=opset,
+    )
+    tc.dynamic_output_batch(onx)
+    tc.declare_tree_outputs(onx)
+    return Conversion(onx, exporter="onnxmltools.convert_xgboost", notes=notes)
+
+
+def run(model, inputs):
+    X = inputs[tc.INPUT_NAME]
+    if not _is_booster(model):
+        if is_classifier(model):
+            return [model.predict(X), model.predict_proba(X)]
+        return [model.predict(X)]
+    import xgboost
+
+    data = xgboost.DMatrix(X)
+    if not is_classifier(model):
+        return [model.predict(data)]
+    if objective(model) == "multi:softmax":  # predict() gives labels: rebuild probabilities
+        margin = model.predict(data, output_margin=True)
+        proba = _softmax(margin)
+    else:
+        proba = tc.binary_or_multi(model.predict(data))
+    return [tc.labels_from(proba), proba]
+
+
+def _softmax(z):
+    import numpy as np
+
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@hookimpl
+def onnxgate_converters():
+    dist = _distribution()
+    yield ConverterSpec(
+        name="xgboost",
+        framework="XGBoost",
+        description="XGBClassifier/XGBRegressor/Booster and .json/.ubj model files via onnxmltools",
+        convert=convert,
+        run=run,
+        load=load,
+        inputs=signature,
+        suffixes=(".json", ".ubj"),
+        sniff=sniff,
+        object_types=("xgboost.sklearn.XGBModel", "xgboost.core.Booster"),
+        # XGBoost itself computes in float32: differences stay at float32 rounding
+        tolerance=Tolerance(rtol=1e-4, atol=1e-5),
+        requires=(dist, "onnxmltools"),
+        framework_distribution=dist,
+        tree_ensemble=True,
+    )

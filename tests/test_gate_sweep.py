@@ -1,0 +1,97 @@
+"""Shape sweep over every dynamic axis, frozen axes, skipped-by-source, determinism."""
+import json
+
+import numpy as np
+import pytest
+
+from gate_support import registry, seq_mean_model
+from onnxgate.pipeline import api, sweep
+from onnxgate.pipeline.gate_config import GateConfig
+
+
+def _run(model, **kw):
+    return api.convert(model, framework="hand", registry=registry(), latency=False, **kw)
+
+
+def _case(report, name):
+    return next(c for c in report["cases"] if c["name"] == name)
+
+
+def test_every_dynamic_axis_is_swept_and_passes_on_a_correct_model():
+    result = _run(seq_mean_model("seq"))
+    names = {c["name"] for c in result.report["cases"]}
+    assert {f"sweep_seq={n}" for n in sweep.SIZES} <= names  # not only the batch
+    assert {"sweep_batch=2", "sweep_batch=5", "sweep_batch=16"} <= names
+    assert _case(result.report, "sweep_seq=5")["input_shapes"]["x"] == [4, 5, 4]
+    assert result.passed, result.report["failures"]
+    axes = {a["axis"]: a for a in result.report["sweep"]["dynamic_axes"]}
+    assert set(axes) == {"batch", "seq"} and axes["seq"]["members"] == [{"input": "x", "axis": 1}]
+
+
+def test_a_length_hard_coded_in_the_graph_fails_only_at_other_lengths():
+    # mean computed as sum / 8: right at the synthesised length 8, wrong elsewhere
+    result = _run(seq_mean_model("seq", hard_coded_length=8))
+    assert not result.passed
+    assert all(o["passed"] for o in _case(result.report, "batch_4")["outputs"])
+    assert not _case(result.report, "sweep_seq=5")["passed"]
+    assert any(f.startswith("sweep_seq=5/y") for f in result.report["failures"])
+    # without the sweep, the one-shape comparison says nothing is wrong
+    assert _run(seq_mean_model("seq", hard_coded_length=8), gate=GateConfig(sweep=False)).passed
+
+
+def test_axis_dynamic_in_source_but_frozen_in_onnx_is_reported_by_name():
+    result = _run(seq_mean_model(8))
+    check = next(c for c in result.report["checks"] if c["name"] == "dynamic_axes")
+    assert not check["passed"]
+    assert "x axis 1 (fixed to 8)" in check["message"]
+    assert not result.passed
+    assert result.report["sweep"]["frozen_axes"] == [{"input": "x", "axis": 1, "fixed_to": 8}]
+    assert not any(c["name"].startswith("sweep_seq") for c in result.report["cases"])
+
+
+def test_sizes_the_original_rejects_are_skipped_by_source_not_failed():
+    result = _run(seq_mean_model("seq", min_seq=2))
+    case = _case(result.report, "sweep_seq=1")
+    assert case["passed"] and case["outputs"] == []
+    assert "rejects" in case["skipped"] and "shorter than 2" in case["skipped"]
+    assert result.passed, result.report["failures"]
+    check = next(c for c in result.report["checks"] if c["name"] == "shape_sweep")
+    assert "skipped by source" in check["message"] and "sweep_seq=1" in check["message"]
+
+
+def test_same_seed_same_cases_same_verdict_and_the_seed_is_recorded():
+    a = _run(seq_mean_model("seq", hard_coded_length=8), seed=7)
+    b = _run(seq_mean_model("seq", hard_coded_length=8), seed=7)
+    assert a.report["seed"] == 7
+    assert a.report["failures"] == b.report["failures"]
+    for ca, cb in zip(a.artifact.cases, b.artifact.cases):
+        assert ca.name == cb.name
+        for k in ca.inputs:
+            np.testing.assert_array_equal(ca.inputs[k], cb.inputs[k])
+    c = _run(seq_mean_model("seq", hard_coded_length=8), seed=8)
+    assert any(not np.array_equal(x.inputs["x"], y.inputs["x"]) for x, y in zip(a.artifact.cases, c.artifact.cases))
+    assert c.passed == a.passed  # the verdict does not hinge on the draw
+
+
+def test_sklearn_batch_sweep_and_report_is_json(tmp_path):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    result = api.convert(LogisticRegression(max_iter=500).fit(X, y), latency=False)
+    assert result.passed, result.report["failures"]
+    assert [c["kind"] for c in result.report["cases"]].count("sweep") == 3  # batch 1 exists already
+    result.save(tmp_path / "m.onnx", tmp_path / "r.json")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["gate"]["sweep"] is True and report["sweep"]["dynamic_axes"][0]["axis"]
+
+
+@pytest.mark.parametrize("size", [1, 3, 9])
+def test_resize_keeps_rows_from_the_sample(size):
+    rng = np.random.default_rng(0)
+    base = np.arange(12, dtype=np.float32).reshape(4, 3)
+    rows = sweep.resize(base, 0, size, rng)
+    assert rows.shape == (size, 3)
+    assert all(any((r == b).all() for b in base) for r in rows)
+    cols = sweep.resize(base, 1, size, rng)
+    np.testing.assert_array_equal(cols[:, : min(size, 3)], base[:, : min(size, 3)])
