@@ -104,10 +104,68 @@ assert np.allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-5)
 open(os.environ["OUT"], "wb").write(onx.SerializeToString())
 """
 
+
+def _trees_build(index: int):
+    """A native classifier file from fixtures/trees_fixtures.py: 0 XGBoost
+    (.json), 2 LightGBM (.txt), 4 CatBoost (.cbm)."""
+    def build(folder: Path) -> Dict[str, str]:
+        import numpy as np
+        import trees_fixtures
+
+        data = trees_fixtures._data()
+        models = (trees_fixtures.xgboost_models(data) + trees_fixtures.lightgbm_models(data)
+                  + trees_fixtures.catboost_models(data))
+        name, model, suffix, X = models[index]
+        trees_fixtures.save_native(model, folder / f"{name}{suffix}")
+        np.savez(folder / "sample.npz", X=np.asarray(X[::7], dtype=np.float32))
+        return {"SOURCE": str(folder / f"{name}{suffix}"), "SAMPLE": str(folder / "sample.npz")}
+    return build
+
+
+XGBOOST_BARE = """
+import os, numpy as np, onnxruntime as ort, xgboost
+from onnxmltools import convert_xgboost
+from onnxmltools.convert.common.data_types import FloatTensorType
+model = xgboost.XGBClassifier(); model.load_model(os.environ["SOURCE"])
+X = np.load(os.environ["SAMPLE"])["X"]
+onx = convert_xgboost(model, initial_types=[("X", FloatTensorType([None, X.shape[1]]))], target_opset=15)
+sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+label, proba = sess.run(None, {"X": X})
+assert np.allclose(proba, model.predict_proba(X), rtol=1e-4, atol=1e-5)
+open(os.environ["OUT"], "wb").write(onx.SerializeToString())
+"""
+
+LIGHTGBM_BARE = """
+import os, numpy as np, onnxruntime as ort, lightgbm
+from onnxmltools import convert_lightgbm
+from onnxmltools.convert.common.data_types import FloatTensorType
+booster = lightgbm.Booster(model_file=os.environ["SOURCE"])
+X = np.load(os.environ["SAMPLE"])["X"]
+onx = convert_lightgbm(booster, initial_types=[("X", FloatTensorType([None, X.shape[1]]))], target_opset=15, zipmap=False)
+sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+label, proba = sess.run(None, {"X": X})
+assert np.allclose(proba[:, 1], booster.predict(X), rtol=1e-4, atol=1e-5)
+open(os.environ["OUT"], "wb").write(onx.SerializeToString())
+"""
+
+CATBOOST_BARE = """
+import os, numpy as np, onnxruntime as ort, catboost
+model = catboost.CatBoostClassifier(); model.load_model(os.environ["SOURCE"])
+X = np.load(os.environ["SAMPLE"])["X"]
+model.save_model(os.environ["OUT"], format="onnx")
+sess = ort.InferenceSession(os.environ["OUT"], providers=["CPUExecutionProvider"])
+label, proba = sess.run(None, {sess.get_inputs()[0].name: X})
+proba = np.array([[row[k] for k in sorted(row)] for row in proba])  # ZipMap's list of dicts
+assert np.allclose(proba, model.predict_proba(X), rtol=1e-4, atol=1e-5)
+"""
+
 CASES: List[Case] = [
     Case("sklearn-logreg-pipeline", _sklearn_build, SKLEARN_BARE),
     Case("torch-mlp (.pt2, dynamo)", _torch_build, TORCH_BARE),
     Case("tf-sequential (.keras, tf2onnx)", _tensorflow_build, TENSORFLOW_BARE),
+    Case("xgboost-classifier (.json)", _trees_build(0), XGBOOST_BARE),
+    Case("lightgbm-classifier (.txt)", _trees_build(2), LIGHTGBM_BARE),
+    Case("catboost-classifier (.cbm)", _trees_build(4), CATBOOST_BARE),
 ]
 
 

@@ -83,8 +83,8 @@ def load(path: Path, trusted: bool, options=None):
             NpzDeserializer(archive, strict=True).load(model)
     except KeyError as exc:
         raise _usage(f"{path}: does not match {reference}: no parameter {exc.args[0]!s}") from None
-    except ValueError as exc:
-        raise _usage(f"{path}: does not match {reference}: {_first_line(exc)}") from None
+    except (ValueError, OSError) as exc:  # shapes differ, object arrays (pickles), not an npz
+        raise _usage(f"{path}: cannot load into {reference}: {_first_line(exc)}") from None
     _check_initialised(model, path, reference)
     return model
 

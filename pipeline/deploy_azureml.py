@@ -281,7 +281,8 @@ class _Deployer:
             description="ONNX model " + ("validated by onnxgate" if not self.request.gate.override
                                          else "deployed WITHOUT passing onnxgate's validation"),
         )
-        created = self.ml.models.create_or_update(model)
+        with _quiet_upload():
+            created = self.ml.models.create_or_update(model)
         self.changes.append(f"model {created.name}:{created.version} registered")
         self.log(f"registered model {created.name}:{created.version}")
         return created
@@ -332,12 +333,13 @@ class _Deployer:
             if have == want and current.instance_type == instance_type and int(current.instance_count or 0) == count:
                 self.log(f"deployment {self.deployment} already serves {want['onnxgate.model']}")
                 return
-        poller = self.ml.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
-            name=self.deployment, endpoint_name=self.ep, model=f"azureml:{model.name}:{model.version}",
-            environment=f"azureml:{env.name}:{env.version}",
-            code_configuration=CodeConfiguration(code=str(package_mod.code_dir(self.pkg)), scoring_script="score.py"),
-            instance_type=instance_type, instance_count=count, tags=want,
-        ))
+        with _quiet_upload():  # uploads the code folder
+            poller = self.ml.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
+                name=self.deployment, endpoint_name=self.ep, model=f"azureml:{model.name}:{model.version}",
+                environment=f"azureml:{env.name}:{env.version}",
+                code_configuration=CodeConfiguration(code=str(package_mod.code_dir(self.pkg)), scoring_script="score.py"),
+                instance_type=instance_type, instance_count=count, tags=want,
+            ))
         self.wait(poller, f"deployment {self.deployment}")
         self.changes.append(f"deployment {self.deployment} {'updated' if current is not None else 'created'}")
         self.log(f"{'updated' if current is not None else 'created'} deployment {self.deployment}")
@@ -370,6 +372,15 @@ class _Deployer:
             raise SmokeTestFailed(f"smoke test failed on {self.ep}/{self.deployment}: {result.message}")
         self.log(f"smoke test passed: {result.message}")
         return result.as_dict()
+
+
+def _quiet_upload():
+    """The SDK's blob upload prints a colour-reset line to stderr whatever
+    ``show_progress`` says; keep it out of onnxgate's one-line output."""
+    import contextlib
+    import io
+
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 def _first_line(exc: BaseException) -> str:

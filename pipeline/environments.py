@@ -165,6 +165,8 @@ def create(spec, force: bool = False, log=None) -> Status:
         if current.ready and not force:
             log(f"environment {spec.name!r} is ready at {current.path} (nothing to do)")
             return current
+        for leftover in root.glob(f".{spec.name}.build-*"):  # a create killed outright
+            shutil.rmtree(leftover, ignore_errors=True)
         logs = root / ".logs"
         logs.mkdir(exist_ok=True)
         log_path = logs / f"{spec.name}.log"

@@ -39,7 +39,7 @@ def set_folders(folder: Path) -> List[Path]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise UsageError(f"golden folder {folder}: no such folder")
+        raise UsageError(f"golden folder {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     if _SET_RE.match(folder.name) and any(_FILE_RE.match(p.name) for p in folder.iterdir()):
         return [folder]
     sets = [p for p in folder.iterdir() if p.is_dir() and _SET_RE.match(p.name)]

@@ -152,8 +152,10 @@ def test_junit_one_testcase_per_case_and_output(passing, failing):
         assert len(suite.findall("testcase/failure")) == int(suite.get("failures"))
     assert int(root.get("tests")) == sum(int(s.get("tests")) for s in suites)
     assert suites[0].get("failures") == "0"
-    failure = suites[1].find("testcase/failure")
+    failure = suites[1].find("testcase/failure[@type='mismatch']")
     assert "differ" in failure.get("message") and "max_abs_err = " in failure.text
+    check = suites[1].find("testcase[@name='check/shape_sweep']/failure")
+    assert check is not None and check.get("type") == "check"
 
 
 # ---------------------------------------------------------------- Markdown
