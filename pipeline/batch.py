@@ -1,7 +1,7 @@
 """Batch conversion: many models from a manifest, one report each.
 
 A manifest is JSON ``{"models": [{"name", "source", "framework"?, "sample"?,
-"expected"?, "options"?, "trust_source"?, "accept_unverified"?}, ...]}``.
+"expected"?, "golden"?, "options"?, "trust_source"?, "accept_unverified"?}, ...]}``.
 Each model runs in isolation: one failure never stops the others.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 
 from .errors import EXIT_OK, OnnxgateError, UsageError
 
-_ENTRY_KEYS = {"name", "source", "framework", "sample", "expected", "options", "trust_source",
+_ENTRY_KEYS = {"name", "source", "framework", "sample", "expected", "golden", "options", "trust_source",
                "accept_unverified", "expect", "area", "static_batch"}
 
 
@@ -51,7 +51,7 @@ def convert_one(entry: Dict[str, Any], out_dir: str) -> Dict[str, Any]:
     try:
         result = api.convert(
             entry["source"], framework=entry.get("framework"), sample=entry.get("sample"),
-            expected=entry.get("expected"), options=entry.get("options") or {},
+            expected=entry.get("expected"), golden=entry.get("golden"), options=entry.get("options") or {},
             trust_source=bool(entry.get("trust_source")), accept_unverified=bool(entry.get("accept_unverified")),
             dynamic_batch=not entry.get("static_batch", False),
         )

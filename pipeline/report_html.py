@@ -26,7 +26,7 @@ vertical-align:top}th{background:#f7f8fb;font-weight:600;cursor:pointer;user-sel
 .ok{color:#2e7d32;font-weight:600}.bad{color:#c62828;font-weight:600}
 code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f0f2f6;padding:1px 4px;border-radius:4px}
 .meta{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:4px 18px}.meta div span{color:#5b6478}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:14px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:14px}
 .chart{border:1px solid #e6e9f0;border-radius:8px;padding:8px}.chart svg{width:100%;height:auto;display:block}
 ul.fail li{color:#c62828;margin:2px 0}.diag{border-left:4px solid #c62828;padding-left:12px}
 .diag.agree{border-left-color:#2e7d32}.muted{color:#5b6478}.legend span{display:inline-block;width:11px;height:11px;
@@ -70,45 +70,52 @@ def _num(value: Any) -> float:
 # ---------------------------------------------------------------- charts
 
 def histogram_svg(name: str, hist: Dict[str, Any], atol: Optional[float] = None) -> str:
-    """Bars of log10 |error| per bin, an 'exact' bar left and a 'NaN/inf' bar right."""
+    """Bars of log10 |error| per bin, set apart: an 'exact' bar on the left,
+    'too large' and 'NaN/inf on one side' bars on the right."""
     edges, counts = hist["edges"], hist["counts"]
-    bars = [("exact / <1e%g" % edges[0], hist.get("below", 0), "#9aa5b8")]
-    bars += [(f"1e{edges[i]:g} .. 1e{edges[i + 1]:g}", c, COLORS["bar"]) for i, c in enumerate(counts)]
-    bars += [(f"> 1e{edges[-1]:g}", hist.get("above", 0), COLORS["bad"]),
-             ("NaN/inf on one side", hist.get("nonfinite", 0), COLORS["bad"])]
-    W, H, left, right, top, bottom = 420, 190, 44, 10, 14, 38
+    # slot layout: exact, gap, bins..., gap, above, nonfinite
+    slots: List[Any] = [("exact or < 1e%g" % edges[0], hist.get("below", 0), "#9aa5b8"), None]
+    slots += [(f"1e{edges[i]:g} .. 1e{edges[i + 1]:g}", c, COLORS["bar"]) for i, c in enumerate(counts)]
+    slots += [None, (f"> 1e{edges[-1]:g}", hist.get("above", 0), COLORS["bad"]),
+              ("NaN/inf on one side only", hist.get("nonfinite", 0), COLORS["bad"])]
+    W, H, left, right, top, bottom = 460, 200, 44, 10, 16, 38
     pw, ph = W - left - right, H - top - bottom
-    n = len(bars)
-    bw = pw / n
-    peak = max([c for _, c, _ in bars] + [1])
+    bw = pw / len(slots)
+    peak = max([s[1] for s in slots if s] + [1])
     parts = [f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="error histogram of {escape(name)}">']
     for frac in (0, 0.5, 1):  # y grid
         y = top + ph * (1 - frac)
         parts.append(f'<line x1="{left}" x2="{W - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e9f0"/>')
         parts.append(f'<text x="{left - 5}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#5b6478">'
                      f'{round(peak * frac):d}</text>')
-    for i, (label, count, color) in enumerate(bars):
+    for i, slot in enumerate(slots):
+        if slot is None:
+            continue
+        label, count, color = slot
         h = ph * count / peak
-        x = left + i * bw
-        parts.append(f'<rect x="{x + 1:.1f}" y="{top + ph - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
-                     f'fill="{color}"><title>{escape(label)}: {count}</title></rect>')
-    if atol and atol > 0:  # where the absolute tolerance sits on the axis
-        pos = (math.log10(atol) - edges[0]) / (edges[-1] - edges[0])
-        if 0 <= pos <= 1:
-            x = left + bw + pos * (pw - 3 * bw)
-            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{top + ph}" stroke="{COLORS["tol"]}" '
-                         f'stroke-dasharray="4 3" stroke-width="1.5"/>')
-            parts.append(f'<text x="{x + 3:.1f}" y="{top + 6}" font-size="10" fill="{COLORS["tol"]}">atol</text>')
+        parts.append(f'<rect x="{left + i * bw + 1:.1f}" y="{top + ph - h:.1f}" width="{max(bw - 2, 1):.1f}" '
+                     f'height="{h:.1f}" fill="{color}"><title>{escape(label)}: {count}</title></rect>')
+    first_bin = 2  # slot index where the log bins start
+
+    def x_at(log10_value: float) -> float:
+        return left + bw * (first_bin + (log10_value - edges[0]) / (edges[1] - edges[0]))
+
     axis_y = top + ph
     parts.append(f'<line x1="{left}" x2="{W - right}" y1="{axis_y}" y2="{axis_y}" stroke="#5b6478"/>')
-    parts.append(f'<text x="{left + bw / 2:.1f}" y="{axis_y + 13}" font-size="9.5" text-anchor="middle" '
-                 f'fill="#5b6478">0</text>')
-    for i in range(0, len(edges), 4):  # every 2 decades
-        x = left + bw * (1 + i)
-        parts.append(f'<text x="{x:.1f}" y="{axis_y + 13}" font-size="9.5" text-anchor="middle" fill="#5b6478">'
-                     f'1e{edges[i]:g}</text>')
-    parts.append(f'<text x="{left + (n - 1) * bw + bw / 2:.1f}" y="{axis_y + 13}" font-size="9.5" '
-                 f'text-anchor="middle" fill="{COLORS["bad"]}">NaN</text>')
+    labels = [(left + bw / 2, "0", "#5b6478")]
+    labels += [(x_at(edges[i]), f"1e{edges[i]:g}", "#5b6478") for i in range(0, len(edges), 4)]
+    labels += [(left + bw * (len(slots) - 0.5), "NaN", COLORS["bad"])]
+    for x, text, color in labels:
+        parts.append(f'<text x="{x:.1f}" y="{axis_y + 13}" font-size="9.5" text-anchor="middle" fill="{color}">'
+                     f'{text}</text>')
+    if atol and atol > 0:  # where the absolute tolerance sits on the axis
+        lg = math.log10(atol)
+        if edges[0] <= lg <= edges[-1]:
+            x = x_at(lg)
+            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{axis_y}" stroke="{COLORS["tol"]}" '
+                         f'stroke-dasharray="4 3" stroke-width="1.5"><title>atol {atol:g}</title></line>')
+            parts.append(f'<text x="{x - 3:.1f}" y="{top - 7 + 9}" font-size="10" text-anchor="end" '
+                         f'fill="{COLORS["tol"]}">atol</text>')
     parts.append(f'<text x="{left + pw / 2:.1f}" y="{H - 4}" font-size="10.5" text-anchor="middle" fill="#1d2330">'
                  f'|onnxruntime − original| per element</text>')
     parts.append("</svg>")

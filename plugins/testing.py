@@ -93,6 +93,10 @@ class ConverterContract:
     def make_sample(self, tmp_path: Path) -> Optional[Path]:
         return None
 
+    def make_convert_kwargs(self, tmp_path: Path) -> Dict[str, Any]:
+        """Extra keyword arguments that depend on files (``golden=...``)."""
+        return {}
+
     # helpers -------------------------------------------------------------
     def _spec(self):
         from .manager import Registry
@@ -103,6 +107,7 @@ class ConverterContract:
         from onnxgate.pipeline import convert
 
         kwargs = dict(self.convert_kwargs)
+        kwargs.update(self.make_convert_kwargs(tmp_path))
         sample = self.make_sample(tmp_path)
         if sample is not None:
             kwargs.setdefault("sample", sample)
@@ -170,7 +175,7 @@ class ConverterContract:
         if not suffixes:
             pytest.skip("this converter reads no files")
         for suffix in suffixes:
-            bad = tmp_path / f"corrupt{suffix}"
+            bad = tmp_path / f"corrupt-input{suffix}"
             bad.write_bytes(os.urandom(1024))
             out = tmp_path / "corrupt.onnx"
             proc = run_cli("convert", str(bad), "-o", str(out), "--framework", spec.name,

@@ -4,7 +4,6 @@ import hashlib
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,27 +16,12 @@ from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 import onnx_fixtures  # noqa: E402
 
-_SHARED = {}
-
-
-def _shared_golden() -> Path:
-    """One golden folder per session for the contract class (its kwargs are static)."""
-    if "golden" not in _SHARED:
-        folder = Path(tempfile.mkdtemp(prefix="onnxgate-onnx-golden-"))
-        onnx_fixtures.write_model(folder, "onnx-mlp")
-        _SHARED["golden"] = folder
-    return _SHARED["golden"]
-
-
 class TestOnnxContract(ConverterContract):
     converter = "onnx"
-    # The kit names its corrupt input corrupt{suffix} and its output corrupt.onnx:
-    # for ".onnx" they would be one file. Suffix matching ignores case.
-    corrupt_suffixes = (".ONNX",)
 
-    @property
-    def convert_kwargs(self):
-        return {"golden": _shared_golden()}
+    def make_convert_kwargs(self, tmp_path):
+        folder = onnx_fixtures.write_model(tmp_path / "golden", "onnx-mlp").parent
+        return {"golden": folder}
 
     def make_source(self, tmp_path):
         model, _, _ = onnx_fixtures.mlp_model()

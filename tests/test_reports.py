@@ -154,8 +154,9 @@ def test_junit_one_testcase_per_case_and_output(passing, failing):
     assert suites[0].get("failures") == "0"
     failure = suites[1].find("testcase/failure[@type='mismatch']")
     assert "differ" in failure.get("message") and "max_abs_err = " in failure.text
-    check = suites[1].find("testcase[@name='check/shape_sweep']/failure")
-    assert check is not None and check.get("type") == "check"
+    for check in (c for c in failing.report["checks"] if not c["passed"]):
+        element = suites[1].find(f"testcase[@name='check/{check['name']}']/failure")
+        assert element is not None and element.get("type") == "check"
 
 
 # ---------------------------------------------------------------- Markdown
