@@ -146,13 +146,15 @@ def _flatten_label(onx) -> None:
 def convert(model, example, options):
     from onnxgate.pipeline.errors import ConversionError
 
-    from .onnxmltools_compat import coreml_convert
+    from .onnxmltools_compat import coreml_convert, ensure_default_opset
 
     spec = type(spec_of(model))()
     spec.CopyFrom(spec_of(model))  # never alter the caller's spec
     check_supported(spec)
     _fill_tree_base_values(spec)
-    onx = coreml_convert()(spec, "coreml", None, "", options.opset or DEFAULT_OPSET)
+    opset = options.opset or DEFAULT_OPSET
+    onx = coreml_convert()(spec, "coreml", None, "", opset)
+    ensure_default_opset(onx, opset)
     _name_batch_axes(onx)
     _flatten_label(onx)
     wanted = [o.name for o in spec.description.output]

@@ -58,7 +58,9 @@ def check_text(text: str) -> dict:
     if svm_type not in SVM_TYPES or kernel not in KERNELS:
         raise ValueError(f"unknown svm_type {svm_type!r} or kernel_type {kernel!r}")
     if svm_type not in SUPPORTED_TYPES:
-        raise UsageError(f"libsvm {svm_type} models are not supported (onnxmltools converts {', '.join(SUPPORTED_TYPES)})")
+        raise UsageError(
+            f"libsvm {svm_type} models are not supported (onnxmltools converts {', '.join(SUPPORTED_TYPES)})"
+        )
     if kernel not in SUPPORTED_KERNELS:
         raise UsageError(f"libsvm {kernel} kernels are not supported: the kernel matrix is not part of the model")
     try:
@@ -68,14 +70,18 @@ def check_text(text: str) -> dict:
         raise ValueError("nr_class, total_sv or rho is not a number") from None
     sv_lines = [ln for ln in lines[number:] if ln.strip()]
     if len(sv_lines) != total_sv:
-        raise ValueError(f"the header announces {total_sv} support vectors, the file holds {len(sv_lines)} (truncated?)")
+        raise ValueError(
+            f"the header announces {total_sv} support vectors, the file holds {len(sv_lines)} (truncated?)"
+        )
     for offset, line in enumerate(sv_lines):
         fields = line.split()
         try:
             [float(v) for v in fields[: nr_class - 1]]
             [(int(i), float(v)) for i, v in (f.split(":") for f in fields[nr_class - 1:])]
         except ValueError:
-            raise ValueError(f"line {number + offset + 1}: not a support vector ('coef ... index:value ...')") from None
+            raise ValueError(
+                f"line {number + offset + 1}: not a support vector ('coef ... index:value ...')"
+            ) from None
     return header
 
 
@@ -143,10 +149,44 @@ def _fix_classifier(onx, model, n_features: int) -> None:
             node.attribute.append(helper.make_attribute("support_vectors", padded.ravel().tolist()))
 
 
+def _binary_probabilities(onx, model) -> None:
+    """onnxruntime couples pairwise probabilities iteratively (tolerance
+    0.005/k) even for two classes, up to ~3e-3 away from libsvm's closed form
+    P(label[0]) = 1 / (1 + exp(A d + B)), clipped to [1e-7, 1 - 1e-7]. For
+    binary models drop Platt scaling from the SVM node and compute that form
+    from its decision value d (the node's second score column)."""
+    from onnx import TensorProto, helper
+
+    [node] = [n for n in onx.graph.node if n.op_type == "SVMClassifier"]
+    for attr in [a for a in node.attribute if a.name in ("prob_a", "prob_b")]:
+        node.attribute.remove(attr)
+    probabilities, scores = node.output[1], "libsvm_decision_pair"
+    node.output[1] = scores
+    # onnx infers no type for SVMClassifier outputs; strict inference needs it
+    onx.graph.value_info.append(helper.make_tensor_value_info(scores, TensorProto.FLOAT, ["batch", 2]))
+    consts = {"libsvm_one": [1], "libsvm_probA": [model.probA[0]], "libsvm_probB": [model.probB[0]]}
+    for name, value in consts.items():
+        onx.graph.initializer.append(helper.make_tensor(name, TensorProto.FLOAT, [1], value))
+    for name, value in {"libsvm_col": [1], "libsvm_col_end": [2], "libsvm_axis": [1]}.items():
+        onx.graph.initializer.append(helper.make_tensor(name, TensorProto.INT64, [1], value))
+    onx.graph.initializer.append(helper.make_tensor("libsvm_min_p", TensorProto.FLOAT, [], [1e-7]))
+    onx.graph.initializer.append(helper.make_tensor("libsvm_max_p", TensorProto.FLOAT, [], [1 - 1e-7]))
+    onx.graph.node.extend([
+        helper.make_node("Slice", [scores, "libsvm_col", "libsvm_col_end", "libsvm_axis"], ["libsvm_d"]),
+        helper.make_node("Mul", ["libsvm_d", "libsvm_probA"], ["libsvm_ad"]),
+        helper.make_node("Add", ["libsvm_ad", "libsvm_probB"], ["libsvm_f"]),
+        helper.make_node("Neg", ["libsvm_f"], ["libsvm_neg_f"]),
+        helper.make_node("Sigmoid", ["libsvm_neg_f"], ["libsvm_p0_raw"]),
+        helper.make_node("Clip", ["libsvm_p0_raw", "libsvm_min_p", "libsvm_max_p"], ["libsvm_p0"]),
+        helper.make_node("Sub", ["libsvm_one", "libsvm_p0"], ["libsvm_p1"]),
+        helper.make_node("Concat", ["libsvm_p0", "libsvm_p1"], [probabilities], axis=1),
+    ])
+
+
 def convert(model, example, options):
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    from .onnxmltools_compat import libsvm_convert
+    from .onnxmltools_compat import ensure_default_opset, libsvm_convert
 
     _check_model(model)
     X = ensure_float_features(example)
@@ -154,7 +194,10 @@ def convert(model, example, options):
     onx = libsvm_convert()(
         model, "libsvm", [("X", FloatTensorType([None, n_features]))], "", options.opset or DEFAULT_OPSET
     )
+    ensure_default_opset(onx, options.opset or DEFAULT_OPSET)
     _fix_classifier(onx, model, n_features)
+    if model.get_svm_type() in _CLASSIFIERS and model.is_probability_model() and model.get_nr_class() == 2:
+        _binary_probabilities(onx, model)
     outputs = [o.name for o in onx.graph.output]
     if model.get_svm_type() in _CLASSIFIERS:
         if not model.is_probability_model():
@@ -171,7 +214,9 @@ def convert(model, example, options):
 
 
 def run(model, inputs):
-    """libsvm's own predictions, laid out like the ONNX outputs."""
+    """libsvm's own predictions, laid out like the ONNX outputs. Labels are
+    libsvm's decision (voting) labels, as onnxruntime computes them, also for
+    -b 1 models, whose most probable class can differ near the boundary."""
     import numpy as np
     from libsvm.svm import c_double, gen_svm_nodearray
     from libsvm.svm import libsvm as clib
@@ -180,14 +225,17 @@ def run(model, inputs):
     classifier = model.get_svm_type() in _CLASSIFIERS
     n_class = model.get_nr_class()
     probability = classifier and bool(model.is_probability_model())
-    width = n_class if probability else (n_class * (n_class - 1) // 2 if classifier else 1)
-    buffer = (c_double * width)()
-    predict = clib.svm_predict_probability if probability else clib.svm_predict_values
+    n_decision = n_class * (n_class - 1) // 2 if classifier else 1
+    decision, probs = (c_double * n_decision)(), (c_double * n_class)()
     labels, values = [], []
     for row in X:
         nodes, _ = gen_svm_nodearray(row.tolist())
-        labels.append(predict(model, nodes, buffer))
-        values.append(buffer[:width])
+        labels.append(clib.svm_predict_values(model, nodes, decision))
+        if probability:
+            clib.svm_predict_probability(model, nodes, probs)
+            values.append(probs[:n_class])
+        else:
+            values.append(decision[:n_decision])
     values = np.asarray(values, dtype=np.float64)
     if not classifier:
         return [values.reshape(-1, 1)]
@@ -209,9 +257,9 @@ def onnxgate_converters():
         suffixes=(".model", ".libsvm"),
         sniff=sniff,
         object_types=("libsvm.svm.svm_model",),
-        # onnxruntime computes kernels in float32, and couples binary Platt
-        # probabilities iteratively where libsvm uses a closed form (~5e-4)
-        tolerance=Tolerance(rtol=1e-4, atol=1e-3),
+        # onnxruntime computes kernels in float32; an SVR's value carries the
+        # target's scale, covered by rtol
+        tolerance=Tolerance(rtol=1e-4, atol=1e-4),
         requires=("libsvm-official", "onnxmltools"),
         framework_distribution="libsvm-official",
         default_opset=DEFAULT_OPSET,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -41,6 +42,20 @@ def sniff(path: Path) -> bool:
         fh.seek(max(0, size - 4096))
         tail = fh.read()
     return b'"arg_nodes"' in head + tail and b'"heads"' in head + tail
+
+
+class MXNetError(Exception):
+    """An MXNet error reduced to its reason (MXNet's own carries a C++ traceback)."""
+
+
+@contextmanager
+def _mx_errors():
+    import mxnet as mx
+
+    try:
+        yield
+    except mx.base.MXNetError as exc:
+        raise MXNetError(_first_line(exc)) from None
 
 
 @dataclass
@@ -95,7 +110,8 @@ def load(path: Path, trusted: bool, options=None) -> MXNetModel:
 
     import mxnet as mx
 
-    symbol = mx.sym.load(str(path))
+    with _mx_errors():
+        symbol = mx.sym.load(str(path))
     try:
         saved = mx.nd.load(str(params_path))
     except mx.base.MXNetError as exc:
@@ -118,7 +134,8 @@ def load(path: Path, trusted: bool, options=None) -> MXNetModel:
         raise UsageError(f"{params_path}: parameters do not fit the symbol: {_first_line(exc)}") from None
     shapes = dict(zip(symbol.list_arguments(), arg_shapes or []))
     shapes.update(_dense_input_shapes(graph, params, inputs))
-    block = mx.gluon.nn.SymbolBlock.imports(str(path), inputs, str(params_path), ctx=mx.cpu())
+    with _mx_errors():
+        block = mx.gluon.nn.SymbolBlock.imports(str(path), inputs, str(params_path), ctx=mx.cpu())
     return MXNetModel(path, params_path, inputs, {n: tuple(shapes.get(n) or ()) for n in inputs}, block)
 
 
@@ -194,7 +211,8 @@ def convert(model: MXNetModel, example, options):
     with tempfile.TemporaryDirectory(prefix="onnxgate-mxnet-") as tmp, \
             mock.patch("onnx.defs.onnx_opset_version", lambda: opset):
         out = Path(tmp) / "model.onnx"
-        mx.onnx.export_model(str(model.symbol_path), str(model.params_path), shapes, types, str(out), **kwargs)
+        with _mx_errors():
+            mx.onnx.export_model(str(model.symbol_path), str(model.params_path), shapes, types, str(out), **kwargs)
         onx = onnx.load(str(out))
     drop_initializer_inputs(onx)
     if list(example) != model.input_names:  # the ONNX input takes the sample's name
@@ -207,14 +225,18 @@ def run(model: MXNetModel, inputs):
 
     bound = _bind(model, inputs)
     args = [mx.nd.array(bound[name], dtype=bound[name].dtype) for name in model.input_names]
-    out = model.block(*args)
-    outs = out if isinstance(out, (list, tuple)) else [out]
-    return [o.asnumpy() for o in outs]
+    with _mx_errors():
+        out = model.block(*args)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        return [o.asnumpy() for o in outs]
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
+    """MXNet errors carry a C++ traceback; the reason is on the MXNetError line."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    reasons = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("MXNetError:")]
+    text = reasons[-1] if reasons else (lines[-1] if lines else type(exc).__name__)
+    return text[:200]
 
 
 @hookimpl

@@ -87,6 +87,15 @@ def _once(key: str, fn) -> None:
             _done.add(key)
 
 
+def ensure_default_opset(onx, opset: int) -> None:
+    """onnxmltools imports only ai.onnx.ml when a model has no standard op, so
+    the report would show opset 0; declare the default domain's opset too."""
+    from onnx import helper
+
+    if not any(imp.domain in ("", "ai.onnx") for imp in onx.opset_import):
+        onx.opset_import.append(helper.make_opsetid("", opset))
+
+
 def coreml_convert():
     """onnxmltools' CoreML ``convert(spec, name, initial_types, doc_string, target_opset, ...)``."""
 

@@ -329,11 +329,22 @@ def convert(model, example, options):
                                                    custom_op_handlers=handlers)
             exporter = "tf2onnx from_function"
     _fail_on_untranslated(onx, log)
+    if options.dynamic_batch:
+        _name_batch(onx)
     notes = [f"TF op {op} composed from ONNX ops by onnxgate (tf2onnx has no converter for it)"
              for op in sorted(composed)]
     if isinstance(model, SavedModel):
         notes.append(f"converted SavedModel signature {model.signature_name!r}")
     return Conversion(onx, exporter=exporter, notes=notes)
+
+
+def _name_batch(onx) -> None:
+    """tf2onnx names each input's free batch dim apart (unk__12, unk__13);
+    one name says they are the same axis, which they are in a TF model."""
+    for inp in onx.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
 
 
 def _fix_batch(onx, example) -> None:
@@ -402,14 +413,18 @@ def _quiet_tf():
 
 
 def _unsupported_from_log(records) -> Dict[str, str]:
-    """{op: why} from tf2onnx's 'not supported' / 'Failed to convert node' lines."""
-    found = {}
+    """{TF op: why} from tf2onnx's 'is not supported' and 'Failed to convert
+    node' records (the latter: a converter exists but raised)."""
+    found: Dict[str, str] = {}
     for rec in records:
-        msg = str(rec.msg)
-        if msg.startswith("Tensorflow op [") and len(rec.args or ()) == 2:
-            found.setdefault(str(rec.args[1]), "no tf2onnx converter")
-        elif msg.startswith("Failed to convert node") and rec.args:
-            found.setdefault(f"node {rec.args[0]}", f"tf2onnx converter failed: {str(rec.args[-1])[:120]}")
+        msg, args = str(rec.msg), rec.args or ()
+        if msg.startswith("Tensorflow op [") and len(args) == 2:
+            found.setdefault(str(args[1]), "")
+        elif msg.startswith("Failed to convert node") and args:
+            op = re.match(r"OP=(\w+)", str(args[-1]))
+            exc = rec.exc_info[1] if rec.exc_info else None
+            why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:100]}" if exc else "error"
+            found[op.group(1) if op else f"node {args[0]}"] = f"tf2onnx's converter failed, {why}"
     return found
 
 
@@ -442,9 +457,12 @@ def _fail_on_untranslated(onx, records) -> None:
         return
     from onnxgate.pipeline.errors import ConversionError
 
-    parts = [f"{op} ({n} node{'s' if n > 1 else ''})" for op, n in sorted(foreign.items())]
-    parts += [f"{op}: {why}" for op, why in sorted(from_log.items()) if op not in foreign and op.startswith("node ")]
-    parts += [op for op in sorted(from_log) if op not in foreign and not op.startswith("node ")]
+    parts = []
+    for op in sorted(set(foreign) | set(from_log)):
+        count = foreign.get(op)
+        detail = [f"{count} node{'s' if count > 1 else ''}"] if count else []
+        detail += [from_log[op]] if from_log.get(op) else []
+        parts.append(f"{op} ({'; '.join(detail)})" if detail else op)
     raise ConversionError(
         "tf2onnx cannot convert these TensorFlow ops: " + ", ".join(parts)
         + f" (onnxgate composes only {', '.join(sorted(_compositions()))}); the model would not load in onnxruntime"
@@ -463,7 +481,8 @@ def _compositions(used: Optional[set] = None):
                 used.add(op)
         return handler
 
-    return {op: recording(op, fn) for op, fn in (("Log1p", _compose_log1p), ("Expm1", _compose_expm1))}
+    composers = (("Log1p", _compose_log1p), ("Expm1", _compose_expm1), ("Erfc", _compose_erfc))
+    return {op: recording(op, fn) for op, fn in composers}
 
 
 def _builder(ctx, node):
@@ -507,6 +526,27 @@ def _compose_expm1(ctx, node):
     t = op("Tanh", op("Mul", x, const(0.5)))
     near = op("Div", op("Mul", const(2.0), t), op("Sub", const(1.0), t))
     far = op("Sub", op("Exp", x), const(1.0))
+    _where_small(ctx, node, x, const, op, near, far)
+
+
+#: Numerical Recipes' erfc(z) = t*exp(-z^2 + P(t)), t = 1/(1 + z/2), z >= 0:
+#: fractional error below 1.2e-7 everywhere, so the tail keeps its precision.
+_ERFC_P = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+           0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def _compose_erfc(ctx, node):
+    # Exact GELU in Keras 3 uses Erfc. Near 0, 1 - erf(x) is accurate; further
+    # out it cancels to 0, so the rational approximation takes over there.
+    x, const, op = _builder(ctx, node)
+    z = op("Abs", x)
+    t = op("Div", const(1.0), op("Add", const(1.0), op("Mul", const(0.5), z)))
+    poly = const(_ERFC_P[-1])
+    for c in reversed(_ERFC_P[:-1]):
+        poly = op("Add", const(c), op("Mul", t, poly))
+    tail = op("Mul", t, op("Exp", op("Sub", poly, op("Mul", z, z))))
+    far = op("Where", op("Less", x, const(0.0)), op("Sub", const(2.0), tail), tail)
+    near = op("Sub", const(1.0), op("Erf", x))
     _where_small(ctx, node, x, const, op, near, far)
 
 

@@ -2,7 +2,7 @@
 CatBoost). Nothing here imports a framework at module level."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -31,10 +31,11 @@ def onnxmltools_opset(requested: Optional[int]) -> Tuple[int, List[str]]:
     return cap, [f"opset {requested} requested; onnxmltools supports at most {cap}, converted with opset {cap}"]
 
 
-def float_initial_types(n_features: int, dynamic_batch: bool = True, batch: int = 1):
+def float_initial_types(n_features: int):
+    """onnxmltools' input declaration: float32 [N, n_features], N dynamic."""
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    return [(INPUT_NAME, FloatTensorType([None if dynamic_batch else batch, int(n_features)]))]
+    return [(INPUT_NAME, FloatTensorType([None, int(n_features)]))]
 
 
 def dynamic_output_batch(onx) -> None:
@@ -130,9 +131,9 @@ def binary_or_multi(proba: np.ndarray) -> np.ndarray:
     return proba
 
 
-def labels_from(proba: np.ndarray, classes: Optional[Sequence] = None) -> np.ndarray:
-    index = np.argmax(proba, axis=1)
-    return np.asarray(classes)[index] if classes is not None else index.astype(np.int64)
+def labels_from(proba: np.ndarray) -> np.ndarray:
+    """Class indices, as the ONNX tree classifiers label a raw booster's rows."""
+    return np.argmax(proba, axis=1).astype(np.int64)
 
 
 # scikit-learn pipelines holding boosters -----------------------------------

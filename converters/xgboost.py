@@ -98,7 +98,21 @@ def convert(model, example, options):
     )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
+    if objective(model) == "multi:softmax" and _softmax_probabilities(onx):
+        notes.append("multi:softmax: onnxmltools outputs raw margins as probabilities; "
+                     "set the tree ensemble's post_transform to SOFTMAX (what predict_proba returns)")
     return Conversion(onx, exporter="onnxmltools.convert_xgboost", notes=notes)
+
+
+def _softmax_probabilities(onx) -> bool:
+    changed = False
+    for node in onx.graph.node:
+        if node.op_type != "TreeEnsembleClassifier":
+            continue
+        for attr in node.attribute:
+            if attr.name == "post_transform" and attr.s == b"NONE":
+                attr.s, changed = b"SOFTMAX", True
+    return changed
 
 
 def run(model, inputs):

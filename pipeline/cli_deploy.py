@@ -79,10 +79,21 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run_package)
 
 
+LOCAL_ONLY = ("registry", "keep_running", "port")
+AZUREML_ONLY = ("workspace_config", "subscription_id", "resource_group", "workspace", "endpoint",
+                "instance_type", "traffic")
+
+
 def _target_options(args) -> dict:
-    keys = ("registry", "keep_running", "port", "workspace_config", "subscription_id", "resource_group",
-            "workspace", "endpoint", "deployment", "instance_type", "instance_count", "traffic", "timeout")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) not in (None, False)}
+    keys = LOCAL_ONLY + AZUREML_ONLY + ("deployment", "instance_count", "timeout")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) not in (None, False)}
+    # an option of the other built-in target is a mistake, not something to ignore silently
+    wrong = {"local": AZUREML_ONLY, "azureml": LOCAL_ONLY}.get(args.target, ())
+    misplaced = [k for k in wrong if k in given]
+    if misplaced:
+        flags = ", ".join("--" + k.replace("_", "-") for k in misplaced)
+        raise UsageError(f"{flags}: not an option of --target {args.target}")
+    return given
 
 
 def run_deploy(args) -> int:
@@ -104,11 +115,27 @@ def run_deploy(args) -> int:
         raise
     if args.report:
         report.write(result, args.report)
-    verdict = "DRY RUN" if args.dry_run else "DEPLOYED"
-    where = result.get("scoring_uri") or result.get("endpoint") or ""
-    print(f"{verdict} {args.model} -> {result.get('target')} {result.get('name', '')}"
-          f"{' v' + str(result['version']) if result.get('version') else ''} {where}".rstrip())
+    print(summary_line(args.model, result, args.dry_run))
     return EXIT_OK
+
+
+def summary_line(model: Path, result: dict, dry_run: bool) -> str:
+    head = f"{'DRY RUN' if dry_run else 'DEPLOYED'} {model} -> {result.get('target')} {result.get('name', '')}"
+    if result.get("version"):
+        head += f" v{result['version']}"
+    if dry_run:
+        return head
+    parts = []
+    if result.get("endpoint"):
+        parts.append(f"endpoint {result['endpoint']}/{result.get('deployment', '')}")
+    smoke = result.get("smoke_test") or {}
+    parts.append("smoke test " + {True: "passed", None: "NOT RUN"}.get(smoke.get("passed"), "failed")
+                 + (f" ({smoke['message']})" if smoke.get("message") else ""))
+    if result.get("running"):
+        parts.append(f"serving at {result['scoring_uri']} (pid {result['pid']})")
+    elif result.get("scoring_uri"):
+        parts.append("server stopped")
+    return head + ": " + "; ".join(parts)
 
 
 def run_serve(args) -> int:

@@ -48,8 +48,10 @@ def default_name(model_path: Path) -> str:
 def check(model_path: Path, allow_unvalidated: bool = False) -> record_mod.Gate:
     gate = record_mod.check(Path(model_path), allow_unvalidated=allow_unvalidated)
     if gate.override:
+        import sys
+
         print(f"onnxgate: WARNING: deploying a model the gate refused ({gate.override}); "
-              f"{record_mod.OVERRIDE_FLAG} is recorded in its tags")
+              f"{record_mod.OVERRIDE_FLAG} is recorded in its tags", file=sys.stderr)
     return gate
 
 

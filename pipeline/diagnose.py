@@ -249,6 +249,41 @@ def print_lines(diagnosis: Dict[str, Any]) -> List[str]:
     return lines
 
 
+# ---------------------------------------------------------------- Keras
+# The tensorflow converter owns its spec; this is an ``intermediates``
+# implementation it can use (``intermediates=diagnose.keras_intermediates``).
+
+def keras_intermediates(model, inputs, onnx_model):
+    """Each layer's output of a functional/Sequential Keras model, mapped to
+    the ONNX tensor written by the last node of that layer's name scope
+    (tf2onnx keeps ``functional_1/fc2_1/MatMul``: TF appends ``_N`` to the
+    layer name ``fc2``)."""
+    import re
+
+    import keras
+
+    from ..plugins.spec import Intermediate
+
+    if not isinstance(model, keras.Model) or getattr(model, "_inputs_struct", None) is None:
+        return []  # subclassed models have no symbolic layer outputs
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    names = {l.name for l in layers}
+    last: Dict[str, str] = {}
+    for node in onnx_model.graph.node:
+        for segment in node.name.split("/")[:-1]:
+            stripped = re.sub(r"_\d+$", "", segment)
+            layer = stripped if stripped in names else (segment if segment in names else None)
+            if layer is not None:
+                last[layer] = node.output[0]
+    single = [l for l in layers if l.name in last and not isinstance(l.output, (list, tuple, dict))]
+    if not single:
+        return []
+    probe = keras.Model(model.inputs, [l.output for l in single])
+    arrays = list(inputs.values())
+    values = probe(arrays[0] if len(arrays) == 1 else arrays, training=False)
+    values = values if isinstance(values, (list, tuple)) else [values]
+    return [Intermediate(l.name, type(l).__name__, last[l.name], np.asarray(v)) for l, v in zip(single, values)]
+
 def _one_line(exc: BaseException) -> str:
     text = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__

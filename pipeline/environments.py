@@ -291,7 +291,10 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
     from ..plugins.manager import Registry
     from .errors import ConversionError, UntrustedSourceError, UsageError
 
+    from ..plugins.spec import ConvertOptions
+
     registry = registry or Registry()
+    options = options or ConvertOptions()
     try:
         env_spec = registry.environment(spec.environment)
     except KeyError as exc:
@@ -321,7 +324,12 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
         if given is not None:
             (work / "given.onnx").write_bytes(given.SerializeToString())
             request["given_model"] = str(work / "given.onnx")
-        (work / "request.json").write_text(json.dumps(request), encoding="utf-8")
+        try:
+            text = json.dumps(request)
+        except TypeError as exc:
+            raise UsageError(f"converter {spec.name!r} runs in environment {env_spec.name!r}: "
+                             f"its options must be plain values (str, number, list, dict): {exc}") from None
+        (work / "request.json").write_text(text, encoding="utf-8")
         out = work / "out"
         cmd = [str(python_of(st.path)), "-I", str(WORKER), str(work / "request.json"), str(out)]
         with open(work / "worker.log", "wb") as log_fh:
@@ -364,15 +372,21 @@ def _forward(kwargs) -> Dict[str, Any]:
 
 
 def _plugin_module(registry, spec, plugin: str) -> str:
-    """The plugin module the worker imports to call its hook and find the spec again."""
-    module = registry.pm.get_plugin(plugin or registry.plugin_of(spec.name))
-    name = getattr(module, "__name__", None)
-    if not isinstance(name, str) or name not in sys.modules:
-        from .errors import UsageError
+    """The plugin module the worker imports to call its hook and find the spec again:
+    the registered plugin, else the module of the spec's callables that has the hook."""
+    candidates = []
+    if plugin:
+        candidates.append(registry.pm.get_plugin(plugin))
+    for fn in (spec.run, spec.load, spec.convert):
+        candidates.append(sys.modules.get(getattr(fn, "__module__", None) or ""))
+    for module in candidates:
+        name = getattr(module, "__name__", None)
+        if isinstance(name, str) and sys.modules.get(name) is module and hasattr(module, "onnxgate_converters"):
+            return name
+    from .errors import UsageError
 
-        raise UsageError(f"converter {spec.name!r}: its plugin is not an importable module, "
-                         "so it cannot run in another environment")
-    return name
+    raise UsageError(f"converter {spec.name!r}: its plugin is not an importable module, "
+                     "so it cannot run in another environment")
 
 
 def _mounts(module_name: str) -> Dict[str, str]:

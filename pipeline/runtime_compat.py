@@ -122,6 +122,7 @@ def check(model, target: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str
         "loadable_by": loadable,
         "oldest_release": loadable[0] if loadable else None,
         "unchecked_domains": other,
+        "loadable_summary": _span(loadable),
         "source": "onnxruntime.ai/docs/reference/compatibility.html (<= 1.20) + probe of the installed onnxruntime",
     }
     lim = limits(target_minor)
@@ -138,7 +139,6 @@ def check(model, target: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str
                    f"loadable by: {_span(loadable)} (re-export with a lower opset, e.g. --opset {lim[0]})")
     else:
         message = f"onnxruntime {target_minor} can load this model; loadable by: {_span(loadable)}"
-    section["loadable_summary"] = _span(loadable)
     return section, {"name": "runtime_compat", "passed": not problems, "message": message}
 
 

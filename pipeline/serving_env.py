@@ -10,6 +10,7 @@ Location: ``$ONNXGATE_SERVING_HOME/ort-<version>``; the default home is
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -76,8 +77,20 @@ def create(ort_version: Optional[str] = None, python: Optional[str] = None, quie
     if marker.is_file():
         return venv
     venv.parent.mkdir(parents=True, exist_ok=True)
+    # built in place (a renamed venv keeps the old path in its scripts' shebangs,
+    # and the server is started through bin/gunicorn); the marker is written
+    # last, so an interrupted create is finished by the next one
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file():  # built by someone else while we waited
+            return venv
+        _build(venv, marker, ort_version, python, quiet)
+    return venv
+
+
+def _build(venv: Path, marker: Path, ort_version: str, python: Optional[str], quiet: bool) -> None:
     started = time.perf_counter()
-    # base interpreter: a venv inside the onnxgate venv would inherit nothing but still be confusing
+    # from the base interpreter, not from inside onnxgate's own venv
     base = python or getattr(sys, "_base_executable", None) or sys.executable
     steps = [
         [base, "-m", "venv", str(venv)],
@@ -90,9 +103,9 @@ def create(ort_version: Optional[str] = None, python: Optional[str] = None, quie
             print("+ " + " ".join(step), file=sys.stderr)
         proc = subprocess.run(step, capture_output=True, text=True)
         if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-            raise UsageError(f"creating the serving environment failed at `{' '.join(step[:4])} ...`:\n{tail}")
+            lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+            raise UsageError(f"creating the serving environment failed at `{' '.join(step[:4])} ...`: "
+                             f"{lines[-1] if lines else 'exit ' + str(proc.returncode)}")
     marker.write_text(f"{' '.join(requirements(ort_version))}\n", "utf-8")
     if not quiet:
         print(f"serving environment ready at {venv} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    return venv

@@ -81,10 +81,6 @@ def detect(actual: Dict[str, Any], expected: Dict[str, Any]) -> Dict[str, str]:
                 tasks[name] = "regression"
             else:
                 tasks[name] = "tensor"
-    labels = [n for n, t in tasks.items() if t == "classifier-label"]
-    if labels and not any(t == "classifier-probabilities" for t in tasks.values()):
-        # integer outputs without probabilities: still labels when one per row
-        pass
     return tasks
 
 

@@ -177,8 +177,8 @@ class ConverterContract:
         for suffix in suffixes:
             bad = tmp_path / f"corrupt-input{suffix}"
             bad.write_bytes(os.urandom(1024))
-            out = tmp_path / "corrupt.onnx"
-            proc = run_cli("convert", str(bad), "-o", str(out), "--framework", spec.name,
-                           "--report", str(tmp_path / "corrupt.json"))
+            out = tmp_path / "corrupt-output.onnx"
+            report = tmp_path / "corrupt-output.report.json"
+            proc = run_cli("convert", str(bad), "-o", str(out), "--framework", spec.name, "--report", str(report))
             assert_clean_error(proc, 2)
-            assert not out.exists() and not (tmp_path / "corrupt.json").exists()
+            assert not out.exists() and not report.exists()

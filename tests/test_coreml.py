@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_cli
+from onnxgate.plugins.testing import ConverterContract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 import coreml_libsvm_fixtures as fx  # noqa: E402
@@ -23,6 +23,20 @@ pytest.importorskip("coremltools")
 pytest.importorskip("onnxmltools")
 
 CASES = {case.name: case for case in fx.coreml_cases()}
+
+
+def cli(capsys, *args):
+    """The CLI in this process (coremltools imports once): (exit code, stdout, stderr)."""
+    from onnxgate.pipeline.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(err: str) -> None:
+    assert "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if ln.startswith("onnxgate: error:")]) == 1, err
 
 
 class TestCoremlContract(ConverterContract):
@@ -66,41 +80,41 @@ def test_onnx_keeps_the_core_ml_names(name):
     assert sorted(o.name for o in result.model.graph.output) == sorted(f.name for f in spec.description.output)
 
 
-def test_cli_passes_with_expected_outputs(tmp_path):
+def test_cli_passes_with_expected_outputs(tmp_path, capsys):
     files = fx.write_coreml(CASES["coreml-nn-classifier"], tmp_path)
     out, report = tmp_path / "m.onnx", tmp_path / "r.json"
-    proc = run_cli("convert", files["source"], "--sample", files["sample"], "--expected", files["expected"],
-                   "-o", str(out), "--report", str(report))
-    assert proc.returncode == 0, proc.stderr
+    code, _out, err = cli(capsys, "convert", files["source"], "--sample", files["sample"],
+                          "--expected", files["expected"], "-o", out, "--report", report)
+    assert code == 0, err
     data = json.loads(report.read_text())
     assert data["verdict"] == "passed" and out.stat().st_size > 0
     assert data["converter"]["name"] == "coreml"
 
 
-def test_cli_fails_on_wrong_expected_values_and_names_the_output(tmp_path):
+def test_cli_fails_on_wrong_expected_values_and_names_the_output(tmp_path, capsys):
     case = CASES["coreml-nn-regressor"]
     files = fx.write_coreml(case, tmp_path)
     wrong = dict(case.expected)
     wrong["scores"] = wrong["scores"] + np.array([0.0, 0.0, 0.01])  # one column off by 0.01
     np.savez(files["expected"], **wrong)
     report = tmp_path / "r.json"
-    proc = run_cli("convert", files["source"], "--sample", files["sample"], "--expected", files["expected"],
-                   "-o", str(tmp_path / "m.onnx"), "--report", str(report))
-    assert proc.returncode == 1, proc.stderr
-    assert "scores" in proc.stderr and "FAIL" in proc.stderr
+    code, _out, err = cli(capsys, "convert", files["source"], "--sample", files["sample"],
+                          "--expected", files["expected"], "-o", tmp_path / "m.onnx", "--report", report)
+    assert code == 1, err
+    assert "scores" in err and "FAIL" in err
     data = json.loads(report.read_text())
     assert data["verdict"] == "failed"
     [scores] = [o for c in data["cases"] for o in c["outputs"] if o["name"] == "scores"]
     assert not scores["passed"] and scores["max_abs_err"] == pytest.approx(0.01, rel=1e-3)
 
 
-def test_cli_without_expected_outputs_is_unverified_and_fails(tmp_path):
+def test_cli_without_expected_outputs_is_unverified_and_fails(tmp_path, capsys):
     files = fx.write_coreml(CASES["coreml-glm-regressor"], tmp_path)
     report = tmp_path / "r.json"
-    proc = run_cli("convert", files["source"], "--sample", files["sample"], "-o", str(tmp_path / "m.onnx"),
-                   "--report", str(report))
-    assert proc.returncode == 1, proc.stderr
-    assert "no expected outputs" in proc.stderr and "--accept-unverified" in proc.stderr
+    code, _out, err = cli(capsys, "convert", files["source"], "--sample", files["sample"],
+                          "-o", tmp_path / "m.onnx", "--report", report)
+    assert code == 1, err
+    assert "no expected outputs" in err and "--accept-unverified" in err
     data = json.loads(report.read_text())
     assert not data["passed"]
     [check] = [c for c in data["checks"] if c["name"] == "comparison"]
@@ -108,12 +122,12 @@ def test_cli_without_expected_outputs_is_unverified_and_fails(tmp_path):
     assert not [o for c in data["cases"] for o in c["outputs"]], "nothing can have been compared"
 
 
-def test_cli_accept_unverified_passes_with_verdict_unverified(tmp_path):
+def test_cli_accept_unverified_passes_with_verdict_unverified(tmp_path, capsys):
     files = fx.write_coreml(CASES["coreml-glm-regressor"], tmp_path)
     report = tmp_path / "r.json"
-    proc = run_cli("convert", files["source"], "-o", str(tmp_path / "m.onnx"), "--report", str(report),
-                   "--accept-unverified")
-    assert proc.returncode == 0, proc.stderr
+    code, _out, err = cli(capsys, "convert", files["source"], "-o", tmp_path / "m.onnx", "--report", report,
+                          "--accept-unverified")
+    assert code == 0, err
     data = json.loads(report.read_text())
     assert data["passed"] and data["verdict"] == "unverified"
     assert (tmp_path / "m.onnx").stat().st_size > 0
@@ -147,12 +161,13 @@ def test_caller_spec_is_not_modified():
     assert spec.SerializeToString() == before  # the empty base values were filled in a copy
 
 
-def test_random_bytes_mlmodel_is_a_clean_error(tmp_path):
+def test_random_bytes_mlmodel_is_a_clean_error(tmp_path, capsys):
     bad = tmp_path / "noise.mlmodel"
     bad.write_bytes(np.random.default_rng(0).bytes(2048))
-    proc = run_cli("convert", str(bad), "-o", str(tmp_path / "x.onnx"))
-    assert_clean_error(proc, 2)
-    assert "not a Core ML model" in proc.stderr
+    code, _out, err = cli(capsys, "convert", str(bad), "-o", str(tmp_path / "x.onnx"))
+    assert code == 2
+    assert_one_line_error(err)
+    assert "not a Core ML model" in err
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -168,28 +183,32 @@ def _unsupported_spec():
     return spec
 
 
-def test_unsupported_kind_is_a_clean_error(tmp_path):
+def test_unsupported_kind_is_a_clean_error(tmp_path, capsys):
     path = tmp_path / "recommender.mlmodel"
     path.write_bytes(_unsupported_spec().SerializeToString())
-    proc = run_cli("convert", str(path), "-o", str(tmp_path / "x.onnx"))
-    assert_clean_error(proc, 2)
-    assert "itemSimilarityRecommender" in proc.stderr and "not supported" in proc.stderr
+    code, _out, err = cli(capsys, "convert", str(path), "-o", str(tmp_path / "x.onnx"))
+    assert code == 2
+    assert_one_line_error(err)
+    assert "itemSimilarityRecommender" in err and "not supported" in err
 
 
-def test_unsupported_kind_inside_a_pipeline_is_named(tmp_path):
+def test_unsupported_kind_inside_a_pipeline_is_named(tmp_path, capsys):
     spec = CASES["coreml-pipeline-regressor"].build()
     spec.pipelineRegressor.pipeline.models[1].CopyFrom(_unsupported_spec())
     path = tmp_path / "pipe.mlmodel"
     path.write_bytes(spec.SerializeToString())
-    proc = run_cli("convert", str(path), "-o", str(tmp_path / "x.onnx"))
-    assert_clean_error(proc, 2)
-    assert "pipeline stage 1" in proc.stderr
+    code, _out, err = cli(capsys, "convert", str(path), "-o", str(tmp_path / "x.onnx"))
+    assert code == 2
+    assert_one_line_error(err)
+    assert "pipeline stage 1" in err
 
 
-def test_expected_without_sample_is_a_usage_error(tmp_path):
+def test_expected_without_sample_is_a_usage_error(tmp_path, capsys):
     files = fx.write_coreml(CASES["coreml-glm-regressor"], tmp_path)
-    proc = run_cli("convert", files["source"], "--expected", files["expected"], "-o", str(tmp_path / "x.onnx"))
-    assert_clean_error(proc, 2)
+    code, _out, err = cli(capsys, "convert", files["source"], "--expected", files["expected"],
+                          "-o", str(tmp_path / "x.onnx"))
+    assert code == 2
+    assert_one_line_error(err)
 
 
 _UPSTREAM_COREML = """
@@ -208,5 +227,5 @@ def test_onnxmltools_coreml_still_needs_the_compat_layer():
     proc = subprocess.run([sys.executable, "-c", _UPSTREAM_COREML], capture_output=True, text=True, timeout=300)
     assert "broken: cannot import name 'find_type_conversion'" in proc.stdout, (
         "onnxmltools' CoreML converter imports cleanly now: drop the CoreML shim in "
-        "converters/onnxmltools_compat.py and re-run these tests\n" + proc.stdout + proc.stderr
+        "converters/onnxmltools_compat.py and re-run these tests\n" + proc.stdout + err
     )

@@ -14,13 +14,13 @@ from onnxgate.pipeline.report import validate_schema
 from onnxgate.plugins.spec import Tolerance
 
 
-def _perturb_initializer(model, name, delta=1.0):
+def _perturb_initializer(model, name, delta=0.5):
     broken = onnx.ModelProto()
     broken.CopyFrom(model)
     for init in broken.graph.initializer:
         if init.name == name:
             value = numpy_helper.to_array(init).copy()
-            value.flat[0] += delta
+            value += delta  # every element: a single one may meet only zeros after a ReLU
             init.CopyFrom(numpy_helper.from_array(value, name))
             return broken
     raise AssertionError(f"no initializer {name}")
@@ -129,6 +129,33 @@ def test_sklearn_corrupt_last_step_is_named(sk_pipeline):
     assert found["source"]["compared"] == 3
 
 
+# ---------------------------------------------------------------- Keras
+
+def test_keras_perturbed_dense_layer_is_named():
+    pytest.importorskip("tf2onnx")
+    keras = pytest.importorskip("keras")
+    import dataclasses
+
+    from onnxgate.plugins.spec import ConvertOptions
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,), name="x")
+    h = keras.layers.Dense(16, activation="relu", name="fc1")(inp)
+    h = keras.layers.Dense(8, name="fc2")(h)
+    h = keras.layers.Activation("tanh", name="act")(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name="head")(h))
+    # the tensorflow converter's spec with the Keras implementation wired in
+    spec = dataclasses.replace(_spec("tensorflow"), intermediates=diagnose.keras_intermediates)
+    inputs = {"x": _rng_input((4, 6))}
+    onx = spec.convert(model, inputs, ConvertOptions()).model
+    assert diagnose.diagnose(spec, model, onx, inputs)["source"]["status"] == "agree"
+    matmuls = [n for n in onx.graph.node if n.op_type == "MatMul"]
+    found = diagnose.diagnose(spec, model, _perturb_initializer(onx, matmuls[1].input[1]), inputs)
+    assert found["source"]["status"] == "mismatch"
+    assert (found["source"]["layer"], found["source"]["kind"]) == ("fc2", "Dense")
+    assert found["source"]["node"] == matmuls[1].name
+
+
 # ---------------------------------------------------------------- runtime vs reference
 
 def _small_graph():
@@ -229,3 +256,12 @@ def _spec(name):
 
 def _rng_input(shape):
     return np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+
+
+def test_cli_diagnose_missing_model_is_a_usage_error(skops_files, tmp_path, capsys):
+    source, _, _ = skops_files
+    code = main(["diagnose", str(source), str(tmp_path / "nope.onnx"), "--report", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "no such ONNX file" in err
+    assert not (tmp_path / "r.json").exists()

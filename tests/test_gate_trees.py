@@ -11,9 +11,10 @@ from onnxgate.pipeline.gate_config import GateConfig
 def _boundary_rows(model, X32, limit=12):
     """Rows moved onto the float32 rounding of real split thresholds.
 
-    scikit-learn compares float32(x) with a float64 threshold t; skl2onnx
-    stores float32(t). Where float32(t) > t, x = float32(t) goes right in
-    scikit-learn (x > t) and left in onnxruntime (x <= float32(t)).
+    scikit-learn compares float32(x) with a float64 threshold t. A converter
+    that stores float32(t) (as most do; skl2onnx alone nudges its thresholds
+    to compensate) sends x = float32(t) left where float32(t) > t, while
+    scikit-learn sends it right (x > t).
     """
     tree = model.tree_
     nodes = [n for n in range(tree.node_count) if tree.children_left[n] != -1
@@ -30,6 +31,25 @@ def _boundary_rows(model, X32, limit=12):
         if len(rows) == limit:
             break
     return np.array(rows, dtype=np.float32)
+
+
+def _plain_float32_thresholds(onx, model):
+    """The model as a converter without skl2onnx's compensation writes it:
+    every threshold is float32(t)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(onx)
+    node = next(n for n in fixed.graph.node if n.op_type in trees.TREE_OPS)
+    attrs = {a.name: a for a in node.attribute}
+    ids = list(attrs["nodes_nodeids"].ints)
+    modes = list(attrs["nodes_modes"].strings)
+    values = [float(np.float32(model.tree_.threshold[i])) if m != b"LEAF" else 0.0 for i, m in zip(ids, modes)]
+    attrs["nodes_values"].CopyFrom(helper.make_attribute("nodes_values", values))
+    return fixed
+
+
+def _convert_unadjusted(model, sample, **kw):
+    onx = api.convert(model, latency=False, gate=GateConfig(sweep=False, optimizer_check=False)).model
+    return api.validate(model, _plain_float32_thresholds(onx, model), sample=sample, latency=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +69,8 @@ def test_rows_at_rounding_boundaries_flip_and_are_explained(diabetes_tree, tmp_p
     model, X32 = diabetes_tree
     rows = _boundary_rows(model, X32)
     np.save(tmp_path / "x.npy", rows)
-    result = api.convert(model, sample=tmp_path / "x.npy", latency=False)
+    assert api.convert(model, sample=tmp_path / "x.npy", latency=False).report["tree_flips"]["flipped"] == 0
+    result = _convert_unadjusted(model, tmp_path / "x.npy")
     flips = _flips(result.report)
     assert flips["flipped"] > 0, "the boundary rows should take the other branch in onnxruntime"
     assert flips["explained"] == flips["flipped"] and flips["unexplained"] == 0
@@ -69,9 +90,9 @@ def test_classifier_label_flips_are_explained(tmp_path):
     model = DecisionTreeClassifier(max_depth=6, random_state=0).fit(X, y)
     rows = _boundary_rows(model, X.astype(np.float32), limit=30)
     np.save(tmp_path / "x.npy", rows)
-    result = api.convert(model, sample=tmp_path / "x.npy", latency=False)
+    result = _convert_unadjusted(model, tmp_path / "x.npy")
     flips = _flips(result.report)
-    assert flips["unexplained"] == 0
+    assert flips["flipped"] > 0 and flips["unexplained"] == 0
     assert result.passed, result.report["failures"]
 
 
@@ -110,4 +131,39 @@ def test_split_extraction_reads_thresholds_and_features(diabetes_tree):
     inner = model.tree_.children_left != -1
     assert source == "X"
     assert sorted(feats.tolist()) == sorted(model.tree_.feature[inner].tolist())
-    np.testing.assert_allclose(np.sort(thresholds), np.sort(model.tree_.threshold[inner].astype(np.float32)))
+    want = np.sort(model.tree_.threshold[inner].astype(np.float32))
+    # skl2onnx nudges some thresholds by one float32 step to mimic float64 comparisons
+    assert (np.abs(np.sort(thresholds) - want) <= np.spacing(np.abs(want))).all()
+
+
+def test_lightgbm_rounding_flips_are_explained(tmp_path):
+    """LightGBM keeps float64 thresholds; its converter stores float32(t)."""
+    lightgbm = pytest.importorskip("lightgbm")
+    from sklearn.datasets import load_diabetes
+
+    from onnxgate.plugins.manager import Registry
+
+    if "lightgbm" not in {s.name for s in Registry().converters()}:
+        pytest.skip("no lightgbm converter registered")
+    X, y = load_diabetes(return_X_y=True)
+    model = lightgbm.LGBMRegressor(n_estimators=20, num_leaves=15, random_state=0, n_jobs=1, verbose=-1).fit(X, y)
+    splits = []
+
+    def walk(node):
+        if "split_feature" in node:
+            splits.append((node["split_feature"], node["threshold"]))
+            walk(node["left_child"])
+            walk(node["right_child"])
+
+    for tree in model.booster_.dump_model()["tree_info"]:
+        walk(tree["tree_structure"])
+    rounding_up = [(f, t) for f, t in splits if float(np.float32(t)) > t]
+    rows = X[: len(rounding_up)].astype(np.float32)
+    for row, (f, t) in zip(rows, rounding_up):
+        row[f] = np.float32(t)
+    np.save(tmp_path / "x.npy", rows[:40])
+    model.booster_.save_model(str(tmp_path / "m.txt"))
+    result = api.convert(str(tmp_path / "m.txt"), sample=tmp_path / "x.npy", latency=False)
+    flips = _flips(result.report)
+    assert flips["flipped"] > 0 and flips["unexplained"] == 0
+    assert result.passed, result.report["failures"]

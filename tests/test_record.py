@@ -130,3 +130,21 @@ def test_cli_deploy_refusals_are_exit_2_with_the_reason(converted, tmp_path, cap
     assert cli.main(["package", str(converted), "-o", str(tmp_path / "pkg")]) == 2
     assert "no validation record" in capsys.readouterr().err
     assert not (tmp_path / "pkg").exists()
+
+
+def test_a_failed_conversion_gate_writes_a_failed_record(tmp_path):
+    from onnxgate.pipeline import api
+
+    model, X = _fit()
+    sample = tmp_path / "sample.npy"
+    np.save(sample, X[:8].astype(np.float32))
+    # zero tolerance: float32 onnxruntime vs float64 sklearn probabilities cannot match exactly
+    result = api.convert(model, sample=sample, rtol=0.0, atol=0.0)
+    assert not result.passed
+    path = tmp_path / "strict.onnx"
+    result.save(path)
+    rec = record.load(path)
+    assert rec["passed"] is False and rec["tolerance"] == {"rtol": 0.0, "atol": 0.0}
+    assert rec["model"]["sha256"] == record.sha256_file(path)
+    with pytest.raises(record.DeployRefused, match="validation failed"):
+        record.check(path)

@@ -130,4 +130,5 @@ def test_csv_sample_is_used(tmp_path):
                    "--report", str(tmp_path / "r.json"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    assert [c["input_shapes"]["X"] for c in report["cases"]] == [[7, 4], [1, 4]]
+    shapes = [c["input_shapes"]["X"] for c in report["cases"]]
+    assert shapes[0] == [7, 4] and [1, 4] in shapes

@@ -62,10 +62,6 @@ def _catboost_classifier():
 # --- the contract kit, once per converter, each from a native file ---------
 class TestXGBoostContract(ConverterContract):
     converter = "xgboost"
-    # The kit names its report "corrupt.json", the same path as its corrupt
-    # .json source; random .json bytes are tested in test_json_that_is_not_xgboost.
-    corrupt_suffixes = (".ubj",)
-
     def make_source(self, tmp_path):
         path = tmp_path / "xgb.json"
         _xgb_classifier().save_model(str(path))
@@ -331,3 +327,41 @@ def test_fixtures_build_and_pass(built):
 def test_pipeline_skops_needs_trust(tmp_path, built):
     source = next(e["source"] for e in built if e["name"] == "xgboost-pipeline")
     _assert_refused(tmp_path, source, needle="--trust-source")
+
+
+@pytest.mark.parametrize("as_booster", [False, True])
+def test_xgboost_multi_softmax_gives_probabilities(as_booster):
+    import xgboost
+
+    from onnxgate.pipeline import convert
+
+    X, y = _iris()
+    model = xgboost.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1, objective="multi:softmax").fit(X, y)
+    result = convert(model.get_booster() if as_booster else model)
+    # onnxmltools would return raw margins under "probabilities" here
+    assert result.passed, result.report["failures"]
+    assert any("SOFTMAX" in n for n in result.artifact.notes)
+
+
+def test_missing_framework_is_named(monkeypatch):
+    """`onnxgate plugins` and convert name the distribution to install."""
+    from importlib import metadata
+
+    from onnxgate.pipeline import convert
+    from onnxgate.pipeline.cli_plugins import rows
+    from onnxgate.pipeline.errors import UsageError
+
+    real = metadata.version
+
+    def version(name):
+        if name in ("xgboost", "xgboost-cpu", "catboost"):
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    by_name = {r["name"]: r for r in rows()}
+    assert by_name["xgboost"]["missing"] == ["xgboost-cpu"] and not by_name["xgboost"]["usable"]
+    assert by_name["catboost"]["missing"] == ["catboost"]
+    assert by_name["lightgbm"]["usable"]
+    with pytest.raises(UsageError, match=r"onnxgate\[xgboost\]"):
+        convert(_xgb_classifier())
