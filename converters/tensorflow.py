@@ -10,7 +10,7 @@ outputs come from the TFLite interpreter.
 tf2onnx only logs TF ops it cannot map and leaves them in the graph, so the
 result is scanned: any op ONNX does not define is a conversion failure that
 names the ops, except the few ops this module composes from ONNX ops itself
-(see ``COMPOSITIONS``); the gate then validates those like everything else.
+(see ``_compositions``); the gate then validates those like everything else.
 """
 from __future__ import annotations
 
@@ -75,7 +75,16 @@ class TFLiteModel:
     path: Path
 
 
+def _quiet_native_logs() -> None:
+    """TF's C++ logs (oneDNN, CPU features, grappler sessions) go to stderr
+    on import; hide INFO/WARNING unless the user chose a level."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def load(path: Path, trusted: bool):
+    _quiet_native_logs()
     if path.is_dir():
         return _load_saved_model(path)
     suffix = path.suffix.lower()
@@ -145,6 +154,7 @@ def _interpreter(path: Path):
 # --- input signature -------------------------------------------------------
 
 def signature(model) -> Optional[List[InputSpec]]:
+    _quiet_native_logs()
     if isinstance(model, TFLiteModel):
         return [
             InputSpec(name=d["name"], shape=tuple(int(s) if s >= 0 else None for s in d["shape_signature"]),
@@ -194,14 +204,16 @@ def _input_name(name: str, index: int, count: int) -> str:
     return name
 
 
-def _function_signature(fn) -> List[InputSpec]:
+def _function_signature(fn) -> Optional[List[InputSpec]]:
     args, kwargs = fn.structured_input_signature
     specs = list(args) + [kwargs[k] for k in sorted(kwargs)]
     names = [None] * len(args) + sorted(kwargs)
     return _specs_to_inputs(specs, names)
 
 
-def _specs_to_inputs(specs, names) -> List[InputSpec]:
+def _specs_to_inputs(specs, names) -> Optional[List[InputSpec]]:
+    if not all(hasattr(s, "shape") and hasattr(s, "dtype") for s in specs):
+        return None  # nested structures per argument: the user gives a sample
     out = []
     for i, spec in enumerate(specs):
         name = spec.name or (names[i] if i < len(names) and names[i] else None)
@@ -281,6 +293,7 @@ def _name_outputs(model, out) -> Dict[str, Any]:
 
 
 def run(model, inputs):
+    _quiet_native_logs()
     import numpy as np
 
     if isinstance(model, TFLiteModel):
@@ -308,6 +321,7 @@ def _run_tflite(model: TFLiteModel, inputs):
 # --- conversion ------------------------------------------------------------------
 
 def convert(model, example, options):
+    _quiet_native_logs()
     opset = options.opset or DEFAULT_OPSET
     if opset > MAX_OPSET:
         from onnxgate.pipeline.errors import UsageError
@@ -367,7 +381,8 @@ def _wrap(model, example, dynamic_batch: bool):
         shape = list(declared.get(name) or value.shape)
         if len(shape) != value.ndim:
             shape = list(value.shape)
-        shape[0] = None if dynamic_batch else int(value.shape[0])
+        if shape:
+            shape[0] = None if dynamic_batch else int(value.shape[0])
         specs.append(tf.TensorSpec(shape, tf.as_dtype(value.dtype), name=name))
 
     def graph(*tensors):

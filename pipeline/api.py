@@ -159,8 +159,9 @@ def validate(source: Any, model: Union[PathLike, Any, None] = None, **kwargs: An
     if model is None:
         digest = sha256_path(Path(source)) if isinstance(source, (str, Path)) and Path(source).is_file() else None
         return run(source, onnx_sha256=digest, stamp=False, **kwargs)
+    onnx_model = load_onnx(model)  # checks the path first: a missing file is exit 2
     digest = sha256_path(Path(model)) if isinstance(model, (str, Path)) else None
-    return run(source, onnx_model=load_onnx(model), onnx_sha256=digest, **kwargs)
+    return run(source, onnx_model=onnx_model, onnx_sha256=digest, **kwargs)
 
 
 def load_onnx(model: Union[PathLike, Any]):

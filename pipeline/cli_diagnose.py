@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import EXIT_OK, EXIT_VALIDATION_FAILED
+from .errors import EXIT_OK, EXIT_VALIDATION_FAILED, UsageError
 
 
 def add_report_options(p: argparse.ArgumentParser, diagnose_flag: bool = True) -> None:
@@ -78,10 +78,14 @@ def run(args) -> int:
     from .cli_convert import _kwargs
     from .summary import one_line
 
+    if not args.model.is_file():  # before api.validate hashes it
+        raise UsageError(f"{args.model}: no such ONNX file")
     if args.report:
         check_writable(args.report)
     check_outputs(args)
-    result = api.validate(args.source, args.model, **_kwargs(args))
+    from . import cli_gate
+
+    result = api.validate(args.source, args.model, gate=cli_gate.gate_from_args(args, args.model), **_kwargs(args))
     result.report["onnx"]["path"] = str(args.model)
     print(one_line(result.report, args.model))
     diagnose_if_asked(result, args, always=True)

@@ -136,7 +136,8 @@ def edge_cases(base: Dict[str, np.ndarray]) -> List[Case]:
     1 marks a case the original rejects as skipped-by-source.
     """
     floats = [k for k, v in base.items() if v.dtype.kind == "f"]
-    cases = [Case("edge_zeros", {k: np.zeros_like(v) for k, v in base.items()}, meta={"kind": "edge", "edge": "zeros"})]
+    zeros = {k: np.zeros_like(v) if v.dtype.kind in "biufc" else v for k, v in base.items()}  # strings stay
+    cases = [Case("edge_zeros", zeros, meta={"kind": "edge", "edge": "zeros"})]
     if not floats:
         return cases
     large = dict(base)

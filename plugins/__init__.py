@@ -12,6 +12,7 @@ from .spec import (
     DeployTargetSpec,
     EnvironmentSpec,
     InputSpec,
+    Intermediate,
     Tolerance,
     normalize_name,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "DeployTargetSpec",
     "EnvironmentSpec",
     "InputSpec",
+    "Intermediate",
     "Tolerance",
     "hookimpl",
     "hookspec",

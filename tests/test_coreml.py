@@ -212,20 +212,33 @@ def test_expected_without_sample_is_a_usage_error(tmp_path, capsys):
 
 
 _UPSTREAM_COREML = """
-try:
-    import onnxmltools.convert.coreml.convert
-except ImportError as exc:
-    print("broken:", exc)
-else:
-    print("fixed")
+import importlib.util
+probes = {
+    "find_type_conversion": "from onnxmltools.convert.common.data_types import find_type_conversion",
+    "check_input_and_output_numbers": "from onnxmltools.convert.common.utils import check_input_and_output_numbers",
+    "onnx_proto": "from onnx import onnx_proto",
+}
+for name, probe in probes.items():
+    try:
+        exec(probe)
+    except ImportError:
+        print("broken:", name)
+    else:
+        print("fixed:", name)
+import pathlib  # find_spec of the package: importing it is what fails
+package = pathlib.Path(importlib.util.find_spec("onnxmltools.convert.coreml").origin).parent
+source = (package / "convert.py").read_text()
+print("broken:" if "operator_converters" not in source else "fixed:", "registrations")
 """
 
 
 def test_onnxmltools_coreml_still_needs_the_compat_layer():
-    """When this fails, onnxmltools fixed its CoreML converter (onnx/onnxmltools#735,
-    PR #776): delete the CoreML part of converters/onnxmltools_compat.py."""
+    """When this fails, onnxmltools fixed part of its CoreML converter
+    (onnx/onnxmltools#735, PR #776): delete that part of converters/onnxmltools_compat.py."""
     proc = subprocess.run([sys.executable, "-c", _UPSTREAM_COREML], capture_output=True, text=True, timeout=300)
-    assert "broken: cannot import name 'find_type_conversion'" in proc.stdout, (
-        "onnxmltools' CoreML converter imports cleanly now: drop the CoreML shim in "
-        "converters/onnxmltools_compat.py and re-run these tests\n" + proc.stdout + err
-    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("find_type_conversion", "check_input_and_output_numbers", "onnx_proto", "registrations"):
+        assert f"broken: {name}" in proc.stdout, (
+            f"upstream fixed {name!r}: drop its patch from converters/onnxmltools_compat.py "
+            "and re-run tests/test_coreml.py\n" + proc.stdout
+        )

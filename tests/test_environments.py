@@ -286,3 +286,34 @@ def test_artifact_round_trip(tmp_path):
     np.testing.assert_array_equal(back.cases[0].expected["y"], x)
     if hasattr(artifact, "latency"):
         assert back.latency == {1: {"mean_ms": 0.1}, 4: {"mean_ms": 0.2}}
+
+
+INTERRUPTED_CREATE = r"""
+import sys
+from onnxgate.pipeline import environments
+from onnxgate.plugins import EnvironmentSpec
+spec = EnvironmentSpec(name="slow", python=sys.executable, install_steps=(("pluggy",),))
+environments.create(spec, log=lambda line: print(line, flush=True))
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_interrupted_create_leaves_no_environment(tmp_path, monkeypatch, how):
+    import signal
+
+    home = _small_home(tmp_path, monkeypatch)
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_CREATE], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    envs = home / "envs"
+    deadline = time.monotonic() + 120
+    while not list(envs.glob(".slow.build-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the create finished before it could be interrupted"
+    proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=120)
+    proc.stdout.close()
+    assert not (envs / "slow").exists()
+    spec = EnvironmentSpec(name="slow", python=sys.executable, install_steps=(("pluggy",),))
+    assert environments.status(spec).state == "missing"
+    if how == "SIGINT":  # cleaned up on the way out
+        assert not list(envs.glob(".slow.build-*"))

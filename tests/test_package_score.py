@@ -192,3 +192,33 @@ def test_registry_concurrent_registrations_of_same_bytes_give_one_version(model,
 def test_registry_rejects_bad_names(model, tmp_path):
     with pytest.raises(UsageError, match="model name"):
         LocalRegistry(tmp_path / "reg").register(record.check(model), "../escape")
+
+
+def test_zipmap_outputs_travel_as_objects_and_compare(tmp_path, monkeypatch):
+    """A sequence-of-maps output (skl2onnx's ZipMap, CatBoost) goes through the
+    record, score.py and the smoke comparison."""
+    import onnx
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from onnxgate.pipeline import serve
+    from onnxgate.pipeline.inputs import Case
+
+    X, y = load_iris(return_X_y=True)
+    X = X.astype(np.float32)
+    onx = to_onnx(LogisticRegression(max_iter=500).fit(X, y), X[:1])  # ZipMap on
+    path = tmp_path / "zip.onnx"
+    onnx.save(onx, path)
+    smoke = record.smoke_sample(path.read_bytes(), [Case(name="c", inputs={"X": X[:3]})])
+    probs = smoke["response"]["outputs"]["output_probability"]
+    assert isinstance(probs[0], dict) and sorted(probs[0]) == ["0", "1", "2"]
+    rec = {"passed": True, "smoke": smoke, "tolerance": {"rtol": 1e-4, "atol": 1e-5},
+           "validated_with": {"onnxruntime": __import__("onnxruntime").__version__}}
+    gate = record.Gate(path, record.sha256_file(path), rec)
+    score = _load_score(package.build(gate, tmp_path / "zpkg"), monkeypatch)
+    status, answer = score.score(json.dumps(smoke["request"]))
+    assert status == 200
+    assert serve.compare_response(json.loads(json.dumps(answer)), smoke, rec["tolerance"]).passed
+    answer["outputs"]["output_probability"][0]["1"] += 0.1
+    assert not serve.compare_response(answer, smoke, rec["tolerance"]).passed

@@ -263,3 +263,21 @@ def test_lambda_layer_needs_trust(tmp_path):
 def test_opset_above_tf2onnx_range_is_usage_error():
     with pytest.raises(UsageError, match="opsets up to 18"):
         convert(fx.sequential(), opset=21)
+
+
+def test_plugins_lists_what_is_missing_without_tensorflow(monkeypatch):
+    """Without TF installed, `onnxgate plugins` names the distributions to install."""
+    from importlib import metadata
+
+    from onnxgate.pipeline import cli_plugins
+
+    real = metadata.version
+
+    def version(name):
+        if name in ("tensorflow", "tensorflow-cpu", "tf2onnx"):
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    (row,) = [r for r in cli_plugins.rows() if r["name"] == "tensorflow"]
+    assert not row["usable"] and row["missing"] == ["tensorflow", "tf2onnx"]
