@@ -565,6 +565,22 @@ def _compose_erfc(ctx, node):
     _where_small(ctx, node, x, const, op, near, far)
 
 
+# --- diagnosis -------------------------------------------------------------------------
+
+def intermediates(model, inputs, onnx_model):
+    """Per-layer values of a functional/Sequential Keras model for
+    ``onnxgate diagnose`` (other sources: none)."""
+    if not _is_keras(model):
+        return []
+    _quiet_native_logs()
+    from onnxgate.pipeline.diagnose import keras_intermediates
+
+    order = [s.name for s in (signature(model) or [])]
+    if sorted(order) == sorted(inputs):  # in model.inputs order, as the probe model takes them
+        inputs = {name: inputs[name] for name in order}
+    return keras_intermediates(model, inputs, onnx_model)
+
+
 # --- helpers ------------------------------------------------------------------------
 
 def _has_type(obj, dotted: str) -> bool:
@@ -613,4 +629,5 @@ def onnxgate_converters():
         requires=(tf_dist, "tf2onnx"),
         framework_distribution=tf_dist,
         default_opset=DEFAULT_OPSET,
+        intermediates=intermediates,
     )

@@ -281,3 +281,16 @@ def test_plugins_lists_what_is_missing_without_tensorflow(monkeypatch):
     monkeypatch.setattr(metadata, "version", version)
     (row,) = [r for r in cli_plugins.rows() if r["name"] == "tensorflow"]
     assert not row["usable"] and row["missing"] == ["tensorflow", "tf2onnx"]
+
+
+def test_diagnosis_compares_keras_layers_of_a_two_input_model():
+    from onnxgate.pipeline import diagnose
+    from onnxgate.plugins.manager import Registry
+
+    spec = Registry().converter("tensorflow")
+    model = fx.functional()
+    result = convert(model, latency=False)
+    inputs = dict(reversed(list(result.artifact.cases[0].inputs.items())))  # not in model.inputs order
+    found = diagnose.source_vs_onnx(spec, model, result.model, inputs)
+    assert found["status"] == "agree", found
+    assert found["compared"] >= 4
