@@ -578,7 +578,32 @@ def intermediates(model, inputs, onnx_model):
     order = [s.name for s in (signature(model) or [])]
     if sorted(order) == sorted(inputs):  # in model.inputs order, as the probe model takes them
         inputs = {name: inputs[name] for name in order}
-    return keras_intermediates(model, inputs, onnx_model)
+    shapes = _onnx_shapes(onnx_model)
+    return [i for i in keras_intermediates(model, inputs, onnx_model)
+            if _same_layout(i.value.shape, shapes.get(i.onnx_tensor))]
+
+
+def _onnx_shapes(onnx_model) -> Dict[str, list]:
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(onnx_model)
+    except Exception:  # shapes are only a filter here
+        return {}
+    values = list(inferred.graph.value_info) + list(inferred.graph.output)
+    return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+            for v in values if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+
+
+def _same_layout(shape, onnx_shape) -> bool:
+    """tf2onnx runs convolutions channels-first: a layer whose ONNX tensor is
+    NCHW cannot be compared element by element with Keras' NHWC value."""
+    if onnx_shape is None:
+        return len(shape) <= 2  # unknown: only layouts that cannot be permuted
+    if len(onnx_shape) != len(shape) or any(d is not None and d != v for d, v in zip(onnx_shape, shape)):
+        return False
+    channels_first = (shape[0], shape[-1]) + tuple(shape[1:-1])
+    return len(shape) <= 2 or channels_first != tuple(shape)  # ambiguous when both read the same
 
 
 # --- helpers ------------------------------------------------------------------------

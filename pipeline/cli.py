@@ -29,15 +29,19 @@ COMMAND_MODULES = (
 EPILOG = """\
 exit codes:
   0  converted and validated (or: command succeeded)
-  1  validation failed: the model and report are written, the report says why
+  1  validation failed (the model and report are written, the report says
+     why), or a deploy's smoke test failed
   2  usage error or bad input (unreadable or unrecognised source, untrusted
-     pickle, bad sample file, refused deploy)
-  3  conversion failed (converter error, or a model onnxruntime cannot load)
+     pickle, bad sample file, missing environment, refused deploy)
+  3  conversion failed (converter error, or a model onnxruntime cannot
+     load), or the deploy target (server, Azure) failed
 
 environment:
   ONNXGATE_DISABLE_PLUGINS  comma-separated plugin names not to load
   ONNXGATE_HOME             where environments live (envs/NAME; default
                             ${XDG_DATA_HOME:-~/.local/share}/onnxgate)
+  ONNXGATE_SERVING_HOME     serving venvs (default $ONNXGATE_HOME/serving)
+  ONNXGATE_REGISTRY         the local model registry folder
 """
 
 

@@ -88,5 +88,11 @@ def accept_if_asked(result, args, model_path: Path) -> None:
     if not result.passed:  # the exit code (1) already says why; a failed run is no baseline
         print(f"baseline not written ({path}): the run failed", file=sys.stderr)
         return
-    accept(result.report, path)
+    from .errors import UsageError
+
+    try:
+        accept(result.report, path)
+    except UsageError as exc:  # e.g. an unverified run compares no outputs: the conversion still stands
+        print(f"baseline not written ({path}): {exc}", file=sys.stderr)
+        return
     print(f"baseline written: {path}")

@@ -6,7 +6,7 @@ own venv, one per onnxruntime version (a model is served by the onnxruntime
 release that validated it). Created by ``onnxgate serve --setup``.
 
 Location: ``$ONNXGATE_SERVING_HOME/ort-<version>``; the default home is
-``$XDG_DATA_HOME/onnxgate/serving`` (``~/.local/share/onnxgate/serving``).
+``$ONNXGATE_HOME/serving`` (``~/.local/share/onnxgate/serving``).
 """
 from __future__ import annotations
 
@@ -29,10 +29,12 @@ PYTHON_VERSION = "3.11"
 
 
 def home() -> Path:
+    """``$ONNXGATE_SERVING_HOME``, else ``serving/`` under onnxgate's home."""
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV])
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data) / "onnxgate" / "serving"
+    from .environments import home as onnxgate_home
+
+    return onnxgate_home() / "serving"
 
 
 def current_onnxruntime() -> str:

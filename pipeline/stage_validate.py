@@ -2,7 +2,10 @@
 
 Checks the ONNX model, loads it in onnxruntime, runs every case and compares
 each output with the original model's. The result is a report dict whose
-``passed`` is the verdict.
+``passed`` is the verdict. Beyond that comparison (docs/validation.md): the
+swept and edge-value cases stage 1 built, task-aware metrics (pipeline.tasks),
+tree threshold-rounding flips (pipeline.trees), a second session with graph
+optimisations off, and the runtime compatibility table.
 """
 from __future__ import annotations
 
@@ -261,6 +264,7 @@ def _tree_flips(ctx: _Context, case, entry, results, masks) -> None:
                               f"threshold rounding, {analysis['unexplained']} unexplained (max flip rate "
                               f"{ctx.gate.max_flip_rate:g})")
             r["failed_reason"], r["reason"] = r["reason"], ""
+            r.pop("attribution", None)
 
 
 def _tree_summary(cases, gate: GateConfig) -> Dict[str, Any]:

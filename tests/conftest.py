@@ -3,6 +3,13 @@ and the XDG folders at a throwaway directory before anything imports them."""
 import os
 import tempfile
 
+# onnxgate's isolated environments (legacy frameworks, serving) are costly to
+# build: keep them in the real onnxgate home, not in the throwaway HOME below.
+os.environ.setdefault(
+    "ONNXGATE_HOME",
+    os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "onnxgate"),
+)
+
 _HOME = tempfile.mkdtemp(prefix="onnxgate-test-home-")
 for var in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "MPLCONFIGDIR", "KERAS_HOME"):
     os.environ[var] = os.path.join(_HOME, var.lower())

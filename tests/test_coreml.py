@@ -42,19 +42,17 @@ def assert_one_line_error(err: str) -> None:
 class TestCoremlContract(ConverterContract):
     converter = "coreml"
 
-    @pytest.fixture(autouse=True)
     def _files(self, tmp_path):
-        self.files = fx.write_coreml(CASES["coreml-nn-regressor"], tmp_path / "files")
+        return fx.write_coreml(CASES["coreml-nn-regressor"], tmp_path / "files")
 
-    @property
-    def convert_kwargs(self):  # the comparison needs the Mac-side outputs
-        return {"expected": self.files["expected"]}
+    def make_convert_kwargs(self, tmp_path):  # the comparison needs the Mac-side outputs
+        return {"expected": self._files(tmp_path)["expected"]}
 
     def make_source(self, tmp_path):
-        return self.files["source"]
+        return self._files(tmp_path)["source"]
 
     def make_sample(self, tmp_path):
-        return Path(self.files["sample"])
+        return Path(self._files(tmp_path)["sample"])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -1,12 +1,11 @@
 """Drift: accept a baseline, later runs compare with it and fail when errors grow."""
 import json
 
-import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
-from onnxgate.pipeline import api, cli, drift
+from onnxgate.pipeline import cli, drift
 from onnxgate.pipeline.errors import UsageError
 
 

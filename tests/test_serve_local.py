@@ -3,18 +3,16 @@ serving venv) on 127.0.0.1, answering real HTTP: the sample request, every
 kind of bad request, a bounded concurrent load, and `onnxgate deploy` /
 `onnxgate serve` end to end.
 
-The serving venv is looked up in $ONNXGATE_SERVING_HOME, else in the real
-user's ~/.local/share/onnxgate/serving (conftest points HOME elsewhere); when
-missing it is created here (`onnxgate serve --setup`, needs PyPI, ~30 s).
+The serving venv is looked up under $ONNXGATE_HOME (conftest keeps it out of
+the throwaway HOME); when missing it is created here (`onnxgate serve
+--setup`, needs PyPI, ~30 s).
 """
 import json
 import os
-import pwd
 import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -22,11 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-if not os.environ.get("ONNXGATE_SERVING_HOME"):
-    os.environ["ONNXGATE_SERVING_HOME"] = os.path.join(
-        pwd.getpwuid(os.getuid()).pw_dir, ".local", "share", "onnxgate", "serving")
-
-from onnxgate.pipeline import cli, package, record, serve, serving_env  # noqa: E402
+from onnxgate.pipeline import cli, package, record, serve, serving_env
 
 LOAD_REQUESTS = 2000
 LOAD_THREADS = 8
