@@ -58,9 +58,10 @@ def check_supported(spec, where: str = "") -> None:
 
     kind = spec.WhichOneof("Type")
     if kind not in SUPPORTED_KINDS:
+        hint = "; convert the original framework's model instead" if kind == "mlProgram" else ""
         raise UsageError(
             f"Core ML model kind {kind!r}{where} is not supported (onnxmltools converts "
-            f"{', '.join(SUPPORTED_KINDS)}); an ML Program needs a framework-level export instead"
+            f"{', '.join(SUPPORTED_KINDS)}){hint}"
         )
     for i, stage in enumerate(_stages(spec)):
         check_supported(stage, f" (pipeline stage {i})")
