@@ -37,6 +37,7 @@ exit codes:
      load), or the deploy target (server, Azure) failed
 
 environment:
+  CI                        true/1/yes: CI mode (edge-value cases on; --no-edge-values)
   ONNXGATE_DISABLE_PLUGINS  comma-separated plugin names not to load
   ONNXGATE_HOME             where environments live (envs/NAME; default
                             ${XDG_DATA_HOME:-~/.local/share}/onnxgate)
