@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
+from onnxgate.plugins.manager import installed_distribution
 
 from .common import zip_names
 
@@ -622,23 +623,9 @@ def _np_name(dtype) -> str:
     return np.dtype(dtype).name
 
 
-def _tf_distribution() -> str:
-    """TensorFlow ships as ``tensorflow`` or ``tensorflow-cpu``; ask metadata
-    (no import) which one is here."""
-    from importlib import metadata
-
-    for dist in ("tensorflow", "tensorflow-cpu"):
-        try:
-            metadata.version(dist)
-            return dist
-        except metadata.PackageNotFoundError:
-            pass
-    return "tensorflow"
-
-
 @hookimpl
 def onnxgate_converters():
-    tf_dist = _tf_distribution()
+    tf_dist = installed_distribution("tensorflow", "tensorflow-cpu")
     yield ConverterSpec(
         name="tensorflow",
         framework="TensorFlow/Keras",

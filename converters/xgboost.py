@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import metadata
 from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
 from onnxgate.plugins.detect import read_head
+from onnxgate.plugins.manager import installed_distribution
 
 from . import trees_common as tc
 
@@ -28,18 +28,6 @@ def sniff(path: Path) -> bool:
     if path.suffix.lower() == ".ubj":
         return head[:1] == b"{" and b"learner" in head[:24]
     return bool(_JSON_HEAD.match(head)) and b'"learner"' in read_head(path, 1 << 16)
-
-
-def _distribution() -> str:
-    """The installed XGBoost distribution: ``xgboost`` (with the CUDA NCCL
-    dependency) or ``xgboost-cpu``; both provide the ``xgboost`` module."""
-    for dist in ("xgboost", "xgboost-cpu"):
-        try:
-            metadata.version(dist)
-            return dist
-        except metadata.PackageNotFoundError:
-            continue
-    return "xgboost-cpu"  # what `pip install onnxgate[xgboost]` brings
 
 
 def load(path: Path, trusted: bool):
@@ -143,7 +131,8 @@ def _softmax(z):
 
 @hookimpl
 def onnxgate_converters():
-    dist = _distribution()
+    # both distributions provide the xgboost module; -cpu skips the CUDA NCCL wheel
+    dist = installed_distribution("xgboost-cpu", "xgboost")
     yield ConverterSpec(
         name="xgboost",
         framework="XGBoost",

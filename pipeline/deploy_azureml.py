@@ -23,7 +23,6 @@ import hashlib
 import json
 import re
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional

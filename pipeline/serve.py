@@ -182,8 +182,6 @@ class SmokeResult:
 
 def compare_response(answer: Any, smoke: Dict[str, Any], tolerance: Dict[str, float]) -> SmokeResult:
     """Compare an endpoint's JSON answer with the record's expected response."""
-    import numpy as np
-
     from ..plugins.spec import Tolerance
     from .compare import compare_output
 

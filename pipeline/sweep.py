@@ -55,8 +55,13 @@ def dynamic_groups(model, signature: Optional[Sequence[Any]]) -> Tuple[Dict[str,
                 if src_dynamic:
                     frozen.append({"input": name, "axis": axis, "fixed_to": dim})
                 continue
-            key = dim if isinstance(dim, str) else (src_dim if isinstance(src_dim, str) else None)
-            key = key or ("batch" if axis == 0 else f"{name}.{axis}")
+            if axis == 0:
+                # exporters name batch dims per input (tf2onnx: unk__N); a
+                # batch of 3 for one input and 5 for another is not a real case
+                key = "batch"
+            else:
+                key = dim if isinstance(dim, str) else (src_dim if isinstance(src_dim, str) else None)
+                key = key or f"{name}.{axis}"
             groups.setdefault(key, []).append((name, axis))
     return groups, frozen
 
@@ -86,9 +91,10 @@ def sweep_cases(base: Dict[str, np.ndarray], groups: Dict[str, List[Member]], ex
             continue
         entry = {"axis": key, "members": [{"input": i, "axis": a} for i, a in members], "sizes": [], "skipped_sizes": []}
         for size in SIZES:
-            rng = np.random.default_rng([seed, size, len(cases)])
             inputs = dict(base)
             for name, axis in members:
+                # one seed per (group, size): every input draws the same rows
+                rng = np.random.default_rng([seed, size, len(summary)])
                 inputs[name] = resize(inputs[name], axis, size, rng)
             if sum(v.size for v in inputs.values()) > MAX_ELEMENTS:
                 entry["skipped_sizes"].append(size)

@@ -146,3 +146,13 @@ def distribution_version(name: Optional[str]) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return ""
+
+
+def installed_distribution(*candidates: str) -> str:
+    """The first of ``candidates`` that is installed (no import), else the
+    first one: for frameworks shipped under several names (``tensorflow`` /
+    ``tensorflow-cpu``, ``xgboost`` / ``xgboost-cpu``)."""
+    for name in candidates:
+        if distribution_version(name):
+            return name
+    return candidates[0]

@@ -201,7 +201,6 @@ def test_plugins_lists_the_onnx_converter():
 # --- bad input: one line, exit 2, nothing written -------------------------
 
 def _clean_cli_error(tmp_path, *args):
-    out = tmp_path / "out.onnx"
     proc = run_cli(*args, "--report", str(tmp_path / "out.json"))
     assert_clean_error(proc, 2)
     assert not (tmp_path / "out.json").exists()

@@ -2,8 +2,6 @@
 session) and the local file registry."""
 import importlib.util
 import json
-import os
-import sys
 import threading
 
 import numpy as np

@@ -1,7 +1,6 @@
 """The plugin system: registration, conflicts, misspelled hooks, disabling, detection."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -94,7 +93,7 @@ def test_file_detection_uses_suffix_then_sniff(tmp_path):
 
 def test_xgboost_like_objects_are_not_claimed_by_sklearn_when_more_specific(tmp_path):
     # sklearn claims BaseEstimator; a converter declaring a subclass wins.
-    sklearn = pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn")
     from sklearn.linear_model import LinearRegression
 
     registry = Registry()

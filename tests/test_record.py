@@ -96,8 +96,6 @@ def test_gate_refuses_a_failed_record_and_override_is_explicit(converted):
 
 
 def test_cli_validate_records_against_the_files_bytes_passed_and_failed(tmp_path, capsys):
-    from onnxgate.pipeline import api
-
     source = _skops(tmp_path, "a.skops", C=1.0)
     other = _skops(tmp_path, "b.skops", C=0.001)
     sample = tmp_path / "sample.npy"

@@ -1,6 +1,5 @@
 """scikit-learn converter: the contract kit plus behaviour specific to it."""
 import json
-import sys
 
 import numpy as np
 import pytest
