@@ -127,56 +127,43 @@ def produce(
             expected=expected, golden=golden, gate=gate, measure_latency=measure_latency,
         )
     ensure_usable(spec)
+    if expected is not None and sample is None:
+        raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
     model = load_model(spec, source, trusted)
     timings["load_s"] = time.perf_counter() - t0
 
-    if expected is not None and sample is None:
-        raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
     dynamic_batch = options.dynamic_batch
     if _is_onnx_model(model):  # ready-made: nothing converts, so the batch is as declared, not as asked
         from .stage_validate import frozen_batch_inputs
 
         dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
-    golden_cases = _golden_cases(golden, model, sample, expected)
-    cases = golden_cases or build_cases(spec, model, sample, dynamic_batch and expected is None, seed)
-    t0 = time.perf_counter()
-    try:
-        conversion = spec.convert(model, cases[0].inputs, options)
-    except (UsageError, ConversionError):
-        raise
-    except Exception as exc:
-        raise ConversionError(f"{spec.name} conversion failed: {_one_line(exc)}") from exc
-    timings["convert_s"] = time.perf_counter() - t0
+    cases = _golden_cases(golden, model, sample, expected) or build_cases(
+        spec, model, sample, dynamic_batch and expected is None, seed)
 
+    t0 = time.perf_counter()
+    conversion = _convert(spec, model, cases[0].inputs, options)
+    timings["convert_s"] = time.perf_counter() - t0
     onnx_model = conversion.model
-    if golden is not None and golden_cases is None:  # keyed by the converted model's names
+    notes = list(conversion.notes)
+    if golden is not None and not _is_onnx_model(model):  # keyed by the converted model's names
         from . import golden as golden_mod
 
         cases = golden_mod.read(Path(golden), onnx_model)
     _cast_to_model_inputs(cases, onnx_model)
-    extra, gate_info = [], {}
-    if golden is None and expected is None and spec.run is not None:  # sweep + edge values
-        from . import sweep
 
-        extra, gate_info = sweep.extend(spec, model, onnx_model, cases, gate, seed)
-        _cast_to_model_inputs(extra, onnx_model)
     t0 = time.perf_counter()
     output_names = [o.name for o in onnx_model.graph.output]
-    notes = list(conversion.notes)
-    if golden is not None:
-        pass  # the golden sets carry their expected outputs
-    elif expected is not None:
+    runs_original = golden is None and expected is None and spec.run is not None
+    gate_info: Dict[str, Any] = {}
+    if expected is not None:
         cases[0].expected = load_expected(Path(expected), output_names, notes)
-    elif spec.run is not None:
-        for case in cases:
-            case.expected = _run_original(spec, model, case, output_names)
-        sweep.run_source(extra, lambda case: _run_original(spec, model, case, output_names))
-        cases = cases + extra
+    elif runs_original:
+        cases, gate_info = _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed)
     timings["reference_s"] = time.perf_counter() - t0
     latency = {}
-    if measure_latency and spec.run is not None and golden is None and expected is None:
+    if measure_latency and runs_original:
         from . import latency as latency_mod
 
         latency = latency_mod.measure_original(spec.run, model, cases)
@@ -210,6 +197,28 @@ def produce(
         verified=any(c.expected is not None for c in cases),
         latency=latency,
     )
+
+
+def _convert(spec: ConverterSpec, model: Any, example, options: ConvertOptions):
+    try:
+        return spec.convert(model, example, options)
+    except (UsageError, ConversionError):
+        raise
+    except Exception as exc:
+        raise ConversionError(f"{spec.name} conversion failed: {_one_line(exc)}") from exc
+
+
+def _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed):
+    """The original's outputs on every case, plus the sweep and edge-value
+    cases (those the original rejects are marked skipped, not failed)."""
+    from . import sweep
+
+    extra, gate_info = sweep.extend(spec, model, onnx_model, cases, gate, seed)
+    _cast_to_model_inputs(extra, onnx_model)
+    for case in cases:
+        case.expected = _run_original(spec, model, case, output_names)
+    sweep.run_source(extra, lambda case: _run_original(spec, model, case, output_names))
+    return cases + extra, gate_info
 
 
 def _run_original(spec, model, case, output_names) -> Dict[str, np.ndarray]:
