@@ -10,9 +10,17 @@ Sources: a ``.mlmodel`` file, a ``Model_pb2.Model`` spec or an ``MLModel``.
 """
 from __future__ import annotations
 
+import importlib
+import logging
+import sys
+
 from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
+
+# coremltools warns on import about every untested framework version it
+# finds and about its macOS-only runtime: noise for a Linux conversion.
+logging.getLogger("coremltools").setLevel(logging.ERROR)
 
 #: Model kinds onnxmltools converts (a pipeline may hold any of them).
 SUPPORTED_KINDS = (
@@ -32,7 +40,25 @@ _INT32 = 131104
 _GRAYSCALE = 10
 
 
+def _import_coremltools_alone() -> None:
+    """coremltools imports TensorFlow and torch at import time when they are
+    installed (~5 s, and their log noise) although converting a spec needs
+    neither: hide the ones not yet imported while coremltools loads."""
+    if "coremltools" in sys.modules:
+        return
+    hidden = [name for name in ("tensorflow", "torch") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # makes `import name` raise ImportError
+    try:
+        importlib.import_module("coremltools")
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 def load(path: Path, trusted: bool):
+    _import_coremltools_alone()
     from coremltools.proto import Model_pb2
     from google.protobuf.message import DecodeError
 
@@ -149,6 +175,7 @@ def convert(model, example, options):
 
     from .onnxmltools_compat import coreml_convert, ensure_default_opset
 
+    _import_coremltools_alone()
     spec = type(spec_of(model))()
     spec.CopyFrom(spec_of(model))  # never alter the caller's spec
     check_supported(spec)
