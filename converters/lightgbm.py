@@ -63,19 +63,8 @@ def load(path: Path, trusted: bool):
     return lightgbm.Booster(model_file=str(path))
 
 
-def _is_booster(model) -> bool:
-    return type(model).__name__ == "Booster"
-
-
 def _booster(model):
-    from onnxgate.pipeline.errors import UsageError
-
-    if _is_booster(model):
-        return model
-    try:
-        return model.booster_
-    except Exception as exc:  # sklearn's NotFittedError / LightGBM's own
-        raise UsageError(f"the LightGBM model is not fitted ({type(exc).__name__})") from None
+    return tc.fitted_booster(model, lambda m: m.booster_, "LightGBM")
 
 
 def _objective(booster) -> str:
@@ -89,7 +78,7 @@ def _objective(booster) -> str:
 
 
 def is_classifier(model) -> bool:
-    if _is_booster(model):
+    if tc.is_booster(model):
         return _objective(model).split()[0] in _CLASSIFICATION
     from sklearn.base import is_classifier as sklearn_is_classifier
 
@@ -117,7 +106,7 @@ def convert(model, example, options):
 
 def run(model, inputs):
     X = inputs[tc.INPUT_NAME]
-    if not _is_booster(model):
+    if not tc.is_booster(model):
         if is_classifier(model):
             return [model.predict(X), model.predict_proba(X)]
         return [model.predict(X)]

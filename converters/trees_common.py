@@ -189,3 +189,20 @@ def register_with_skl2onnx(boosters) -> None:
         else:
             options = {"split": None} if alias.startswith("LightGbm") else None
             update_registered_converter(cls, alias, calculate_linear_regressor_output_shapes, converter, options=options)
+
+
+def is_booster(model) -> bool:
+    """A framework's native Booster, as opposed to its sklearn-style wrapper."""
+    return type(model).__name__ == "Booster"
+
+
+def fitted_booster(model, get_booster, framework: str):
+    """The native Booster behind ``model``; an unfitted wrapper is bad input."""
+    from onnxgate.pipeline.errors import UsageError
+
+    if is_booster(model):
+        return model
+    try:
+        return get_booster(model)
+    except Exception as exc:  # sklearn's NotFittedError and the frameworks' own
+        raise UsageError(f"the {framework} model is not fitted ({type(exc).__name__})") from None

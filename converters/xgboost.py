@@ -44,19 +44,8 @@ def load(path: Path, trusted: bool):
     return booster
 
 
-def _is_booster(model) -> bool:
-    return type(model).__name__ == "Booster"
-
-
 def _booster(model):
-    from onnxgate.pipeline.errors import UsageError
-
-    if _is_booster(model):
-        return model
-    try:
-        return model.get_booster()
-    except Exception as exc:  # sklearn's NotFittedError and XGBoost's own
-        raise UsageError(f"the XGBoost model is not fitted ({type(exc).__name__})") from None
+    return tc.fitted_booster(model, lambda m: m.get_booster(), "XGBoost")
 
 
 def objective(model) -> str:
@@ -65,7 +54,7 @@ def objective(model) -> str:
 
 
 def is_classifier(model) -> bool:
-    if _is_booster(model):
+    if tc.is_booster(model):
         return objective(model).startswith(("binary:", "multi:"))
     from sklearn.base import is_classifier as sklearn_is_classifier
 
@@ -105,7 +94,7 @@ def _softmax_probabilities(onx) -> bool:
 
 def run(model, inputs):
     X = inputs[tc.INPUT_NAME]
-    if not _is_booster(model):
+    if not tc.is_booster(model):
         if is_classifier(model):
             return [model.predict(X), model.predict_proba(X)]
         return [model.predict(X)]
