@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import EXIT_OK, EXIT_VALIDATION_FAILED, UsageError
 from . import cli_diagnose, cli_gate
+from .errors import EXIT_OK, EXIT_VALIDATION_FAILED, UsageError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -28,12 +28,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "(DIR/test_data_set_N/input_K.pb, output_K.pb); each set is one case")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="converter-specific option (repeatable)")
-    from .cli_diagnose import add_report_options  # --junit/--html/--summary/--diagnose/--no-latency
-
-    add_report_options(p)
-    from .cli_gate import add_gate_options  # sweep, edge values, per-output rules, runtime, drift
-
-    add_gate_options(p)
+    cli_diagnose.add_report_options(p)  # --junit/--html/--summary/--diagnose/--no-latency
+    cli_gate.add_gate_options(p)  # sweep, edge values, per-output rules, runtime, drift
 
 
 def add_parser(sub) -> None:
