@@ -195,6 +195,10 @@ def _embedding_metrics(act: np.ndarray, exp: np.ndarray, k: int) -> Dict[str, An
     out: Dict[str, Any] = {"cosine_rows": int(len(a)), "topk": int(min(k, d))}
     if not len(a):
         return out
+    # cosine is scale-invariant: scaling each row by its largest magnitude
+    # keeps the norms finite for edge-value inputs (1e30 squared overflows)
+    a = a / np.maximum(np.abs(a).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    e = e / np.maximum(np.abs(e).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
     na, ne = np.linalg.norm(a, axis=1), np.linalg.norm(e, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where((na == 0) & (ne == 0), 1.0, (a * e).sum(axis=1) / (na * ne))
