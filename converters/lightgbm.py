@@ -107,9 +107,7 @@ def convert(model, example, options):
 def run(model, inputs):
     X = inputs[tc.INPUT_NAME]
     if not tc.is_booster(model):
-        if is_classifier(model):
-            return [model.predict(X), model.predict_proba(X)]
-        return [model.predict(X)]
+        return tc.run_wrapper(model, X, is_classifier(model))
     raw = model.predict(X)
     if not is_classifier(model):
         return [raw]

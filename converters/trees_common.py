@@ -206,3 +206,10 @@ def fitted_booster(model, get_booster, framework: str):
         return get_booster(model)
     except Exception as exc:  # sklearn's NotFittedError and the frameworks' own
         raise UsageError(f"the {framework} model is not fitted ({type(exc).__name__})") from None
+
+
+def run_wrapper(model, X, classifier: bool) -> list:
+    """Outputs of an sklearn-style wrapper, in the ONNX model's order."""
+    if classifier:
+        return [model.predict(X), model.predict_proba(X)]
+    return [model.predict(X)]

@@ -95,9 +95,7 @@ def _softmax_probabilities(onx) -> bool:
 def run(model, inputs):
     X = inputs[tc.INPUT_NAME]
     if not tc.is_booster(model):
-        if is_classifier(model):
-            return [model.predict(X), model.predict_proba(X)]
-        return [model.predict(X)]
+        return tc.run_wrapper(model, X, is_classifier(model))
     import xgboost
 
     data = xgboost.DMatrix(X)
