@@ -49,7 +49,7 @@ def plain(spec, model, X):
     """Convert, run once, compare once."""
     import onnxruntime as ort
 
-    from onnxgate.pipeline.compare import compare_output
+    from onnxgate.pipeline.gate.compare import compare_output
     from onnxgate.plugins.spec import ConvertOptions
 
     name = spec.inputs(model)[0].name
@@ -65,7 +65,7 @@ def plain(spec, model, X):
 
 def gated(model, sample, **gate):
     from onnxgate.pipeline import api
-    from onnxgate.pipeline.gate_config import GateConfig
+    from onnxgate.pipeline.gate.config import GateConfig
 
     result = api.convert(model, sample=sample, latency=False, gate=GateConfig(**gate))
     return result.passed, len(result.report["cases"])
@@ -77,8 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # sklearn checking inf inputs
-    from onnxgate.pipeline import stage_convert
-    from onnxgate.pipeline.sources import resolve
+    from onnxgate.pipeline.conversion import stage as stage_convert
+    from onnxgate.pipeline.conversion.sources import resolve
     from onnxgate.plugins.manager import Registry
 
     registry = Registry()

@@ -57,7 +57,10 @@ def main() -> int:
     args = ap.parse_args()
     args.requests = min(args.requests, 20000)  # bounded whatever is asked
 
-    from onnxgate.pipeline import package, record, serve, serving_env
+    from onnxgate.pipeline.deployment import package
+    from onnxgate.pipeline.deployment import record
+    from onnxgate.pipeline.deployment import serve
+    from onnxgate.pipeline.envs import serving as serving_env
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

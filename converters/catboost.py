@@ -28,7 +28,7 @@ def sniff(path: Path) -> bool:
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     if not sniff(path):
         raise UsageError(f"{path}: not a CatBoost binary model (.cbm files start with {_MAGIC.decode()})")
@@ -55,7 +55,7 @@ def is_classifier(model) -> bool:
 
 def _check_fitted(model) -> None:
     if not model.is_fitted():
-        from onnxgate.pipeline.errors import UsageError
+        from onnxgate.plugins.errors import UsageError
 
         raise UsageError("the CatBoost model is not fitted")
 
@@ -66,7 +66,7 @@ def signature(model):
 
 
 def convert(model, example, options):
-    from onnxgate.pipeline.errors import ConversionError
+    from onnxgate.plugins.errors import ConversionError
 
     import onnx
 

@@ -51,13 +51,13 @@ def sniff(path: Path) -> bool:
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     raise UsageError(f"{path}: {REASON}")
 
 
 def convert(model, example, options):
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     raise UsageError(REASON)
 

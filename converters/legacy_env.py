@@ -3,7 +3,7 @@
 Both frameworks are retired upstream and need numpy < 1.24 and onnx < 1.15,
 which cannot share a venv with the main stack. ``onnxgate env create legacy``
 builds it from the package registry; the mxnet and chainer converters run
-their stage 1 there (see onnxgate.pipeline.environments).
+their stage 1 there (see onnxgate.pipeline.envs.isolated).
 """
 from __future__ import annotations
 

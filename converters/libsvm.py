@@ -38,7 +38,7 @@ def sniff(path: Path) -> bool:
 def check_text(text: str) -> dict:
     """Validate libsvm's model file format before its C parser sees it (the C
     reader trusts counts and can read past a truncated file). Returns the header."""
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     lines = text.splitlines()
     header: dict = {}
@@ -109,7 +109,7 @@ def signature(model):
 
 
 def _check_model(model) -> None:
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     svm_type, kernel = model.get_svm_type(), model.param.kernel_type
     if SVM_TYPES[svm_type] not in SUPPORTED_TYPES:

@@ -53,7 +53,7 @@ def check_model_text(data: bytes) -> str:
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     problem = check_model_text(path.read_bytes())
     if problem:

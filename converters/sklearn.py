@@ -35,7 +35,7 @@ def load(path: Path, trusted: bool):
 
 
 def _untrusted(path, types):
-    from onnxgate.pipeline.errors import UntrustedSourceError
+    from onnxgate.plugins.errors import UntrustedSourceError
 
     shown = ", ".join(types[:5]) + (" ..." if len(types) > 5 else "")
     return UntrustedSourceError(

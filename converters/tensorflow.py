@@ -105,7 +105,7 @@ def _load_keras(path: Path, trusted: bool):
         return keras.saving.load_model(str(path), compile=False, safe_mode=not trusted)
     except ValueError as exc:
         if "safe_mode" in str(exc):
-            from onnxgate.pipeline.errors import UntrustedSourceError
+            from onnxgate.plugins.errors import UntrustedSourceError
 
             raise UntrustedSourceError(
                 f"{path}: the model holds Python code (e.g. a Lambda layer) that Keras' safe mode refuses; "
@@ -323,7 +323,7 @@ def convert(model, example, options):
     _quiet_native_logs()
     opset = options.opset or DEFAULT_OPSET
     if opset > MAX_OPSET:
-        from onnxgate.pipeline.errors import UsageError
+        from onnxgate.plugins.errors import UsageError
 
         raise UsageError(f"tf2onnx writes ONNX opsets up to {MAX_OPSET}; --opset {opset} is too new")
     import tf2onnx
@@ -398,7 +398,7 @@ def intermediates(model, inputs, onnx_model):
     if not _is_keras(model):
         return []
     _quiet_native_logs()
-    from onnxgate.pipeline.diagnose import keras_intermediates
+    from onnxgate.converters.tf_intermediates import keras_intermediates
 
     order = [s.name for s in (signature(model) or [])]
     if sorted(order) == sorted(inputs):  # in model.inputs order, as the probe model takes them

@@ -33,7 +33,7 @@ def load(path: Path, trusted: bool):
     if _is_torchscript(names):
         return torch.jit.load(str(path), map_location="cpu")
     if not trusted:
-        from onnxgate.pipeline.errors import UntrustedSourceError
+        from onnxgate.plugins.errors import UntrustedSourceError
 
         raise UntrustedSourceError(
             f"{path}: not a TorchScript archive; loading a pickled module can run arbitrary code; "

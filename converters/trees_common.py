@@ -198,7 +198,7 @@ def is_booster(model) -> bool:
 
 def fitted_booster(model, get_booster, framework: str):
     """The native Booster behind ``model``; an unfitted wrapper is bad input."""
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     if is_booster(model):
         return model

@@ -31,7 +31,7 @@ def sniff(path: Path) -> bool:
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     if not sniff(path):
         raise UsageError(

@@ -7,13 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from ..plugins.manager import Registry
-from ..plugins.spec import ConvertOptions, Tolerance
-from . import atomic, latency as latency_mod, provenance, report as report_mod, stage_convert, stage_validate
-from .errors import UsageError
-from .gate_config import GateConfig
-from .inputs import DEFAULT_SEED
-from .sources import resolve, sha256_path
+from onnxgate.plugins.manager import Registry
+from onnxgate.plugins.spec import ConvertOptions, Tolerance
+from onnxgate.pipeline.core import atomic
+from onnxgate.pipeline.core import latency as latency_mod
+from onnxgate.pipeline.conversion import provenance
+from onnxgate.pipeline.report import document as report_mod
+from onnxgate.pipeline.conversion import stage as stage_convert
+from onnxgate.pipeline.gate import stage as stage_validate
+from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.gate.config import GateConfig
+from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
+from onnxgate.pipeline.conversion.sources import resolve, sha256_path
 
 PathLike = Union[str, Path]
 
@@ -44,7 +49,7 @@ class Result:
         if report_path is not None:
             report_mod.write(self.report, Path(report_path))
         # deploy's gate reads this record, bound to the bytes just written
-        from . import record
+        from onnxgate.pipeline.deployment import record
 
         record.write_for(self, path)
 
@@ -119,7 +124,7 @@ def run(
     info = report_mod.onnx_info(artifact.model, "", digest)
     report = report_mod.build(artifact, validation, info, started)
     if gate.baseline is not None:  # drift: compare with the accepted baseline
-        from . import drift
+        from onnxgate.pipeline.gate import drift
 
         drift.apply(report, Path(gate.baseline), gate.drift_factor, gate.drift_floor)
     return Result(model=artifact.model, report=report, artifact=artifact)
@@ -182,7 +187,7 @@ def _given_model_spec(spec, onnx_model):
     """The source's converter, with ``convert`` returning the given model."""
     from dataclasses import replace
 
-    from ..plugins.spec import Conversion
+    from onnxgate.plugins.spec import Conversion
 
     def given(model, example, options):
         return Conversion(onnx_model, exporter="given")

@@ -23,10 +23,12 @@ import pytest
 pytest.importorskip("azure.ai.ml", reason="the azureml extra is not installed: pip install 'onnxgate[azureml]'")
 responses = pytest.importorskip("responses")
 
-from onnxgate.pipeline import cli, deploy_azureml, record  # noqa: E402
-from onnxgate.pipeline.deploy import DeployError, DeployRequest  # noqa: E402
-from onnxgate.pipeline.errors import UsageError  # noqa: E402
-from onnxgate.pipeline.serve import SmokeTestFailed  # noqa: E402
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.deployment import azureml as deploy_azureml
+from onnxgate.pipeline.deployment import record  # noqa: E402
+from onnxgate.pipeline.deployment.service import DeployError, DeployRequest  # noqa: E402
+from onnxgate.plugins.errors import UsageError  # noqa: E402
+from onnxgate.pipeline.deployment.serve import SmokeTestFailed  # noqa: E402
 
 TOKEN = "FAKE-TOKEN-s3cr3t-0123456789"
 

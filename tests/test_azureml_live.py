@@ -32,7 +32,8 @@ def test_live_deploy_smoke_test_and_idempotency(tmp_path):
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from onnxgate.pipeline import api, deploy
+    from onnxgate.pipeline import api
+    from onnxgate.pipeline.deployment import service as deploy
 
     X, y = load_iris(return_X_y=True)
     sample = tmp_path / "sample.npy"

@@ -52,7 +52,7 @@ def _explain(message: str) -> str:
 
 def _run_one(folder: Path, registry) -> dict:
     from onnxgate.pipeline import api
-    from onnxgate.pipeline.errors import OnnxgateError
+    from onnxgate.plugins.errors import OnnxgateError
 
     row = {"model": f"{folder.parent.name}/{folder.name}", "verdict": "", "exit_code": 0, "message": ""}
     try:
@@ -112,7 +112,7 @@ def test_at_least_the_floor_passes(outcomes):
 def upgraded(outcomes):
     """The pre-opset-7 failures again, moved to opset 7 (``--opset 7``)."""
     from onnxgate.pipeline import api
-    from onnxgate.pipeline.errors import OnnxgateError
+    from onnxgate.plugins.errors import OnnxgateError
 
     rows = []
     for row in outcomes:

@@ -8,9 +8,10 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from onnxgate.pipeline import api, diagnose
+from onnxgate.pipeline import api
+from onnxgate.pipeline.gate import diagnose
 from onnxgate.pipeline.cli import main
-from onnxgate.pipeline.report import validate_schema
+from onnxgate.pipeline.report.document import validate_schema
 from onnxgate.plugins.spec import Tolerance
 
 
@@ -134,7 +135,6 @@ def test_sklearn_corrupt_last_step_is_named(sk_pipeline):
 def test_keras_perturbed_dense_layer_is_named():
     pytest.importorskip("tf2onnx")
     keras = pytest.importorskip("keras")
-    import dataclasses
 
     from onnxgate.plugins.spec import ConvertOptions
 
@@ -145,7 +145,7 @@ def test_keras_perturbed_dense_layer_is_named():
     h = keras.layers.Activation("tanh", name="act")(h)
     model = keras.Model(inp, keras.layers.Dense(3, name="head")(h))
     # the tensorflow converter's spec with the Keras implementation wired in
-    spec = dataclasses.replace(_spec("tensorflow"), intermediates=diagnose.keras_intermediates)
+    spec = _spec("tensorflow")  # its intermediates come from the converter (converters/tf_intermediates.py)
     inputs = {"x": _rng_input((4, 6))}
     onx = spec.convert(model, inputs, ConvertOptions()).model
     assert diagnose.diagnose(spec, model, onx, inputs)["source"]["status"] == "agree"

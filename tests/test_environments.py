@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxgate.pipeline import environments
-from onnxgate.pipeline.errors import UsageError
+from onnxgate.pipeline.envs import isolated as environments
+from onnxgate.plugins.errors import UsageError
 from onnxgate.plugins import EnvironmentSpec
 from onnxgate.plugins.manager import Registry
 from onnxgate.plugins.testing import assert_clean_error, run_cli
@@ -88,7 +88,7 @@ def test_cli_env_list_path_and_plugins(legacy_env):
 
 
 def test_plugins_listing_imports_no_framework():
-    code = ("import sys, json; from onnxgate.pipeline import cli_plugins, cli_env; cli_plugins.rows(); "
+    code = ("import sys, json; from onnxgate.pipeline.cli import plugins as cli_plugins, env as cli_env; cli_plugins.rows(); "
             "cli_env.rows(); print(json.dumps([m for m in sys.modules if m.split('.')[0] in "
             "('mxnet', 'chainer', 'onnx_chainer')]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -235,7 +235,7 @@ def test_a_third_party_plugin_runs_in_an_environment(legacy_env, tmp_path, monke
 
 def test_worker_errors_keep_their_kind(legacy_env, tmp_path, monkeypatch):
     from onnxgate.pipeline import convert
-    from onnxgate.pipeline.errors import ConversionError
+    from onnxgate.plugins.errors import ConversionError
     from onnxgate.plugins.manager import get_plugin_manager
 
     plugin = THIRD_PARTY_PLUGIN.replace("return [inputs[\"x\"] * k]", "return [inputs[\"x\"] * k]") \
@@ -261,8 +261,8 @@ def test_artifact_round_trip(tmp_path):
     import onnx
     from onnx import helper
 
-    from onnxgate.pipeline.inputs import Case
-    from onnxgate.pipeline.stage_convert import Artifact
+    from onnxgate.pipeline.core.artifact import Case
+    from onnxgate.pipeline.core.artifact import Artifact
     from onnxgate.plugins.spec import Tolerance
 
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
@@ -290,7 +290,7 @@ def test_artifact_round_trip(tmp_path):
 
 INTERRUPTED_CREATE = r"""
 import sys
-from onnxgate.pipeline import environments
+from onnxgate.pipeline.envs import isolated as environments
 from onnxgate.plugins import EnvironmentSpec
 spec = EnvironmentSpec(name="slow", python=sys.executable, install_steps=(("pluggy",),))
 environments.create(spec, log=lambda line: print(line, flush=True))

@@ -5,8 +5,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from onnxgate.pipeline import cli, drift
-from onnxgate.pipeline.errors import UsageError
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.gate import drift
+from onnxgate.plugins.errors import UsageError
 
 
 @pytest.fixture()

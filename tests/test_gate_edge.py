@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from gate_support import registry, seq_mean_model
-from onnxgate.pipeline import api, cli
-from onnxgate.pipeline.compare import compare_output
-from onnxgate.pipeline.gate_config import GateConfig, ci_mode
+from onnxgate.pipeline import api
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.gate.compare import compare_output
+from onnxgate.pipeline.gate.config import GateConfig, ci_mode
 from onnxgate.plugins.spec import Tolerance
 
 TOL = Tolerance(rtol=1e-4, atol=1e-5)

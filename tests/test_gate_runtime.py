@@ -4,9 +4,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from gate_support import conv_bn_model, make_model, registry, seq_mean_model
-from onnxgate.pipeline import api, cli, runtime_compat
-from onnxgate.pipeline.errors import UsageError
-from onnxgate.pipeline.gate_config import GateConfig
+from onnxgate.pipeline import api
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.gate import runtime_compat
+from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.gate.config import GateConfig
 
 
 def _identity(opset=17, ir=8, ml=None):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from gate_support import registry, seq_mean_model
-from onnxgate.pipeline import api, sweep
-from onnxgate.pipeline.gate_config import GateConfig
+from onnxgate.pipeline import api
+from onnxgate.pipeline.conversion import sweep
+from onnxgate.pipeline.gate.config import GateConfig
 
 
 def _run(model, **kw):

@@ -5,9 +5,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from gate_support import HandModel, make_model, registry
-from onnxgate.pipeline import api, cli, tasks
-from onnxgate.pipeline.errors import UsageError
-from onnxgate.pipeline.gate_config import GateConfig, OutputRule, load_file, merge, parse_rule
+from onnxgate.pipeline import api
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.gate import tasks
+from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.gate.config import GateConfig, OutputRule, load_file, merge, parse_rule
 from onnxgate.plugins import InputSpec
 from onnxgate.plugins.spec import Tolerance
 

@@ -4,8 +4,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from onnxgate.pipeline import api, trees
-from onnxgate.pipeline.gate_config import GateConfig
+from onnxgate.pipeline import api
+from onnxgate.pipeline.gate import trees
+from onnxgate.pipeline.gate.config import GateConfig
 
 
 def _boundary_rows(model, X32, limit=12):

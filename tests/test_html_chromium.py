@@ -15,8 +15,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from onnxgate.pipeline import api, diagnose
-from onnxgate.pipeline.report_html import to_html
+from onnxgate.pipeline import api
+from onnxgate.pipeline.gate import diagnose
+from onnxgate.pipeline.report.html import to_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"

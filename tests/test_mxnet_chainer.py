@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxgate.pipeline import environments
+from onnxgate.pipeline.envs import isolated as environments
 from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_cli
 
 os.environ.setdefault(

@@ -112,7 +112,7 @@ def test_wrong_golden_output_fails_the_gate(pooled):
 
 
 def test_golden_write_read_round_trip(tmp_path):
-    from onnxgate.pipeline import golden
+    from onnxgate.pipeline.conversion import golden
 
     model, reference, sets = onnx_fixtures.pooled_model()
     golden.write(tmp_path, model, [(s, reference(s)) for s in sets])

@@ -7,9 +7,11 @@ import threading
 import numpy as np
 import pytest
 
-from onnxgate.pipeline import cli, package, record
-from onnxgate.pipeline.errors import UsageError
-from onnxgate.pipeline.registry_local import LocalRegistry
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.deployment import package
+from onnxgate.pipeline.deployment import record
+from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.deployment.registry import LocalRegistry
 
 
 @pytest.fixture
@@ -200,8 +202,8 @@ def test_zipmap_outputs_travel_as_objects_and_compare(tmp_path, monkeypatch):
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from onnxgate.pipeline import serve
-    from onnxgate.pipeline.inputs import Case
+    from onnxgate.pipeline.deployment import serve
+    from onnxgate.pipeline.core.artifact import Case
 
     X, y = load_iris(return_X_y=True)
     X = X.astype(np.float32)

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from onnxgate.pipeline import cli, record
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.deployment import record
 
 
 def _fit(C=1.0):

@@ -10,12 +10,13 @@ import numpy as np
 import onnx
 import pytest
 
-from onnxgate.pipeline import api, latency
+from onnxgate.pipeline import api
+from onnxgate.pipeline.core import latency
 from onnxgate.pipeline.cli import main
-from onnxgate.pipeline.report import schema, schema_errors, validate_schema
-from onnxgate.pipeline.report_html import to_html
-from onnxgate.pipeline.report_junit import to_junit
-from onnxgate.pipeline.report_markdown import to_markdown
+from onnxgate.pipeline.report.document import schema, schema_errors, validate_schema
+from onnxgate.pipeline.report.html import to_html
+from onnxgate.pipeline.report.junit import to_junit
+from onnxgate.pipeline.report.markdown import to_markdown
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def passing(sk_model):
 @pytest.fixture(scope="module")
 def failing(sk_model, passing):
     """Same model with the scaler's constants corrupted, diagnosed."""
-    from onnxgate.pipeline import diagnose
+    from onnxgate.pipeline.gate import diagnose
 
     broken = onnx.ModelProto()
     broken.CopyFrom(passing.model)

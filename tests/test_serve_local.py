@@ -20,7 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxgate.pipeline import cli, package, record, serve, serving_env
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.deployment import package
+from onnxgate.pipeline.deployment import record
+from onnxgate.pipeline.deployment import serve
+from onnxgate.pipeline.envs import serving as serving_env
 
 LOAD_REQUESTS = 2000
 LOAD_THREADS = 8
@@ -242,7 +246,7 @@ def test_serve_a_registered_name(model, venv, tmp_path, capsys):
     reg = tmp_path / "reg"
     assert cli.main(["deploy", str(model), "--registry", str(reg)]) == 0
     args = cli.build_parser().parse_args(["serve", "iris:1", "--registry", str(reg)])
-    from onnxgate.pipeline.cli_deploy import _start_for
+    from onnxgate.pipeline.cli.deploy import _start_for
 
     server, rec = _start_for(args)
     try:

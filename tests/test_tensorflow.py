@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 import tensorflow_fixtures as fx  # noqa: E402
 
 from onnxgate.pipeline import convert  # noqa: E402
-from onnxgate.pipeline.errors import ConversionError, UntrustedSourceError, UsageError  # noqa: E402
+from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +269,7 @@ def test_plugins_lists_what_is_missing_without_tensorflow(monkeypatch):
     """Without TF installed, `onnxgate plugins` names the distributions to install."""
     from importlib import metadata
 
-    from onnxgate.pipeline import cli_plugins
+    from onnxgate.pipeline.cli import plugins as cli_plugins
 
     real = metadata.version
 
@@ -284,7 +284,7 @@ def test_plugins_lists_what_is_missing_without_tensorflow(monkeypatch):
 
 
 def test_diagnosis_compares_keras_layers_of_a_two_input_model():
-    from onnxgate.pipeline import diagnose
+    from onnxgate.pipeline.gate import diagnose
     from onnxgate.plugins.manager import Registry
 
     spec = Registry().converter("tensorflow")

@@ -91,7 +91,7 @@ def test_frozen_batch_is_reported(tmp_path):
 
 def test_cnn_needs_a_sample_and_says_so(tmp_path):
     from onnxgate.pipeline import convert
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.plugins.errors import UsageError
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
     with pytest.raises(UsageError, match="--sample"):

@@ -348,8 +348,8 @@ def test_missing_framework_is_named(monkeypatch):
     from importlib import metadata
 
     from onnxgate.pipeline import convert
-    from onnxgate.pipeline.cli_plugins import rows
-    from onnxgate.pipeline.errors import UsageError
+    from onnxgate.pipeline.cli.plugins import rows
+    from onnxgate.plugins.errors import UsageError
 
     real = metadata.version
 

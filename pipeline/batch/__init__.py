@@ -1,0 +1,1 @@
+"""Batch conversion over a manifest of many models."""

@@ -1,0 +1,96 @@
+"""The ``onnxgate`` command line.
+
+Each subcommand lives in a module of this package exposing ``add_parser(sub)``
+and ``run(args) -> int``. Those modules import nothing heavy at module level,
+so ``onnxgate --help`` stays fast however many frameworks are installed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import List, Optional
+
+from onnxgate.plugins.errors import EXIT_USAGE, OnnxgateError
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMAND_MODULES = (
+    "convert",
+    "inspect",
+    "plugins",
+    "batch",
+    "deploy",
+    "env",
+    "diagnose",
+    "baseline",
+)
+
+EPILOG = """\
+exit codes:
+  0  converted and validated (or: command succeeded)
+  1  validation failed (the model and report are written, the report says
+     why), or a deploy's smoke test failed
+  2  usage error or bad input (unreadable or unrecognised source, untrusted
+     pickle, bad sample file, missing environment, refused deploy)
+  3  conversion failed (converter error, or a model onnxruntime cannot
+     load), or the deploy target (server, Azure) failed
+
+environment:
+  CI                        true/1/yes: CI mode (edge-value cases on; --no-edge-values)
+  ONNXGATE_DISABLE_PLUGINS  comma-separated plugin names not to load
+  ONNXGATE_HOME             where environments live (envs/NAME; default
+                            ${XDG_DATA_HOME:-~/.local/share}/onnxgate)
+  ONNXGATE_SERVING_HOME     serving venvs (default $ONNXGATE_HOME/serving)
+  ONNXGATE_REGISTRY         the local model registry folder
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnxgate",
+        description="Convert models from any framework to ONNX and prove onnxruntime reproduces them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__package__}.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    debug = args.debug or bool(os.environ.get("ONNXGATE_DEBUG"))
+    try:
+        return int(args.run(args) or 0)
+    except OnnxgateError as exc:
+        if debug:
+            raise
+        print(f"onnxgate: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("onnxgate: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or a plugin's failure: still one line, unless --debug
+        if debug:
+            raise
+        from onnxgate.plugins.manager import PluginError
+
+        code = EXIT_USAGE if isinstance(exc, PluginError) else 3
+        print(f"onnxgate: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return code
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,144 @@
+"""Argument groups shared by convert, validate and diagnose: the source and
+its inputs, converter options, and the gate's flags.
+
+CI mode (``--ci``, or the ``CI`` environment variable set to true/1/yes as
+GitHub Actions, GitLab CI and most CI systems do) turns edge values on;
+``--no-edge-values`` turns them off again.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+from onnxgate.pipeline.cli import outputs
+from onnxgate.plugins.errors import UsageError
+
+
+def add_source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--framework", help="converter to use (default: detected from the source)")
+    p.add_argument("--sample", type=Path, help="validation inputs: .npz keyed by input name, .npy, or .csv")
+    p.add_argument("--rtol", type=float, help="relative tolerance (default: the converter's)")
+    p.add_argument("--atol", type=float, help="absolute tolerance (default: the converter's)")
+    p.add_argument("--report", type=Path, help="write the JSON report here")
+    p.add_argument("--trust-source", action="store_true",
+                   help="allow loading pickled model files (this can run arbitrary code)")
+    p.add_argument("--static-batch", action="store_true", help="do not make the batch dimension dynamic")
+    p.add_argument("--seed", type=int, default=0, help="seed for synthesised inputs (default 0)")
+    p.add_argument("--expected", type=Path,
+                   help="expected outputs of the original model on --sample (.npz keyed by ONNX output name)")
+    p.add_argument("--accept-unverified", action="store_true",
+                   help="pass the gate although no outputs could be compared (verdict: unverified)")
+    p.add_argument("--golden", type=Path, metavar="DIR",
+                   help="inputs and expected outputs in the ONNX test-data layout "
+                        "(DIR/test_data_set_N/input_K.pb, output_K.pb); each set is one case")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="converter-specific option (repeatable)")
+    outputs.add_report_options(p)  # --junit/--html/--summary/--diagnose/--no-latency
+    add_gate_options(p)  # sweep, edge values, per-output rules, runtime, drift
+
+
+def converter_options(pairs):
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option {pair!r}: expected KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def run_kwargs(args) -> dict:
+    return dict(
+        framework=args.framework, sample=args.sample, rtol=args.rtol, atol=args.atol,
+        trust_source=args.trust_source, dynamic_batch=not args.static_batch, seed=args.seed,
+        options=converter_options(args.option), expected=args.expected, accept_unverified=args.accept_unverified,
+        golden=args.golden, latency=not args.no_latency,
+    )
+
+
+def add_gate_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("gate")
+    g.add_argument("--no-sweep", action="store_true",
+                   help="do not sweep the dynamic axes (sizes 1, 2, 5, 16 on every dynamic axis)")
+    edge = g.add_mutually_exclusive_group()
+    edge.add_argument("--edge-values", action="store_true", default=None,
+                      help="also compare on zeros, large magnitudes, NaN and inf (default: on in CI mode)")
+    edge.add_argument("--no-edge-values", dest="edge_values", action="store_false")
+    g.add_argument("--ci", action="store_true", help="CI mode (also when the CI environment variable is true)")
+    g.add_argument("--tolerance", action="append", default=[], metavar="OUTPUT:KEY=VALUE[,KEY=VALUE]",
+                   help="per-output rule, e.g. probabilities:rtol=1e-3,atol=1e-4 or label:min_agreement=0.99 "
+                        "(keys: rtol, atol, min_agreement, min_cosine, min_topk, topk, elementwise); repeatable")
+    g.add_argument("--gate-config", type=Path, metavar="FILE",
+                   help="per-output rules from a .toml/.json file ([outputs.NAME] tables); --tolerance wins")
+    g.add_argument("--max-flip-rate", type=float, default=0.0, metavar="RATE",
+                   help="tree ensembles: acceptable share of rows flipping for reasons other than float32 "
+                        "threshold rounding (default 0)")
+    g.add_argument("--target-runtime", metavar="VERSION",
+                   help="onnxruntime release the model must load in, e.g. 1.17 (default: the installed one)")
+    g.add_argument("--no-optimizer-check", action="store_true",
+                   help="do not re-run with onnxruntime graph optimisations off")
+    g.add_argument("--baseline", type=Path, metavar="FILE",
+                   help="compare errors with this baseline (default: MODEL.onnx.baseline.json when it exists)")
+    g.add_argument("--no-baseline", action="store_true", help="ignore the baseline next to the model")
+    g.add_argument("--accept-baseline", action="store_true",
+                   help="write this run as the model's baseline (MODEL.onnx.baseline.json)")
+    g.add_argument("--drift-factor", type=float, default=10.0, metavar="X",
+                   help="fail when an output's max error grows beyond X times the baseline (default 10)")
+    g.add_argument("--drift-floor", type=float, default=1e-6, metavar="ERR",
+                   help="errors below this never count as drift (default 1e-6)")
+
+
+def gate_from_args(args, model_path: Optional[Path]):
+    from onnxgate.plugins.errors import UsageError
+    from onnxgate.pipeline.gate.config import GateConfig, ci_mode, load_file, merge, parse_rule
+
+    file_rules = load_file(args.gate_config) if args.gate_config else {}
+    cli_rules = dict(parse_rule(text) for text in args.tolerance)
+    ci = bool(args.ci) or ci_mode()
+    edge = args.edge_values if args.edge_values is not None else ci
+    if args.max_flip_rate < 0 or args.max_flip_rate > 1:
+        raise UsageError("--max-flip-rate must be between 0 and 1")
+    if args.drift_factor < 1:
+        raise UsageError("--drift-factor must be at least 1")
+    baseline = args.baseline
+    if baseline is not None and not Path(baseline).is_file():
+        raise UsageError(f"--baseline {baseline}: no such file")
+    if baseline is None and model_path is not None and not args.no_baseline:
+        from onnxgate.pipeline.gate.drift import default_path
+
+        candidate = default_path(Path(model_path))
+        baseline = candidate if candidate.is_file() else None
+    if args.target_runtime:
+        from onnxgate.pipeline.gate.runtime_compat import minor
+
+        try:
+            minor(args.target_runtime)
+        except ValueError:
+            raise UsageError(f"--target-runtime {args.target_runtime!r}: expected a version like 1.17") from None
+    return GateConfig(
+        sweep=not args.no_sweep, edge_values=bool(edge), ci=ci, optimizer_check=not args.no_optimizer_check,
+        max_flip_rate=args.max_flip_rate, target_runtime=args.target_runtime,
+        outputs=merge(file_rules, cli_rules), baseline=baseline,
+        drift_factor=args.drift_factor, drift_floor=args.drift_floor,
+    )
+
+
+def accept_if_asked(result, args, model_path: Path) -> None:
+    if not args.accept_baseline:
+        return
+    from onnxgate.pipeline.gate.drift import accept, default_path
+
+    path = default_path(Path(model_path))
+    if not result.passed:  # the exit code (1) already says why; a failed run is no baseline
+        print(f"baseline not written ({path}): the run failed", file=sys.stderr)
+        return
+    from onnxgate.plugins.errors import UsageError
+
+    try:
+        accept(result.report, path)
+    except UsageError as exc:  # e.g. an unverified run compares no outputs: the conversion still stands
+        print(f"baseline not written ({path}): {exc}", file=sys.stderr)
+        return
+    print(f"baseline written: {path}")

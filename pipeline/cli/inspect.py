@@ -1,0 +1,47 @@
+"""``onnxgate inspect MODEL.onnx``: what a model is and where it came from."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("inspect", help="show an ONNX model's inputs, outputs, opsets and provenance")
+    p.add_argument("model", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def describe(path: Path) -> dict:
+    from onnxgate.pipeline.conversion import provenance
+    from onnxgate.pipeline.report import document as report
+    from onnxgate.pipeline.api import load_onnx
+    from onnxgate.pipeline.conversion.sources import sha256_path
+
+    model = load_onnx(path)
+    info = report.onnx_info(model, str(path), sha256_path(path))
+    info.update(
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        metadata={p.key: p.value for p in model.metadata_props if not p.key.startswith(provenance.PREFIX)},
+        provenance=provenance.read(model),
+        nodes=len(model.graph.node),
+    )
+    return info
+
+
+def run(args) -> int:
+    info = describe(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['path']}  sha256 {info['sha256'][:16]}…  IR {info['ir_version']}  producer {info['producer'] or '?'}")
+    print("opsets:  " + ", ".join(f"{d} {v}" for d, v in info["opsets"].items()))
+    for kind in ("inputs", "outputs"):
+        print(f"{kind}:")
+        for v in info[kind]:
+            print(f"  {v['name']}: {v['dtype']} {v['shape']}")
+    if info["provenance"]:
+        print("provenance:")
+        for k, v in info["provenance"].items():
+            print(f"  {k}: {v}")
+    return 0

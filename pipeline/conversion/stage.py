@@ -1,0 +1,295 @@
+"""Stage 1: load the source, convert it, and run the ORIGINAL model.
+
+Its product is an ``Artifact``: the ONNX model plus every validation case
+with the original model's outputs. Stage 2 needs nothing but that, so this
+stage may run in another process or another Python environment.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from onnxgate.plugins import detect
+from onnxgate.plugins.manager import Registry, distribution_version, missing_requirements
+from onnxgate.plugins.spec import ConverterSpec, ConvertOptions
+from onnxgate.pipeline.conversion import inputs as inputs_mod
+from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
+from onnxgate.pipeline.conversion.sources import Source
+from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Artifact
+
+
+def pick_converter(source: Source, registry: Registry, framework: Optional[str]) -> ConverterSpec:
+    if framework:
+        try:
+            return registry.converter(framework)
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0])) from None
+    try:
+        if source.is_path:
+            return detect.for_path(source.path, registry.converters())
+        return detect.for_object(source.obj, registry.converters())
+    except detect.DetectionError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def ensure_usable(spec: ConverterSpec) -> None:
+    missing = missing_requirements(spec.requires)
+    if missing:
+        raise UsageError(
+            f"converter {spec.name!r} needs {', '.join(missing)}; install them "
+            f"(pip install 'onnxgate[{spec.name}]')"
+        )
+
+
+def load_model(spec: ConverterSpec, source: Source, trusted: bool) -> Any:
+    if not source.is_path:
+        return source.obj
+    suffix = detect.suffix_of(source.path)
+    if suffix in spec.unsafe_suffixes and not trusted:
+        raise UntrustedSourceError(
+            f"{source.path}: loading {suffix} files unpickles them, which can run arbitrary code; "
+            "pass --trust-source only if you trust where this file came from"
+        )
+    if spec.load is None:
+        raise UsageError(f"converter {spec.name!r} cannot read files; pass the model object")
+    try:
+        return spec.load(source.path, trusted)
+    except (UsageError, ConversionError):
+        raise
+    except Exception as exc:  # any loader failure on user input is bad input
+        raise UsageError(f"{source.path}: cannot load as {spec.framework}: {_one_line(exc)}") from exc
+
+
+def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int):
+    signature = spec.inputs(model) if spec.inputs else None
+    if sample is not None:
+        names = [s.name for s in signature] if signature else []
+        loaded = inputs_mod.load_sample(Path(sample))
+        if None in loaded and not names:
+            names = ["input"]
+        arrays = inputs_mod.bind_sample(loaded, names)
+    elif signature:
+        arrays = inputs_mod.synthesize(signature, seed=seed)
+    else:
+        raise UsageError(
+            f"cannot tell the input shape of this {spec.framework} model; pass --sample FILE "
+            "(.npz keyed by input name, .npy, or .csv)"
+        )
+    return inputs_mod.batch_cases(arrays, dynamic_batch)
+
+
+def produce(
+    spec: ConverterSpec,
+    source: Source,
+    *,
+    sample: Optional[Path] = None,
+    options: ConvertOptions = ConvertOptions(),
+    trusted: bool = False,
+    seed: int = DEFAULT_SEED,
+    plugin: str = "",
+    expected: Optional[Path] = None,
+    golden: Optional[Path] = None,
+    gate: Any = None,
+    measure_latency: bool = True,
+) -> Artifact:
+    if spec.environment:  # stage 1 runs in the converter's own Python environment
+        from onnxgate.pipeline.envs import isolated as environments
+
+        return environments.produce(
+            spec, source, sample=sample, options=options, trusted=trusted, seed=seed, plugin=plugin,
+            expected=expected, golden=golden, gate=gate, measure_latency=measure_latency,
+        )
+    ensure_usable(spec)
+    if expected is not None and sample is None:
+        raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
+    timings: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    model = load_model(spec, source, trusted)
+    timings["load_s"] = time.perf_counter() - t0
+
+    dynamic_batch = options.dynamic_batch
+    if _is_onnx_model(model):  # ready-made: nothing converts, so the batch is as declared, not as asked
+        from onnxgate.pipeline.core.session import frozen_batch_inputs
+
+        dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
+    cases = _golden_cases(golden, model, sample, expected) or build_cases(
+        spec, model, sample, dynamic_batch and expected is None, seed)
+
+    t0 = time.perf_counter()
+    conversion = _convert(spec, model, cases[0].inputs, options)
+    timings["convert_s"] = time.perf_counter() - t0
+    onnx_model = conversion.model
+    notes = list(conversion.notes)
+    if golden is not None and not _is_onnx_model(model):  # keyed by the converted model's names
+        from onnxgate.pipeline.conversion import golden as golden_mod
+
+        cases = golden_mod.read(Path(golden), onnx_model)
+    _cast_to_model_inputs(cases, onnx_model)
+
+    t0 = time.perf_counter()
+    output_names = [o.name for o in onnx_model.graph.output]
+    runs_original = golden is None and expected is None and spec.run is not None
+    gate_info: Dict[str, Any] = {}
+    if expected is not None:
+        cases[0].expected = load_expected(Path(expected), output_names, notes)
+    elif runs_original:
+        cases, gate_info = _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed)
+    timings["reference_s"] = time.perf_counter() - t0
+    latency = {}
+    if measure_latency and runs_original:
+        from onnxgate.pipeline.core import latency as latency_mod
+
+        latency = latency_mod.measure_original(spec.run, model, cases)
+    if sample is None and golden is None and not any(c.expected is not None for c in cases):
+        notes.append(f"inputs synthesised from the model's declared inputs (seed {seed})")
+
+    return Artifact(
+        model=onnx_model,
+        cases=cases,
+        tolerance=spec.tolerance,
+        source={
+            "path": str(source.path) if source.path else "",
+            "reference": source.reference,
+            "sha256": source.sha256(),
+            "framework": spec.framework,
+            "framework_version": distribution_version(spec.framework_distribution),
+        },
+        converter={
+            "plugin": plugin or spec.name,
+            "name": spec.name,
+            "version": _plugin_version(plugin),
+            "exporter": conversion.exporter,
+            "opset": _default_domain_opset(onnx_model),
+        },
+        dynamic_batch=dynamic_batch,
+        seed=seed,
+        tree_ensemble=spec.tree_ensemble,
+        gate_info=gate_info,
+        notes=notes,
+        timings=timings,
+        verified=any(c.expected is not None for c in cases),
+        latency=latency,
+    )
+
+
+def _convert(spec: ConverterSpec, model: Any, example, options: ConvertOptions):
+    try:
+        return spec.convert(model, example, options)
+    except (UsageError, ConversionError):
+        raise
+    except Exception as exc:
+        raise ConversionError(f"{spec.name} conversion failed: {_one_line(exc)}") from exc
+
+
+def _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed):
+    """The original's outputs on every case, plus the sweep and edge-value
+    cases (those the original rejects are marked skipped, not failed)."""
+    from onnxgate.pipeline.conversion import sweep
+
+    extra, gate_info = sweep.extend(spec, model, onnx_model, cases, gate, seed)
+    _cast_to_model_inputs(extra, onnx_model)
+    for case in cases:
+        case.expected = _run_original(spec, model, case, output_names)
+    sweep.run_source(extra, lambda case: _run_original(spec, model, case, output_names))
+    return cases + extra, gate_info
+
+
+def _run_original(spec, model, case, output_names) -> Dict[str, np.ndarray]:
+    try:
+        produced = spec.run(model, case.inputs)
+    except Exception as exc:
+        raise UsageError(
+            f"the original {spec.framework} model failed on the validation inputs "
+            f"({_shapes(case.inputs)}): {_one_line(exc)}"
+        ) from exc
+    if isinstance(produced, Mapping):
+        missing = [n for n in output_names if n not in produced]
+        if missing:
+            raise ConversionError(f"{spec.name}: original model gave no value for ONNX outputs {missing}")
+        return {n: np.asarray(produced[n]) if not isinstance(produced[n], list) else produced[n] for n in output_names}
+    produced = list(produced)
+    if len(produced) != len(output_names):
+        raise ConversionError(
+            f"{spec.name}: original model gave {len(produced)} outputs, the ONNX model has {len(output_names)}"
+        )
+    return dict(zip(output_names, produced))
+
+
+def _is_onnx_model(model) -> bool:
+    """The loaded source is itself an ONNX ModelProto (no onnx import needed)."""
+    return type(model).__name__ == "ModelProto" and type(model).__module__.startswith("onnx")
+
+
+def _golden_cases(golden, model, sample, expected):
+    """Golden cases read before conversion when the source is the ONNX model."""
+    if golden is None:
+        return None
+    if sample is not None or expected is not None:
+        raise UsageError("--golden holds both inputs and expected outputs: drop --sample and --expected")
+    if not _is_onnx_model(model):
+        return None  # read against the converted model, after conversion
+    from onnxgate.pipeline.conversion import golden as golden_mod
+
+    return golden_mod.read(Path(golden), model)
+
+
+def load_expected(path: Path, output_names, notes) -> Dict[str, np.ndarray]:
+    """User-supplied outputs of the original model (e.g. computed on a Mac)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"expected outputs {path}: unreadable: {exc}") from exc
+    unknown = sorted(set(arrays) - set(output_names))
+    if unknown or not arrays:
+        raise UsageError(
+            f"expected outputs {path}: keys {sorted(arrays)} do not match the ONNX outputs {list(output_names)}"
+        )
+    skipped = [n for n in output_names if n not in arrays]
+    if skipped:
+        notes.append(f"outputs without expected values, not compared: {', '.join(skipped)}")
+    return {n: arrays[n] for n in output_names if n in arrays}
+
+
+def _cast_to_model_inputs(cases, onnx_model) -> None:
+    """Feed both models identical data: cast samples to the ONNX input types."""
+    from onnx import helper
+
+    graph_inputs = {i.name: i for i in onnx_model.graph.input}
+    initializers = {i.name for i in onnx_model.graph.initializer}
+    wanted = [n for n in graph_inputs if n not in initializers]
+    for case in cases:
+        if set(case.inputs) != set(wanted):
+            raise UsageError(f"sample inputs {sorted(case.inputs)} do not match the ONNX model's inputs {wanted}")
+        for name, value in case.inputs.items():
+            elem = graph_inputs[name].type.tensor_type.elem_type
+            if elem:
+                dtype = helper.tensor_dtype_to_np_dtype(elem)
+                if value.dtype != dtype and dtype.kind != "O":
+                    case.inputs[name] = value.astype(dtype)
+
+
+def _default_domain_opset(onnx_model) -> int:
+    for imp in onnx_model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def _plugin_version(plugin: str) -> str:
+    from onnxgate.plugins.manager import plugin_distribution
+
+    return plugin_distribution(plugin)[1] if plugin else ""
+
+
+def _shapes(arrays: Mapping[str, np.ndarray]) -> str:
+    return ", ".join(f"{k}{list(np.shape(v))}" for k, v in arrays.items())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Stage 3: the validation record, the local registry, packaging, serving, deploy targets (local, Azure ML)."""

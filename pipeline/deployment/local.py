@@ -1,0 +1,91 @@
+"""The ``local`` deploy target: file registry + Azure ML's server on 127.0.0.1.
+
+register (numbered version, same bytes = same version) -> package (once per
+version) -> start the server from the serving venv -> wait healthy -> smoke
+test -> stop, unless ``keep_running``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from onnxgate.pipeline.deployment import package as package_mod
+from onnxgate.pipeline.deployment import serve
+from onnxgate.pipeline.envs import serving as serving_env
+from onnxgate.pipeline.deployment.service import DeployRequest
+from onnxgate.pipeline.deployment.record import Gate
+from onnxgate.pipeline.deployment.registry import LocalRegistry, Version
+
+
+def ensure_package(version: Version, gate: Gate) -> Path:
+    """The version's package folder, built on first use (atomically)."""
+    pkg = version.path / "package"
+    if not (pkg / "manifest.json").is_file():
+        package_mod.build(Gate(version.model_path, version.sha256, version.record or gate.record, gate.override), pkg)
+    return pkg
+
+
+def ort_version(gate: Gate) -> str:
+    return package_mod.ort_version_of(gate)
+
+
+def deploy(request: DeployRequest) -> Dict[str, Any]:
+    opts = request.options
+    registry = LocalRegistry(opts.get("registry"))
+    gate, log = request.gate, request.log
+    ort = ort_version(gate)
+    venv = serving_env.venv_dir(ort)
+    if request.dry_run:
+        existing = registry.find_bytes(request.name, gate.sha256)
+        plan = [
+            f"register {request.name} in {registry.root}: "
+            + (f"exists as version {existing.version} (unchanged)" if existing else "new version "
+               f"{max((v.version for v in registry.versions(request.name)), default=0) + 1}"),
+            "package: model.onnx, code/score.py, environment (onnxruntime=="
+            f"{ort}, {serving_env.SERVER_REQUIREMENT})",
+            f"start: {' '.join(serve.command(venv, opts.get('port') or 0))} (port 0 = a free port)",
+            "smoke test: POST the record's sample request, compare with the validated outputs",
+            "leave the server running" if opts.get("keep_running") else "stop the server",
+        ]
+        for line in plan:
+            log(f"[dry-run] {line}")
+        return {"dry_run": True, "plan": plan, "passed": True}
+
+    venv = serve.ensure_venv_for(ort)
+    version = registry.register(gate, request.name)
+    log(f"registered {request.name} version {version.version}"
+        + ("" if version.created else " (these bytes were already registered)") + f" at {version.path}")
+    pkg = ensure_package(version, gate)
+    t0 = time.perf_counter()
+    server = serve.start(pkg, venv, port=opts.get("port"), workers=int(opts.get("workers") or 1))
+    started_s = time.perf_counter() - t0
+    log(f"server healthy at {server.url} (pid {server.pid}, {started_s:.1f} s)")
+    result: Dict[str, Any] = {
+        "registry": str(registry.root), "name": request.name, "version": version.version,
+        "registered": version.created, "package": str(pkg), "scoring_uri": server.scoring_uri,
+        "server_log": str(server.log_path), "startup_s": round(started_s, 3),
+    }
+    try:
+        result["smoke_test"] = run_smoke(server.scoring_uri, gate, version, log)
+    except BaseException:
+        server.stop()
+        raise
+    if opts.get("keep_running"):
+        result.update(pid=server.pid, running=True)
+        log(f"left running: {server.scoring_uri} (stop it with: kill {server.pid})")
+    else:
+        server.stop()
+        result["running"] = False
+    result["passed"] = True
+    return result
+
+
+def run_smoke(scoring_uri: str, gate: Gate, version: Optional[Version], log) -> Dict[str, Any]:
+    rec = (version.record if version else None) or gate.record
+    if not (rec or {}).get("smoke") and gate.override:
+        log("WARNING: no validated sample for this model: the smoke test could not run")
+        return {"passed": None, "message": "not run: no validation record (override)"}
+    smoke = serve.smoke_test(scoring_uri, rec)
+    log(f"smoke test passed: {smoke.message}")
+    return smoke.as_dict()

@@ -1,0 +1,515 @@
+"""Isolated Python environments for converters that cannot live in the main one.
+
+A plugin declares an environment (``onnxgate_environments`` hook ->
+``EnvironmentSpec``) and names it in ``ConverterSpec.environment``. onnxgate
+then:
+
+- creates it on request (``onnxgate env create NAME``): a venv built in a
+  temporary folder beside its final place and renamed into place only once
+  every install step succeeded, with a marker file holding the spec's hash,
+  so re-running is a no-op and an interrupted create leaves nothing behind;
+- finds it later under ``$ONNXGATE_HOME/envs/NAME`` (default
+  ``${XDG_DATA_HOME:-~/.local/share}/onnxgate/envs/NAME``);
+- runs stage 1 (load, convert, run the original model) there, through
+  ``env_worker.py`` started by path with the environment's interpreter. They
+  talk through files: a request JSON in, an artifact folder (model.onnx +
+  cases.npz + artifact.json) or an error JSON out. Validation and everything
+  after it stay in the main environment.
+
+This module imports nothing heavy: ``onnxgate plugins`` and ``onnxgate env``
+use it, and the worker uses its artifact (de)serialisation with the
+environment's own numpy.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+#: Overrides where onnxgate keeps its data (environments under ``envs/``).
+HOME_ENV = "ONNXGATE_HOME"
+#: What the worker itself needs besides the plugin's own steps: onnxgate's
+#: plugin contract (``onnxgate.plugins``) imports pluggy.
+WORKER_REQUIREMENTS = ("pluggy>=1.3,<2",)
+#: Bump when the layout or the worker's needs change: existing envs go stale.
+LAYOUT_VERSION = 1
+MARKER = "onnxgate-env.json"
+WORKER = Path(__file__).with_name("worker.py")
+
+
+# -- where environments live -------------------------------------------------
+def home() -> Path:
+    explicit = os.environ.get(HOME_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "onnxgate"
+
+
+def envs_dir() -> Path:
+    return home() / "envs"
+
+
+def env_path(name: str) -> Path:
+    return envs_dir() / name
+
+
+def python_of(path: Path) -> Path:
+    return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def spec_hash(spec) -> str:
+    """What makes two environments the same: their install recipe."""
+    recipe = {
+        "layout": LAYOUT_VERSION,
+        "python": spec.python,
+        "constraints": list(getattr(spec, "constraints", ())),
+        "steps": [list(step) for step in _steps(spec)],
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def _steps(spec) -> List[tuple]:
+    return [tuple(step) for step in spec.install_steps] + [WORKER_REQUIREMENTS]
+
+
+# -- status --------------------------------------------------------------------
+@dataclass
+class Status:
+    name: str
+    path: Path
+    state: str  # "ready", "missing" or "stale"
+    detail: str = ""
+    #: distribution -> version installed there (recorded at creation)
+    packages: Optional[Dict[str, str]] = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def hint(self) -> str:
+        verb = "does not exist" if self.state == "missing" else f"is out of date ({self.detail})"
+        return f"environment {self.name!r} {verb}; create it with: onnxgate env create {self.name}"
+
+
+def status(spec) -> Status:
+    """Cheap: reads the marker file, imports nothing."""
+    path = env_path(spec.name)
+    marker = path / MARKER
+    if not marker.is_file() or not python_of(path).exists():
+        return Status(spec.name, path, "missing")
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return Status(spec.name, path, "stale", "unreadable marker")
+    if recorded.get("hash") != spec_hash(spec):
+        return Status(spec.name, path, "stale", "its recipe changed")
+    return Status(spec.name, path, "ready", recorded.get("python_version", ""), recorded.get("packages"))
+
+
+def converter_status(registry, converter):
+    """(missing, framework version) of a converter that runs in an environment."""
+    try:
+        spec = registry.environment(converter.environment)
+    except KeyError:
+        return [f"environment {converter.environment!r} (no plugin declares it)"], ""
+    st = status(spec)
+    if not st.ready:
+        return [f"environment {spec.name!r} ({st.state}; run: onnxgate env create {spec.name})"], ""
+    packages = st.packages or {}
+    missing = [r for r in converter.requires if _dist_key(r) not in packages]
+    return missing, packages.get(_dist_key(converter.framework_distribution or ""), "")
+
+
+def _dist_key(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def require(spec):
+    """The environment's status, or a UsageError naming the command to run."""
+    from onnxgate.plugins.errors import UsageError
+
+    st = status(spec)
+    if not st.ready:
+        raise UsageError(st.hint())
+    return st
+
+
+# -- creation --------------------------------------------------------------------
+def create(spec, force: bool = False, log=None) -> Status:
+    """Build the environment unless an identical one exists (idempotent).
+
+    ``log(line)`` receives progress lines. pip's own output goes to a log
+    file under ``envs/.logs`` whose last lines end up in the error on failure.
+    """
+    from onnxgate.plugins.errors import UsageError
+
+    log = log or (lambda line: None)
+    current = status(spec)
+    if current.ready and not force:
+        log(f"environment {spec.name!r} is ready at {current.path} (nothing to do)")
+        return current
+    python = _base_python(spec.python)
+    root = envs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with _lock(root / f".{spec.name}.lock"):
+        current = status(spec)  # someone else may have built it while we waited
+        if current.ready and not force:
+            log(f"environment {spec.name!r} is ready at {current.path} (nothing to do)")
+            return current
+        for leftover in root.glob(f".{spec.name}.build-*"):  # a create killed outright
+            shutil.rmtree(leftover, ignore_errors=True)
+        logs = root / ".logs"
+        logs.mkdir(exist_ok=True)
+        log_path = logs / f"{spec.name}.log"
+        build = Path(tempfile.mkdtemp(prefix=f".{spec.name}.build-", dir=root))
+        started = time.perf_counter()
+        try:
+            with open(log_path, "w", encoding="utf-8") as log_fh:
+                _build(spec, python, build, log_fh, log)
+            _install(build, current.path)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        log(f"environment {spec.name!r} created at {current.path} in {time.perf_counter() - started:.0f} s")
+    final = status(spec)
+    if not final.ready:  # only a bug gets here
+        raise UsageError(f"environment {spec.name!r}: created but not usable ({final.state})")
+    return final
+
+
+def _base_python(python: str) -> str:
+    from onnxgate.plugins.errors import UsageError
+
+    found = python if os.path.isabs(python) and os.path.exists(python) else shutil.which(python)
+    if not found:
+        raise UsageError(f"environment needs the interpreter {python!r}, which is not on PATH")
+    return found
+
+
+def _build(spec, python: str, build: Path, log_fh, log) -> None:
+    _run([python, "-m", "venv", str(build)], log_fh, "creating the venv")
+    env_python = str(python_of(build))
+    constraints_args: List[str] = []
+    if getattr(spec, "constraints", ()):
+        cfile = build / "onnxgate-constraints.txt"
+        cfile.write_text("\n".join(spec.constraints) + "\n", encoding="utf-8")
+        constraints_args = ["-c", str(cfile)]
+    steps = _steps(spec)
+    for i, step in enumerate(steps, 1):
+        log(f"[{i}/{len(steps)}] pip install {' '.join(step)}")
+        _run([env_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+              *constraints_args, *step], log_fh, f"pip install {' '.join(step)}")
+    probe = ("import json, sys; from importlib import metadata; print(json.dumps([sys.version.split()[0], "
+             "{d.metadata['Name']: d.version for d in metadata.distributions()}]))")
+    version, found = json.loads(subprocess.run([env_python, "-I", "-c", probe], capture_output=True,
+                                               text=True, check=True).stdout)
+    packages = {_dist_key(name): v for name, v in sorted(found.items())}
+    marker = {"name": spec.name, "hash": spec_hash(spec), "python_version": version, "packages": packages,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (build / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _run(cmd: List[str], log_fh, what: str) -> None:
+    from onnxgate.plugins.errors import UsageError
+
+    log_fh.write(f"$ {' '.join(cmd)}\n")
+    log_fh.flush()
+    proc = subprocess.run(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        log_fh.flush()
+        tail = _last_line(Path(log_fh.name))
+        raise UsageError(f"{what} failed (exit {proc.returncode}): {tail} (full log: {log_fh.name})")
+
+
+def _install(build: Path, final: Path) -> None:
+    """Rename the finished build into place; an older env is moved aside first."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(build, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove(spec) -> bool:
+    path = env_path(spec.name)
+    if not path.exists():
+        return False
+    trash = path.with_name(f".{path.name}.removing-{os.getpid()}")
+    os.replace(path, trash)  # atomic: the env is gone at once, deletion can take its time
+    shutil.rmtree(trash, ignore_errors=True)
+    return True
+
+
+class _lock:
+    """An exclusive file lock: two concurrent creates build the env once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.fh = open(self.path, "w")
+        try:
+            import fcntl
+
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        except ImportError:  # no fcntl (Windows): no cross-process lock
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if ln.startswith("ERROR") or "Error" in ln]
+    return (errors or lines or [""])[-1][:300]
+
+
+# -- running stage 1 there -------------------------------------------------------
+def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, plugin="", registry=None,
+            **files_and_gate):
+    """Stage 1 of ``spec`` in its environment; returns the main side's Artifact.
+
+    ``files_and_gate``: the rest of ``stage_convert.produce``'s keywords
+    (``expected``/``golden`` paths, ``gate``), forwarded when set.
+    """
+    from onnxgate.plugins.manager import Registry
+    from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
+
+    from onnxgate.plugins.spec import ConvertOptions
+
+    registry = registry or Registry()
+    options = options or ConvertOptions()
+    try:
+        env_spec = registry.environment(spec.environment)
+    except KeyError as exc:
+        raise UsageError(f"converter {spec.name!r} needs {exc.args[0]}") from None
+    st = require(env_spec)
+    given = getattr(spec.convert, "onnxgate_given_model", None)
+    module = _plugin_module(registry, spec, plugin)
+    with tempfile.TemporaryDirectory(prefix="onnxgate-env-") as tmp:
+        work = Path(tmp)
+        request = {
+            "converter": spec.name,
+            "plugin_module": module,
+            "mounts": _mounts(module),
+            "source_path": str(Path(source.path).resolve()) if source.path is not None else None,
+            "source_reference": source.reference or None,
+            "sample": str(Path(sample).resolve()) if sample is not None else None,
+            "options": {"opset": options.opset, "dynamic_batch": options.dynamic_batch,
+                        "extra": dict(options.extra)},
+            "trusted": bool(trusted),
+            "seed": int(seed),
+            "plugin": plugin,
+            "cwd": os.getcwd(),
+            "given_model": None,
+            "error_file": str(work / "error.json"),
+            "forward": _forward(files_and_gate),
+        }
+        if given is not None:
+            (work / "given.onnx").write_bytes(given.SerializeToString())
+            request["given_model"] = str(work / "given.onnx")
+        try:
+            text = json.dumps(request)
+        except TypeError as exc:
+            raise UsageError(f"converter {spec.name!r} runs in environment {env_spec.name!r}: "
+                             f"its options must be plain values (str, number, list, dict): {exc}") from None
+        (work / "request.json").write_text(text, encoding="utf-8")
+        out = work / "out"
+        cmd = [str(python_of(st.path)), "-I", str(WORKER), str(work / "request.json"), str(out)]
+        with open(work / "worker.log", "wb") as log_fh:
+            proc = subprocess.run(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env=_worker_env())
+        error_file = work / "error.json"
+        if error_file.is_file():
+            err = json.loads(error_file.read_text(encoding="utf-8"))
+            cls = {"UsageError": UsageError, "UntrustedSourceError": UntrustedSourceError,
+                   "ConversionError": ConversionError}.get(err.get("type"), ConversionError)
+            raise cls(err.get("message", "failed"))
+        if proc.returncode != 0 or not (out / "artifact.json").is_file():
+            raise ConversionError(
+                f"{spec.name}: the worker in environment {env_spec.name!r} failed (exit {proc.returncode}): "
+                f"{_last_line(work / 'worker.log')}"
+            )
+        artifact = read_artifact(out)
+    if given is not None:
+        artifact.model = given  # validate the caller's model byte for byte
+    return artifact
+
+
+def _forward(kwargs) -> Dict[str, Any]:
+    """Paths as absolute strings; a gate config as its plain (JSON) fields."""
+    import dataclasses
+
+    out: Dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            out[key] = {"path": str(value.resolve())}
+        elif dataclasses.is_dataclass(value):
+            plain = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                     if isinstance(getattr(value, f.name), (bool, int, float, str, type(None)))}
+            out[key] = {"dataclass": f"{type(value).__module__}:{type(value).__qualname__}", "fields": plain}
+        else:
+            out[key] = {"value": value}
+    return out
+
+
+def _plugin_module(registry, spec, plugin: str) -> str:
+    """The plugin module the worker imports to call its hook and find the spec again:
+    the registered plugin, else the module of the spec's callables that has the hook."""
+    candidates = []
+    if plugin:
+        candidates.append(registry.pm.get_plugin(plugin))
+    for fn in (spec.run, spec.load, spec.convert):
+        candidates.append(sys.modules.get(getattr(fn, "__module__", None) or ""))
+    for module in candidates:
+        name = getattr(module, "__name__", None)
+        if isinstance(name, str) and sys.modules.get(name) is module and hasattr(module, "onnxgate_converters"):
+            return name
+    from onnxgate.plugins.errors import UsageError
+
+    raise UsageError(f"converter {spec.name!r}: its plugin is not an importable module, "
+                     "so it cannot run in another environment")
+
+
+def _mounts(module_name: str) -> Dict[str, str]:
+    """Package name -> folder, for the worker to import the same code by path.
+
+    onnxgate's packages are mapped from top-level folders (setup.cfg
+    ``package_dir``), so each is mounted on its own; a third-party plugin's
+    top-level package is mounted whole.
+    """
+    import importlib
+
+    mounts = {}
+    for name in ("onnxgate.plugins", "onnxgate.pipeline", "onnxgate.converters"):
+        mounts[name] = str(Path(importlib.import_module(name).__file__).parent)
+    top = module_name.split(".")[0]
+    if top != "onnxgate":
+        module = importlib.import_module(top)
+        where = getattr(module, "__file__", None)
+        if where:
+            mounts[top] = str(Path(where).parent) if Path(where).name == "__init__.py" else where
+    return mounts
+
+
+def _worker_env() -> Dict[str, str]:
+    """The worker runs isolated (-I); frameworks still write into HOME."""
+    env = dict(os.environ)
+    for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        env.pop(var, None)
+    return env
+
+
+# -- the artifact as files ---------------------------------------------------------
+def write_artifact(artifact, folder: Path) -> None:
+    """model.onnx + cases.npz (inputs and expected outputs) + artifact.json.
+
+    Only numeric arrays travel: the npz is read back with allow_pickle=False.
+    Every other Artifact field goes into the JSON as it is.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(artifact.model.SerializeToString())
+    arrays: Dict[str, Any] = {}
+    cases = []
+    for i, case in enumerate(artifact.cases):
+        entry = {"name": case.name, "meta": case.meta, "inputs": list(case.inputs), "expected": None}
+        for name, value in case.inputs.items():
+            arrays[f"{i}/in/{name}"] = np.asarray(value)
+        if case.expected is not None:
+            entry["expected"] = list(case.expected)
+            for name, value in case.expected.items():
+                value = np.asarray(value)
+                if value.dtype.kind == "O":
+                    raise TypeError(f"output {name!r} is not a numeric array; it cannot leave the environment")
+                arrays[f"{i}/out/{name}"] = value
+        cases.append(entry)
+    with open(folder / "cases.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    meta = {f.name: getattr(artifact, f.name) for f in dataclasses.fields(artifact)
+            if f.name not in ("model", "cases", "tolerance")}
+    meta["tolerance"] = {"rtol": artifact.tolerance.rtol, "atol": artifact.tolerance.atol}
+    meta["cases"] = cases
+    (folder / "artifact.json").write_text(json.dumps(_encode(meta), indent=1), encoding="utf-8")
+
+
+def _encode(value):
+    """JSON that keeps what JSON would lose: non-string dict keys (latency by
+    batch size), tuples; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"__items__": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if set(value) == {"__items__"}:
+            return {_hashable(_decode(k)): _decode(v) for k, v in value["__items__"]}
+        if set(value) == {"__tuple__"}:
+            return tuple(_decode(v) for v in value["__tuple__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _hashable(key):
+    return tuple(key) if isinstance(key, list) else key
+
+
+def read_artifact(folder: Path):
+    import dataclasses
+
+    import numpy as np
+    import onnx
+
+    from onnxgate.plugins.spec import Tolerance
+    from onnxgate.pipeline.core.artifact import Case
+    from onnxgate.pipeline.core.artifact import Artifact
+
+    meta = _decode(json.loads((folder / "artifact.json").read_text(encoding="utf-8")))
+    cases = []
+    with np.load(folder / "cases.npz", allow_pickle=False) as data:
+        for i, entry in enumerate(meta.pop("cases")):
+            expected = entry["expected"]
+            cases.append(Case(
+                name=entry["name"],
+                inputs={n: data[f"{i}/in/{n}"] for n in entry["inputs"]},
+                expected=None if expected is None else {n: data[f"{i}/out/{n}"] for n in expected},
+                meta=entry.get("meta") or {},
+            ))
+    known = {f.name for f in dataclasses.fields(Artifact)}
+    fields = {k: v for k, v in meta.items() if k in known}  # an older worker's extra keys are dropped
+    fields["tolerance"] = Tolerance(**meta["tolerance"])
+    return Artifact(model=onnx.load(str(folder / "model.onnx")), cases=cases, **fields)

@@ -1,0 +1,1 @@
+"""The report document and its renderings (JSON, JUnit, HTML, Markdown)."""
