@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from onnxgate.pipeline.envs import serving as serving_env
+from onnxgate.pipeline.core import atomic
 from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.deployment.record import Gate, sha256_file
 
@@ -74,7 +74,7 @@ def build(gate: Gate, out: Path, max_request_bytes: Optional[int] = None) -> Pat
         raise UsageError(f"{out}: exists and is not an empty folder; choose another -o")
     if not out.parent.is_dir():
         raise UsageError(f"{out}: folder {out.parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = atomic.temp_dir(out.parent, f".{out.name}.")
     try:
         _fill(gate, tmp, max_request_bytes)
         if out.exists():
