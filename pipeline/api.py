@@ -16,6 +16,7 @@ from onnxgate.pipeline.report import document as report_mod
 from onnxgate.pipeline.conversion import stage as stage_convert
 from onnxgate.pipeline.gate import stage as stage_validate
 from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.gate import config as gate_config_mod
 from onnxgate.pipeline.gate.config import GateConfig
 from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
 from onnxgate.pipeline.conversion.sources import resolve, sha256_path
@@ -79,6 +80,10 @@ def run(
     stamp: bool = True,
     latency: bool = True,
     gate: Optional[GateConfig] = None,
+    model_path: Optional[PathLike] = None,
+    ci: Optional[bool] = None,
+    gate_config: Optional[PathLike] = None,
+    baseline: Optional[PathLike] = None,
 ) -> Result:
     """Convert ``source`` (or take ``onnx_model``) and validate it.
 
@@ -87,10 +92,18 @@ def run(
     ``stamp``: write onnxgate provenance into the model's metadata.
     ``latency``: time the original and onnxruntime per batch size (report ``latency``).
     ``gate``: shape sweep, edge values, per-output rules, tree flips, target
-    runtime, drift baseline (``pipeline.gate_config.GateConfig``).
+    runtime, drift baseline (``pipeline.gate.config.GateConfig``), used as
+    given. Without it the gate is built as the CLI builds it
+    (``gate.config.resolve``): ``ci`` or the ``CI`` environment variable turn
+    edge values on, ``gate_config`` is a per-output rules file, and
+    ``baseline`` (default: ``MODEL.onnx.baseline.json`` beside ``model_path``)
+    gates drift.
     """
     started = time.perf_counter()
-    gate = gate or GateConfig()
+    if gate is None:
+        gate = gate_config_mod.resolve(model_path=model_path, ci=ci, gate_config=gate_config, baseline=baseline)
+    elif ci is not None or gate_config is not None or baseline is not None:
+        raise UsageError("pass either gate=GateConfig(...) or ci/gate_config/baseline, not both")
     registry = registry or Registry()
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
@@ -145,13 +158,27 @@ def _apply_unverified(artifact, validation: Dict[str, Any], accepted: bool) -> N
         validation["passed"] = False
 
 
-def convert(source: Any, **kwargs: Any) -> Result:
+def convert(source: Any, output: Optional[PathLike] = None, report: Optional[PathLike] = None,
+            **kwargs: Any) -> Result:
     """Convert a model object, file or ``module:attr`` and validate the result.
+
+    ``output``: save the model there (with its validation record, and the
+    JSON report at ``report``), as ``onnxgate convert -o`` does; its baseline
+    ``OUTPUT.baseline.json``, when present, gates drift.
 
     >>> result = convert(my_sklearn_model)          # doctest: +SKIP
     >>> result.passed, result.save("model.onnx")     # doctest: +SKIP
     """
-    return run(source, **kwargs)
+    if report is not None and output is None:
+        raise UsageError("report= needs output=: the report describes the saved model")
+    if output is not None:
+        atomic.check_writable(Path(output))  # before any costly work
+        if report is not None:
+            atomic.check_writable(Path(report))
+    result = run(source, model_path=output, **kwargs)
+    if output is not None:
+        result.save(output, report)
+    return result
 
 
 def validate(source: Any, model: Union[PathLike, Any, None] = None, **kwargs: Any) -> Result:
@@ -162,11 +189,13 @@ def validate(source: Any, model: Union[PathLike, Any, None] = None, **kwargs: An
     expected outputs).
     """
     if model is None:
-        digest = sha256_path(Path(source)) if isinstance(source, (str, Path)) and Path(source).is_file() else None
-        return run(source, onnx_sha256=digest, stamp=False, **kwargs)
+        path = Path(source) if isinstance(source, (str, Path)) and Path(source).is_file() else None
+        digest = sha256_path(path) if path else None
+        return run(source, onnx_sha256=digest, stamp=False, model_path=path, **kwargs)
     onnx_model = load_onnx(model)  # checks the path first: a missing file is exit 2
-    digest = sha256_path(Path(model)) if isinstance(model, (str, Path)) else None
-    return run(source, onnx_model=onnx_model, onnx_sha256=digest, **kwargs)
+    path = Path(model) if isinstance(model, (str, Path)) else None
+    digest = sha256_path(path) if path else None
+    return run(source, onnx_model=onnx_model, onnx_sha256=digest, model_path=path, **kwargs)
 
 
 def load_onnx(model: Union[PathLike, Any]):

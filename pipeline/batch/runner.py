@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
 
@@ -40,8 +40,9 @@ def load_manifest(path: Path) -> List[Dict[str, Any]]:
     return models
 
 
-def convert_one(entry: Dict[str, Any], out_dir: str) -> Dict[str, Any]:
-    """Convert and validate one entry; never raises."""
+def convert_one(entry: Dict[str, Any], out_dir: str, gate: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Convert and validate one entry; never raises. ``gate``: ``ci`` and
+    ``gate_config`` for ``gate.config.resolve``, as the CLI passes them."""
     from onnxgate.pipeline import api
 
     started = time.perf_counter()
@@ -54,8 +55,8 @@ def convert_one(entry: Dict[str, Any], out_dir: str) -> Dict[str, Any]:
             expected=entry.get("expected"), golden=entry.get("golden"), options=entry.get("options") or {},
             trust_source=bool(entry.get("trust_source")), accept_unverified=bool(entry.get("accept_unverified")),
             dynamic_batch=not entry.get("static_batch", False),
+            output=out / f"{entry['name']}.onnx", report=out / f"{entry['name']}.report.json", **(gate or {}),
         )
-        result.save(out / f"{entry['name']}.onnx", out / f"{entry['name']}.report.json")
         from onnxgate.pipeline.report.summary import worst
 
         row.update(
@@ -71,13 +72,14 @@ def convert_one(entry: Dict[str, Any], out_dir: str) -> Dict[str, Any]:
     return row
 
 
-def run_batch(models: List[Dict[str, Any]], out_dir: Path, jobs: int = 1) -> List[Dict[str, Any]]:
+def run_batch(models: List[Dict[str, Any]], out_dir: Path, jobs: int = 1,
+              gate: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if jobs <= 1:
-        return [convert_one(e, str(out_dir)) for e in models]
+        return [convert_one(e, str(out_dir), gate) for e in models]
     # spawn: frameworks (torch, TF) do not survive fork reliably
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(convert_one, models, [str(out_dir)] * len(models)))
+        return list(pool.map(convert_one, models, [str(out_dir)] * len(models), [gate] * len(models)))
 
 
 def exit_code(rows: List[Dict[str, Any]]) -> int:
