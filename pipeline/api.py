@@ -5,14 +5,17 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from onnxgate.plugins.manager import Registry
 from onnxgate.plugins.spec import ConvertOptions, Tolerance
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.core import latency as latency_mod
 from onnxgate.pipeline.conversion import provenance
-from onnxgate.pipeline.report import document as report_mod
+from onnxgate.pipeline.deployment import record
+from onnxgate.pipeline.report import build as report_build
+from onnxgate.pipeline.report import document as report_doc
+from onnxgate.pipeline.report.model import OutputStats, Report
 from onnxgate.pipeline.conversion import stage as stage_convert
 from onnxgate.pipeline.gate import stage as stage_validate
 from onnxgate.plugins.errors import UsageError
@@ -26,32 +29,48 @@ PathLike = Union[str, Path]
 
 @dataclass
 class Result:
-    """A converted (or given) ONNX model and the gate's report on it."""
+    """A converted (or given) ONNX model and the gate's typed report on it.
+
+    ``result.passed``, ``result.verdict``, ``result.failures``, and
+    ``result.outputs["probabilities"].max_abs_err`` (per output, worst over
+    the cases); ``result.report`` is the whole ``Report`` (``to_dict()``,
+    ``to_json()``).
+    """
 
     model: Any  # onnx.ModelProto
-    report: Dict[str, Any]
+    report: Report
     artifact: Any = None
 
     @property
     def passed(self) -> bool:
-        return bool(self.report["passed"])
+        return self.report.passed
+
+    @property
+    def verdict(self) -> str:
+        return self.report.verdict
+
+    @property
+    def failures(self) -> List[str]:
+        return list(self.report.failures)
+
+    @property
+    def outputs(self) -> Dict[str, OutputStats]:
+        return self.report.outputs
 
     def model_bytes(self) -> bytes:
         return self.model.SerializeToString()
 
     def save(self, path: PathLike, report_path: Optional[PathLike] = None) -> None:
-        """Write the model (and the report) atomically."""
+        """Write the model (and the report) atomically, and the validation
+        record deploy's gate reads, bound to the bytes just written."""
         path = Path(path)
         atomic.check_writable(path)
         if report_path is not None:
             atomic.check_writable(Path(report_path))
-        self.report["onnx"]["path"] = str(path)
+        self.report.onnx.path = str(path)  # the report describes the file it was saved as
         atomic.write_bytes(path, self.model_bytes())
         if report_path is not None:
-            report_mod.write(self.report, Path(report_path))
-        # deploy's gate reads this record, bound to the bytes just written
-        from onnxgate.pipeline.deployment import record
-
+            report_doc.write(self.report, Path(report_path))
         record.write_for(self, path)
 
 
@@ -122,7 +141,7 @@ def run(
     )
     if onnx_model is None and stamp:  # a given model is validated byte for byte, not re-stamped
         provenance.stamp(artifact.model, {
-            "version": report_mod.onnxgate_version(),
+            "version": report_doc.onnxgate_version(),
             "converter": artifact.converter["name"],
             "converter_version": artifact.converter["version"],
             "exporter": artifact.converter["exporter"],
@@ -131,31 +150,12 @@ def run(
             "source_sha256": artifact.source["sha256"],
         })
     validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate)
-    _apply_unverified(artifact, validation, accept_unverified)
-    validation.update(latency_mod.runtime_pass(artifact, measure=latency))  # latency, error histograms
+    runtime = latency_mod.runtime_pass(artifact, measure=latency)  # latency, error histograms
     digest = onnx_sha256 or hashlib.sha256(artifact.model.SerializeToString()).hexdigest()
-    info = report_mod.onnx_info(artifact.model, "", digest)
-    report = report_mod.build(artifact, validation, info, started)
-    if gate.baseline is not None:  # drift: compare with the accepted baseline
-        from onnxgate.pipeline.gate import drift
-
-        drift.apply(report, Path(gate.baseline), gate.drift_factor, gate.drift_floor)
+    onnx = report_build.onnx_info(artifact.model, str(model_path or ""), digest)
+    report = report_build.build(artifact, validation, runtime, onnx=onnx, started=started,
+                                accept_unverified=accept_unverified, gate=gate)
     return Result(model=artifact.model, report=report, artifact=artifact)
-
-
-def _apply_unverified(artifact, validation: Dict[str, Any], accepted: bool) -> None:
-    """Without expected outputs the gate only saw the model load and run."""
-    if artifact.verified:
-        return
-    message = (
-        "no expected outputs: the original model could not be run here and none were given "
-        "(--golden or --expected); only loading and running in onnxruntime were checked"
-    )
-    validation["checks"].append({"name": "comparison", "passed": accepted, "message": message})
-    validation["verdict"] = "unverified"
-    if not accepted:
-        validation["failures"].append(f"check comparison: {message} (pass --accept-unverified to accept)")
-        validation["passed"] = False
 
 
 def convert(source: Any, output: Optional[PathLike] = None, report: Optional[PathLike] = None,

@@ -78,10 +78,10 @@ def test_api_validate_finds_the_baseline_beside_the_model_and_explicit_gate_wins
                      "--no-latency", "--accept-baseline"]) == 0
     monkeypatch.setenv("CI", "1")
     found = api.validate(str(source / "iris.skops"), model, sample=source / "x.npy", latency=False)
-    assert found.report["drift"]["baseline"] == str(model) + ".baseline.json"
-    assert any(c["name"] == "edge_values" for c in found.report["checks"])
+    assert found.report.drift["baseline"] == str(model) + ".baseline.json"
+    assert any(c.name == "edge_values" for c in found.report.checks)
     explicit = api.validate(str(source / "iris.skops"), model, sample=source / "x.npy", latency=False,
                             gate=GateConfig())
-    assert "drift" not in explicit.report and not any(c["name"] == "edge_values" for c in explicit.report["checks"])
+    assert explicit.report.drift is None and not any(c.name == "edge_values" for c in explicit.report.checks)
     with pytest.raises(UsageError, match="either gate"):
         api.validate(str(source / "iris.skops"), model, gate=GateConfig(), ci=True)

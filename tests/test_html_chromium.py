@@ -93,7 +93,7 @@ def reports():
         if attr.name == "scale":
             attr.floats[2] *= 1.01
     bad = api.validate(pipe, broken)
-    bad.report["diagnosis"] = diagnose.for_result(bad, pipe)
+    bad.report.diagnosis = diagnose.for_result(bad, pipe)
     return good.report, bad.report
 
 

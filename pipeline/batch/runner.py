@@ -60,9 +60,9 @@ def convert_one(entry: Dict[str, Any], out_dir: str, gate: Optional[Dict[str, An
         from onnxgate.pipeline.report.summary import worst
 
         row.update(
-            framework=result.report["converter"]["name"], verdict=result.report["verdict"],
+            framework=result.report.converter.name, verdict=result.verdict,
             exit_code=EXIT_OK if result.passed else 1, max_abs_err=f"{worst(result.report, 'max_abs_err'):.2g}",
-            message="; ".join(result.report["failures"])[:200],
+            message="; ".join(result.failures)[:200],
         )
     except OnnxgateError as exc:
         row.update(exit_code=exc.exit_code, message=str(exc)[:200])

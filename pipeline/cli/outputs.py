@@ -42,13 +42,13 @@ def diagnose_if_asked(result, args, always: bool = False) -> None:
         reason = diagnose._one_line(exc)
         part = {"status": "error", "message": reason}
         found = {"runtime": part, "source": dict(part), "summary": f"diagnosis failed: {reason}"}
-    result.report["diagnosis"] = found
+    result.report.diagnosis = found
     for line in diagnose.print_lines(found):
         print(line)
 
 
-def write_renderings(report, args) -> None:
+def write_renderings(report, args, json_path=None) -> None:
     from onnxgate.pipeline.report.document import write_outputs
 
-    write_outputs(report, junit=getattr(args, "junit", None), html=getattr(args, "html", None),
+    write_outputs(report, json_path=json_path, junit=getattr(args, "junit", None), html=getattr(args, "html", None),
                   summary=getattr(args, "summary", None))

@@ -146,6 +146,7 @@ def produce(
     if sample is None and golden is None and not any(c.expected is not None for c in cases):
         notes.append(f"inputs synthesised from the model's declared inputs (seed {seed})")
 
+    framework_version = distribution_version(spec.framework_distribution)
     return Artifact(
         model=onnx_model,
         cases=cases,
@@ -155,7 +156,7 @@ def produce(
             "reference": source.reference,
             "sha256": source.sha256(),
             "framework": spec.framework,
-            "framework_version": distribution_version(spec.framework_distribution),
+            "framework_version": framework_version,
         },
         converter={
             "plugin": plugin or spec.name,
@@ -172,6 +173,7 @@ def produce(
         timings=timings,
         verified=any(c.expected is not None for c in cases),
         latency=latency,
+        versions={spec.framework_distribution: framework_version} if framework_version else {},
     )
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from onnxgate.pipeline.core import atomic
+from onnxgate.pipeline.report.document import as_dict, dumps, package_versions
+from onnxgate.pipeline.report.summary import worst
 from onnxgate.plugins.errors import UsageError
 
 RECORD_SUFFIX = ".onnxgate.json"
@@ -50,8 +52,6 @@ def sha256_file(path: Path) -> str:
 
 
 def _summary(report: Dict[str, Any]) -> Dict[str, Any]:
-    from onnxgate.pipeline.report.summary import worst
-
     return {
         "cases": len(report.get("cases", [])),
         "outputs_compared": sum(len(c.get("outputs", [])) for c in report.get("cases", [])),
@@ -91,9 +91,7 @@ def smoke_sample(model_bytes: bytes, cases) -> Optional[Dict[str, Any]]:
 
 
 def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=None) -> Dict[str, Any]:
-    """The record for ``model_bytes`` from a finished gate report."""
-    from onnxgate.pipeline.report.document import package_versions
-
+    """The record for ``model_bytes`` from a finished gate report (JSON form)."""
     versions = package_versions()
     return {
         "kind": RECORD_KIND,
@@ -123,14 +121,13 @@ def write_for(result, model_path: Path) -> Path:
     """Write the record for the model file at ``model_path`` (its bytes on disk)."""
     model_path = Path(model_path)
     data = model_path.read_bytes()
-    validated = result.report.get("onnx", {}).get("sha256")
+    report = as_dict(result.report)
+    validated = report.get("onnx", {}).get("sha256")
     if validated and validated != sha256_bytes(data):
         raise UsageError(f"{model_path}: the file changed while it was being validated; validate it again")
     cases = getattr(result.artifact, "cases", None)
-    rec = build(result.report, data, model_path.name, cases)
+    rec = build(report, data, model_path.name, cases)
     out = path_for(model_path)
-    from onnxgate.pipeline.report.document import dumps
-
     atomic.write_bytes(out, dumps(rec))
     return out
 

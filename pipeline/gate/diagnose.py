@@ -208,7 +208,7 @@ def for_result(result, source: Any, *, framework: Optional[str] = None, trust_so
 
     artifact = result.artifact
     case = _pick_case(artifact.cases, result.report)
-    tolerance = tol or _report_tolerance(result.report) or artifact.tolerance
+    tolerance = tol or result.report.tolerance
     registry = registry or Registry()
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
@@ -226,18 +226,11 @@ def for_result(result, source: Any, *, framework: Optional[str] = None, trust_so
 
 
 def _pick_case(cases, report):
-    failing = {c["name"] for c in report.get("cases", []) if not c.get("passed", True) and not c.get("error")}
+    failing = {c.name for c in report.cases if not c.passed and not c.error}
     for case in cases:
         if case.name in failing:
             return case
     return cases[0]
-
-
-def _report_tolerance(report) -> Optional[Tolerance]:
-    tol = report.get("tolerance") or {}
-    if "rtol" in tol and "atol" in tol:
-        return Tolerance(rtol=float(tol["rtol"]), atol=float(tol["atol"]))
-    return None
 
 
 def print_lines(diagnosis: Dict[str, Any]) -> List[str]:

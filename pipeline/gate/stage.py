@@ -1,8 +1,8 @@
 """Stage 2: the gate. Needs only onnx, onnxruntime and numpy.
 
 Checks the ONNX model, loads it in onnxruntime, runs every case and compares
-each output with the original model's. The result is a report dict whose
-``passed`` is the verdict. Beyond that comparison (docs/validation.md): the
+each output with the original model's. The result is the report's
+validation sections (checks, cases...); the verdict is ``gate.verdict``'s. Beyond that comparison (docs/validation.md): the
 swept and edge-value cases stage 1 built, task-aware metrics (pipeline.tasks),
 tree threshold-rounding flips (pipeline.trees), a second session with graph
 optimisations off, and the runtime compatibility table.
@@ -46,7 +46,8 @@ def check_model(model) -> List[Dict[str, Any]]:
 
 def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
              per_output: Optional[Dict[str, Tolerance]] = None, gate: Optional[GateConfig] = None) -> Dict[str, Any]:
-    """Run the gate on an artifact; returns the report's validation part."""
+    """Run the gate on an artifact; returns the report's validation sections
+    (``report.build`` turns them into the typed report and its verdict)."""
     tol = tolerance or artifact.tolerance
     gate = _with_per_output(gate or GateConfig(), per_output or {})
     t0 = time.perf_counter()
@@ -77,14 +78,7 @@ def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
     cases = [_validate_case(context, case) for case in artifact.cases]
     checks += _summary_checks(cases, artifact, gate, context)
 
-    failures = [f"{c['name']}: {c['error']}" for c in cases if c.get("error")]
-    failures += [
-        f"{c['name']}/{o['name']}: {o['reason']}" for c in cases for o in c["outputs"] if not o["passed"]
-    ]
-    failures = [f"check {c['name']}: {c['message']}" for c in checks if not c["passed"]] + failures
     result = {
-        "passed": not failures,
-        "failures": failures,
         "tolerance": {"rtol": tol.rtol, "atol": tol.atol},
         "checks": checks,
         "cases": cases,
