@@ -1,7 +1,6 @@
 """The Python API, mirroring the CLI: ``convert`` and ``validate``."""
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.gate import config as gate_config_mod
 from onnxgate.pipeline.gate.config import GateConfig
 from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
-from onnxgate.pipeline.conversion.sources import resolve, sha256_path
+from onnxgate.pipeline.conversion.sources import resolve
+from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
 
 PathLike = Union[str, Path]
 
@@ -151,7 +151,7 @@ def run(
         })
     validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate)
     runtime = latency_mod.runtime_pass(artifact, measure=latency)  # latency, error histograms
-    digest = onnx_sha256 or hashlib.sha256(artifact.model.SerializeToString()).hexdigest()
+    digest = onnx_sha256 or sha256_bytes(artifact.model.SerializeToString())
     onnx = report_build.onnx_info(artifact.model, str(model_path or ""), digest)
     report = report_build.build(artifact, validation, runtime, onnx=onnx, started=started,
                                 accept_unverified=accept_unverified, gate=gate)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
+from onnxgate.plugins.helpers import one_line
 
 _ENTRY_KEYS = {"name", "source", "framework", "sample", "expected", "golden", "options", "trust_source",
                "accept_unverified", "expect", "area", "static_batch"}
@@ -67,7 +68,7 @@ def convert_one(entry: Dict[str, Any], out_dir: str, gate: Optional[Dict[str, An
     except OnnxgateError as exc:
         row.update(exit_code=exc.exit_code, message=str(exc)[:200])
     except Exception as exc:  # a converter bug must not take the batch down
-        row.update(exit_code=3, message=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        row.update(exit_code=3, message=one_line(exc, with_type=True, limit=200))
     row["seconds"] = round(time.perf_counter() - started, 2)
     return row
 

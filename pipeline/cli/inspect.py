@@ -17,7 +17,7 @@ def describe(path: Path) -> dict:
     from onnxgate.pipeline.report.build import onnx_info
     from onnxgate.pipeline.report.model import plain
     from onnxgate.pipeline.api import load_onnx
-    from onnxgate.pipeline.conversion.sources import sha256_path
+    from onnxgate.pipeline.core.digest import sha256_path
 
     model = load_onnx(path)
     info = plain(onnx_info(model, str(path), sha256_path(path)))

@@ -15,6 +15,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from onnxgate.pipeline.core.arrays import abs_diff, as_array
+
 WARMUP = 2
 MAX_RUNS = 20
 #: Seconds of timed runs per batch size and runtime; at least MIN_RUNS run.
@@ -89,8 +91,6 @@ def latency_section(original: Dict[int, Dict[str, Any]], runtime: Dict[int, Dict
 
 def error_histogram(actual: Any, expected: Any) -> Optional[Dict[str, Any]]:
     """Counts of log10 |actual - expected| for float outputs; None otherwise."""
-    from onnxgate.pipeline.core.arrays import as_array
-
     try:
         a, e = as_array(actual), as_array(expected)
     except Exception:
@@ -99,12 +99,7 @@ def error_histogram(actual: Any, expected: Any) -> Optional[Dict[str, Any]]:
         return None
     if a.dtype.kind not in "fciub" or e.dtype.kind not in "fciub" or a.size != e.size or a.size == 0:
         return None
-    a64 = a.reshape(e.shape).astype(np.float64)
-    e64 = e.astype(np.float64)
-    both_nan = np.isnan(a64) & np.isnan(e64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(a64 - e64)
-    diff[both_nan | (a64 == e64)] = 0.0
+    diff = abs_diff(a.reshape(e.shape), e)
     finite = np.isfinite(diff)
     with np.errstate(divide="ignore"):
         logs = np.log10(diff[finite])

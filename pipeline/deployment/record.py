@@ -9,7 +9,6 @@ gave in onnxruntime, so a deployed endpoint can be compared with it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from onnxgate.pipeline.core import atomic
+from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
 from onnxgate.pipeline.report.document import as_dict, dumps, package_versions
 from onnxgate.pipeline.report.summary import worst
 from onnxgate.plugins.errors import UsageError
@@ -37,18 +37,6 @@ class DeployRefused(UsageError):
 def path_for(model_path: Path) -> Path:
     model_path = Path(model_path)
     return model_path.with_name(model_path.name + RECORD_SUFFIX)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _summary(report: Dict[str, Any]) -> Dict[str, Any]:
@@ -168,7 +156,7 @@ def check(model_path: Path, allow_unvalidated: bool = False) -> Gate:
     model_path = Path(model_path)
     if not model_path.is_file():
         raise UsageError(f"{model_path}: no such model file")
-    digest = sha256_file(model_path)
+    digest = sha256_path(model_path)
     try:
         rec = load(model_path)
         if rec.get("model", {}).get("sha256") != digest:

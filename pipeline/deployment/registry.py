@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Optional
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.plugins.errors import UsageError
-from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG, sha256_file
+from onnxgate.pipeline.core.digest import sha256_path
+from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG
 
 ROOT_ENV = "ONNXGATE_REGISTRY"
 MODEL_FILE = "model.onnx"
@@ -118,7 +119,7 @@ class LocalRegistry:
             tmp = atomic.temp_dir(folder, ".register.")
             try:
                 shutil.copyfile(gate.model_path, tmp / MODEL_FILE)
-                if sha256_file(tmp / MODEL_FILE) != gate.sha256:
+                if sha256_path(tmp / MODEL_FILE) != gate.sha256:
                     raise UsageError(f"{gate.model_path}: changed while it was being registered")
                 if gate.record:
                     (tmp / "validation-record.json").write_text(json.dumps(gate.record, indent=2) + "\n", "utf-8")

@@ -14,13 +14,16 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from onnxgate.plugins.helpers import one_line
 from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.gate import runtime_compat
 from onnxgate.pipeline.gate import tasks
 from onnxgate.pipeline.gate import trees
 from onnxgate.pipeline.gate.config import GateConfig, OutputRule, merge
 from onnxgate.plugins.errors import ConversionError
+from onnxgate.pipeline.core.arrays import abs_diff, as_array
 from onnxgate.pipeline.core.artifact import Artifact
+from onnxgate.pipeline.gate.compare import bad_elements
 from onnxgate.pipeline.core.session import frozen_batch_inputs, load_session, run_case
 
 
@@ -31,7 +34,7 @@ def check_model(model) -> List[Dict[str, Any]]:
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise ConversionError(f"the ONNX model is invalid (onnx.checker): {_first_line(exc)}") from exc
+        raise ConversionError(f"the ONNX model is invalid (onnx.checker): {one_line(exc)}") from exc
     checks = [{"name": "onnx_checker", "passed": True, "message": "onnx.checker passed"}]
     try:
         onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -39,7 +42,7 @@ def check_model(model) -> List[Dict[str, Any]]:
     except Exception as exc:
         # onnx cannot infer through some ai.onnx.ml ops (Scaler -> Sub): a gap in
         # onnx's inference, not a broken model; onnxruntime's load decides next.
-        message = f"strict shape inference incomplete (not an error by itself): {_first_line(exc)}"
+        message = f"strict shape inference incomplete (not an error by itself): {one_line(exc)}"
     checks.append({"name": "shape_inference", "passed": True, "message": message})
     return checks
 
@@ -149,7 +152,7 @@ def _validate_case(ctx: _Context, case) -> Dict[str, Any]:
     try:
         actual = run_case(ctx.session, case.inputs)
     except Exception as exc:
-        entry.update(passed=False, error=f"onnxruntime failed to run: {_first_line(exc)}")
+        entry.update(passed=False, error=f"onnxruntime failed to run: {one_line(exc)}")
         return entry
     if case.expected is None:  # nothing to compare with: only running was checked
         entry["unverified"] = True
@@ -171,7 +174,7 @@ def _attribute(ctx: _Context, case, actual, results) -> None:
         plain = run_case(ctx.unoptimized, case.inputs)
     except Exception as exc:
         for r in results:
-            r["optimizer"] = {"unoptimized_error": _first_line(exc)}
+            r["optimizer"] = {"unoptimized_error": one_line(exc)}
         return
     plain_results, _ = tasks.compare_case(plain, case.expected, ctx.tol, ctx.gate, ctx.classes)
     for r, p in zip(results, plain_results):
@@ -185,9 +188,6 @@ def _attribute(ctx: _Context, case, actual, results) -> None:
 
 def _disagree(optimized, plain, tol: Tolerance) -> bool:
     """Optimised vs unoptimised onnxruntime, beyond the output's tolerance."""
-    from onnxgate.pipeline.core.arrays import as_array
-    from onnxgate.pipeline.gate.compare import bad_elements
-
     a, b = as_array(optimized), as_array(plain)
     if a.shape != b.shape:
         return True
@@ -195,16 +195,10 @@ def _disagree(optimized, plain, tol: Tolerance) -> bool:
 
 
 def _max_diff(a, b) -> float:
-    from onnxgate.pipeline.core.arrays import as_array
-
     a, b = as_array(a), as_array(b)
     if a.shape != b.shape or a.dtype.kind not in "fc" or not a.size:
         return 0.0 if a.shape == b.shape and np.array_equal(a, b) else float("inf")
-    with np.errstate(invalid="ignore"):
-        d = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    d[np.isnan(a) & np.isnan(b)] = 0.0
-    d[np.isinf(a) & (a == b)] = 0.0
-    return float(np.nan_to_num(d, nan=np.inf).max())
+    return float(np.nan_to_num(abs_diff(a, b), nan=np.inf).max())
 
 
 def _row(value, i):
@@ -297,8 +291,3 @@ def _summary_checks(cases, artifact, gate: GateConfig, ctx: _Context) -> List[Di
             f"{flips['flipped']} of {flips['rows']} rows flip: {flips['explained']} explained by float32 threshold "
             f"rounding, {flips['unexplained']} unexplained (max flip rate for unexplained flips {gate.max_flip_rate:g})")})
     return checks
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[0][:500] if lines else type(exc).__name__
