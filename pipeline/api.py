@@ -10,6 +10,7 @@ from onnxgate.plugins.manager import Registry
 from onnxgate.plugins.spec import ConvertOptions, Tolerance
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.core import latency as latency_mod
+from onnxgate.pipeline.core.session import Runtime
 from onnxgate.pipeline.conversion import provenance
 from onnxgate.pipeline.deployment import record
 from onnxgate.pipeline.report import build as report_build
@@ -40,6 +41,8 @@ class Result:
     model: Any  # onnx.ModelProto
     report: Report
     artifact: Any = None
+    #: The onnxruntime sessions and outputs of the run (``core.session.Runtime``).
+    runtime: Optional[Runtime] = None
 
     @property
     def passed(self) -> bool:
@@ -149,13 +152,14 @@ def run(
             "framework_version": artifact.source["framework_version"],
             "source_sha256": artifact.source["sha256"],
         })
-    validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate)
-    runtime = latency_mod.runtime_pass(artifact, measure=latency)  # latency, error histograms
-    digest = onnx_sha256 or sha256_bytes(artifact.model.SerializeToString())
+    ort = Runtime(artifact.model.SerializeToString())  # one session per optimisation level, for every use
+    validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate, runtime=ort)
+    runtime = latency_mod.runtime_pass(artifact, ort, measure=latency)  # latency, error histograms
+    digest = onnx_sha256 or sha256_bytes(ort.model_bytes)
     onnx = report_build.onnx_info(artifact.model, str(model_path or ""), digest)
     report = report_build.build(artifact, validation, runtime, onnx=onnx, started=started,
                                 accept_unverified=accept_unverified, gate=gate)
-    return Result(model=artifact.model, report=report, artifact=artifact)
+    return Result(model=artifact.model, report=report, artifact=artifact, runtime=ort)
 
 
 def convert(source: Any, output: Optional[PathLike] = None, report: Optional[PathLike] = None,

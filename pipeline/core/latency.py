@@ -124,23 +124,14 @@ def merge_histograms(hists: List[Dict[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
-def runtime_pass(artifact, measure: bool = True) -> Dict[str, Any]:
+def runtime_pass(artifact, runtime, measure: bool = True) -> Dict[str, Any]:
     """Stage 2 extras: onnxruntime latency per batch size and error
-    histograms per output; returns report sections to merge in."""
-    from onnxgate.pipeline.core.session import load_session
-
-    try:
-        session = load_session(artifact.model.SerializeToString())
-    except Exception:
-        return {}  # the gate has already said why the model does not load
+    histograms per output, from the outputs validation already computed
+    (``core.session.Runtime``); returns report sections."""
     per_output: Dict[str, List[Dict[str, Any]]] = {}
-    names = [o.name for o in session.get_outputs()]
     for case in artifact.cases:
-        if not case.expected:
-            continue
-        try:
-            values = dict(zip(names, session.run(names, case.inputs)))
-        except Exception:
+        values = runtime.outputs.get(case.name)
+        if not case.expected or values is None:  # nothing to compare, or it did not run
             continue
         for name, expected in case.expected.items():
             hist = error_histogram(values.get(name), expected) if name in values else None
@@ -148,6 +139,6 @@ def runtime_pass(artifact, measure: bool = True) -> Dict[str, Any]:
                 per_output.setdefault(name, []).append(hist)
     sections: Dict[str, Any] = {"error_histograms": {n: merge_histograms(h) for n, h in per_output.items()}}
     if measure:
-        runtime = measure_onnxruntime(session, artifact.cases)
-        sections["latency"] = latency_section(getattr(artifact, "latency", {}) or {}, runtime, artifact.cases)
+        timed = measure_onnxruntime(runtime.session(), artifact.cases)
+        sections["latency"] = latency_section(getattr(artifact, "latency", {}) or {}, timed, artifact.cases)
     return sections

@@ -13,13 +13,16 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
 from onnxgate.pipeline.report.document import as_dict, dumps, package_versions
 from onnxgate.pipeline.report.summary import worst
 from onnxgate.plugins.errors import UsageError
+
+if TYPE_CHECKING:  # core.session imports numpy: `onnxgate deploy --help` stays light
+    from onnxgate.pipeline.core.session import Runtime
 
 RECORD_SUFFIX = ".onnxgate.json"
 RECORD_KIND = "onnxgate.validation-record"
@@ -49,27 +52,33 @@ def _summary(report: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def smoke_sample(model_bytes: bytes, cases) -> Optional[Dict[str, Any]]:
+def smoke_sample(model_bytes: bytes, cases, runtime: Optional[Runtime] = None) -> Optional[Dict[str, Any]]:
     """Request/response pair from the first validation case, run in onnxruntime.
 
     The expected response is what the VALIDATED model answered (it matched the
     original within tolerance), encoded exactly as score.py encodes it.
+    ``runtime``: the run's sessions and outputs for these very bytes (reused).
     """
+    from onnxgate.pipeline.core.session import Runtime
     from onnxgate.pipeline.deployment import score_template
-    from onnxgate.pipeline.core.session import load_session
 
     if not cases:
         return None
-    session = load_session(model_bytes)
+    runtime = runtime if runtime is not None and runtime.model_bytes == model_bytes else Runtime(model_bytes)
+    session = runtime.session()
     inputs = dict(cases[0].inputs)
     fixed_batch = any(
         i.shape and isinstance(i.shape[0], int) for i in session.get_inputs()
     )
-    if not fixed_batch:
-        inputs = {k: v[:SMOKE_MAX_ROWS] if getattr(v, "ndim", 0) else v for k, v in inputs.items()}
+    rows = {k: v[:SMOKE_MAX_ROWS] if getattr(v, "ndim", 0) else v for k, v in inputs.items()}
+    whole = fixed_batch or all(getattr(rows[k], "shape", None) == getattr(v, "shape", None) for k, v in inputs.items())
     names = [o.name for o in session.get_outputs()]
     try:
-        values = session.run(names, inputs)
+        if whole:  # the validation case itself: its outputs are already known
+            found = runtime.run(cases[0])
+            values = [found[n] for n in names]
+        else:
+            inputs, values = rows, session.run(names, rows)
     except Exception:  # a case that failed validation: no smoke test to offer
         return None
     request = {"inputs": {k: score_template.to_json_value(v) for k, v in inputs.items()}}
@@ -78,7 +87,8 @@ def smoke_sample(model_bytes: bytes, cases) -> Optional[Dict[str, Any]]:
     return {"request": json.loads(json.dumps(request)), "response": json.loads(json.dumps(response))}
 
 
-def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=None) -> Dict[str, Any]:
+def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=None,
+          runtime: Optional[Runtime] = None) -> Dict[str, Any]:
     """The record for ``model_bytes`` from a finished gate report (JSON form)."""
     versions = package_versions()
     return {
@@ -101,7 +111,7 @@ def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=Non
         "source": {k: report.get("source", {}).get(k, "") for k in ("framework", "framework_version", "sha256", "path")},
         "converter": {k: report.get("converter", {}).get(k, "") for k in ("name", "exporter", "opset")},
         "signature": {k: report.get("onnx", {}).get(k, []) for k in ("inputs", "outputs")},
-        "smoke": smoke_sample(model_bytes, cases) if cases else None,
+        "smoke": smoke_sample(model_bytes, cases, runtime) if cases else None,
     }
 
 
@@ -114,7 +124,7 @@ def write_for(result, model_path: Path) -> Path:
     if validated and validated != sha256_bytes(data):
         raise UsageError(f"{model_path}: the file changed while it was being validated; validate it again")
     cases = getattr(result.artifact, "cases", None)
-    rec = build(report, data, model_path.name, cases)
+    rec = build(report, data, model_path.name, cases, getattr(result, "runtime", None))
     out = path_for(model_path)
     atomic.write_bytes(out, dumps(rec))
     return out

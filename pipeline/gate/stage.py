@@ -24,7 +24,7 @@ from onnxgate.plugins.errors import ConversionError
 from onnxgate.pipeline.core.arrays import abs_diff, as_array
 from onnxgate.pipeline.core.artifact import Artifact
 from onnxgate.pipeline.gate.compare import bad_elements
-from onnxgate.pipeline.core.session import frozen_batch_inputs, load_session, run_case
+from onnxgate.pipeline.core.session import Runtime, frozen_batch_inputs, run_case
 
 
 def check_model(model) -> List[Dict[str, Any]]:
@@ -48,19 +48,20 @@ def check_model(model) -> List[Dict[str, Any]]:
 
 
 def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
-             per_output: Optional[Dict[str, Tolerance]] = None, gate: Optional[GateConfig] = None) -> Dict[str, Any]:
+             per_output: Optional[Dict[str, Tolerance]] = None, gate: Optional[GateConfig] = None,
+             runtime: Optional[Runtime] = None) -> Dict[str, Any]:
     """Run the gate on an artifact; returns the report's validation sections
     (``report.build`` turns them into the typed report and its verdict)."""
     tol = tolerance or artifact.tolerance
     gate = _with_per_output(gate or GateConfig(), per_output or {})
     t0 = time.perf_counter()
     checks = check_model(artifact.model)
-    model_bytes = artifact.model.SerializeToString()
-    session = load_session(model_bytes)
+    runtime = runtime or Runtime(artifact.model.SerializeToString())
+    session = runtime.session()
     checks.append({"name": "onnxruntime_load", "passed": True, "message": "onnxruntime loaded the model"})
     compat, compat_check = runtime_compat.check(artifact.model, gate.target_runtime)
     checks.append(compat_check)
-    unoptimized = _unoptimized_session(model_bytes, gate, checks)
+    unoptimized = _unoptimized_session(runtime, gate, checks)
 
     if artifact.dynamic_batch:
         frozen = frozen_batch_inputs(artifact.model)
@@ -76,7 +77,7 @@ def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
     if frozen_axes:
         checks.append(frozen_axes)
 
-    context = _Context(session, unoptimized, artifact.model, tol, gate, tasks.model_classes(artifact.model),
+    context = _Context(runtime, unoptimized, artifact.model, tol, gate, tasks.model_classes(artifact.model),
                        artifact.tree_ensemble or trees.is_tree_model(artifact.model))
     cases = [_validate_case(context, case) for case in artifact.cases]
     checks += _summary_checks(cases, artifact, gate, context)
@@ -109,8 +110,8 @@ def frozen_axes_check(frozen: List[Dict[str, Any]], dynamic_batch: bool) -> Opti
 class _Context:
     """What every case needs; built once per validation."""
 
-    def __init__(self, session, unoptimized, model, tol, gate, classes, tree):
-        self.session, self.unoptimized, self.model = session, unoptimized, model
+    def __init__(self, runtime, unoptimized, model, tol, gate, classes, tree):
+        self.runtime, self.session, self.unoptimized, self.model = runtime, runtime.session(), unoptimized, model
         self.tol, self.gate, self.classes, self.tree = tol, gate, classes, tree
 
 
@@ -123,11 +124,11 @@ def _with_per_output(gate: GateConfig, per_output: Dict[str, Tolerance]) -> Gate
     return replace(gate, outputs=merge(rules, gate.outputs))
 
 
-def _unoptimized_session(model_bytes: bytes, gate: GateConfig, checks: List[Dict[str, Any]]):
+def _unoptimized_session(runtime: Runtime, gate: GateConfig, checks: List[Dict[str, Any]]):
     if not gate.optimizer_check:
         return None
     try:
-        return load_session(model_bytes, optimized=False)
+        return runtime.session(optimized=False)
     except ConversionError as exc:  # loads optimised but not plain: worth saying, not a verdict
         checks.append({"name": "optimizer_consistency", "passed": True,
                        "message": f"not checked: the unoptimised session does not load ({exc})"})
@@ -150,7 +151,7 @@ def _validate_case(ctx: _Context, case) -> Dict[str, Any]:
         entry["skipped"] = meta["skipped"]
         return entry
     try:
-        actual = run_case(ctx.session, case.inputs)
+        actual = ctx.runtime.run(case)
     except Exception as exc:
         entry.update(passed=False, error=f"onnxruntime failed to run: {one_line(exc)}")
         return entry
