@@ -68,7 +68,7 @@ def gated(model, sample, **gate):
     from onnxgate.pipeline.gate.config import GateConfig
 
     result = api.convert(model, sample=sample, latency=False, gate=GateConfig(**gate))
-    return result.passed, len(result.report["cases"])
+    return result.passed, len(result.report.cases)
 
 
 def main(argv=None) -> int:

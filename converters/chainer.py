@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
+from onnxgate.plugins.helpers import one_line
 
 from .common import zip_names
 from .legacy_env import drop_initializer_inputs
@@ -84,7 +85,7 @@ def load(path: Path, trusted: bool, options=None):
     except KeyError as exc:
         raise _usage(f"{path}: does not match {reference}: no parameter {exc.args[0]!s}") from None
     except (ValueError, OSError) as exc:  # shapes differ, object arrays (pickles), not an npz
-        raise _usage(f"{path}: cannot load into {reference}: {_first_line(exc)}") from None
+        raise _usage(f"{path}: cannot load into {reference}: {one_line(exc, limit=200)}") from None
     _check_initialised(model, path, reference)
     return model
 
@@ -177,10 +178,6 @@ def run(model, inputs):
     outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
     return [o.array if isinstance(o, chainer.Variable) else o for o in outs]
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 @hookimpl

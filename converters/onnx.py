@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
+from onnxgate.plugins.helpers import one_line
 
 EXPORTER = "none (ready-made ONNX)"
 
@@ -23,7 +24,7 @@ def load(path: Path, trusted: bool):
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError, bad external data...
-        raise UsageError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from exc
+        raise UsageError(f"{path}: not a readable ONNX model ({one_line(exc, with_type=True, limit=300)})") from exc
     if not model.ir_version or not model.graph.output:
         raise UsageError(f"{path}: not an ONNX model (no IR version or no graph outputs)")
     # A file cut short can still parse (protobuf stops at a field boundary);
@@ -32,7 +33,7 @@ def load(path: Path, trusted: bool):
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:
-        raise UsageError(f"{path}: not a valid ONNX model (truncated or corrupt?): {_first_line(exc)}") from exc
+        raise UsageError(f"{path}: not a valid ONNX model (truncated or corrupt?): {one_line(exc, with_type=True, limit=300)}") from exc
     return model
 
 
@@ -79,7 +80,7 @@ def convert(model, example, options):
         except Exception as exc:
             raise ConversionError(
                 f"onnx.version_converter cannot move this model from opset {declared} to {options.opset}: "
-                f"{_first_line(exc)}"
+                f"{one_line(exc, with_type=True, limit=300)}"
             ) from exc
         return Conversion(moved, exporter=f"onnx.version_converter (opset {declared} -> {options.opset})",
                           notes=[f"ready-made ONNX model moved from opset {declared} to {options.opset}"])
@@ -87,10 +88,6 @@ def convert(model, example, options):
     copy.CopyFrom(model)  # the pipeline stamps provenance: leave the caller's object alone
     return Conversion(copy, exporter=EXPORTER, notes=["ready-made ONNX model: nothing was converted"])
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
 
 
 @hookimpl

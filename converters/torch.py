@@ -10,6 +10,7 @@ import inspect
 from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
+from onnxgate.plugins.helpers import one_line
 
 from .common import flatten, zip_names
 
@@ -115,7 +116,7 @@ def _convert(model, example, options, torch):
         try:
             return Conversion(_export_dynamo(model, args, options), exporter="torch.onnx dynamo", notes=notes)
         except Exception as exc:  # the exporter raises many types; the fallback decides
-            notes.append(f"dynamo exporter failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            notes.append(f"dynamo exporter failed ({one_line(exc, with_type=True, limit=200)}); "
                          "fell back to the TorchScript exporter")
             if _is_exported_program(model):
                 raise

@@ -1,22 +1,26 @@
 """Helpers that converters and the engine share (import them from ``onnxgate.plugins``)."""
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Union
 
 #: Longest message kept from a third-party exception; the rest is noise on a terminal.
 MAX_MESSAGE = 500
 
 
-def one_line(exc: BaseException, *, with_type: bool = False, limit: int = MAX_MESSAGE) -> str:
+def one_line(exc: Union[BaseException, str], *, with_type: bool = False, limit: int = MAX_MESSAGE) -> str:
     """The first non-empty line of ``exc``'s message, truncated to ``limit``.
 
     ``with_type`` prefixes the exception's class name (``ValueError: ...``),
     which helps when the message alone is ambiguous (``KeyError: 'x'``).
+    ``exc`` may also be a message (a service's error text): then an empty one
+    gives "".
     """
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     first = lines[0] if lines else ""
     if len(first) > limit:
         first = first[: limit - 3] + "..."
+    if isinstance(exc, str):
+        return first
     if not first:
         return type(exc).__name__
     return f"{type(exc).__name__}: {first}" if with_type else first

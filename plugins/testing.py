@@ -163,10 +163,10 @@ class ConverterContract:
 
     def test_outputs_match_original(self, tmp_path):
         result = self._convert(tmp_path)
-        assert result.passed, result.report["failures"]
-        compared = [o for c in result.report["cases"] for o in c["outputs"]]
+        assert result.passed, result.failures
+        compared = [o for c in result.report.cases for o in c.outputs]
         assert compared, "no output was compared"
-        assert all(o["passed"] for o in compared)
+        assert all(o.passed for o in compared)
 
     def test_corrupt_file_is_a_clean_error(self, tmp_path):
         spec = self._spec()

@@ -23,6 +23,7 @@ import pytest
 pytest.importorskip("azure.ai.ml", reason="the azureml extra is not installed: pip install 'onnxgate[azureml]'")
 responses = pytest.importorskip("responses")
 
+from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.deployment import azureml as deploy_azureml
 from onnxgate.pipeline.deployment import record  # noqa: E402
@@ -378,7 +379,7 @@ def test_contract_model_is_custom_type_with_validation_tags_and_its_bytes_upload
     body = _body(fake, "PUT", "/models/iris/versions/1")
     props = body["properties"]
     assert props["modelType"] == "custom_model"
-    sha = record.sha256_file(model)
+    sha = sha256_path(model)
     assert props["tags"]["onnxgate.model_sha256"] == sha
     assert props["tags"]["onnxgate.verdict"] == "passed"
     assert props["tags"]["onnxgate.onnxruntime"] == record.load(model)["validated_with"]["onnxruntime"]
@@ -431,7 +432,7 @@ def test_contract_second_deploy_of_the_same_model_changes_nothing(model, fake):
 def test_contract_new_bytes_make_a_new_version_and_update_the_deployment(tmp_path, fake):
     first = _iris_model(tmp_path, "a.onnx", C=1.0)
     second = _iris_model(tmp_path, "b.onnx", C=0.01)
-    assert record.sha256_file(first) != record.sha256_file(second)
+    assert sha256_path(first) != sha256_path(second)
     _deploy(first, fake)
     fake.calls.clear()
     fake.score = _answer_like_validated(second)

@@ -60,8 +60,8 @@ def _run_one(folder: Path, registry) -> dict:
     except OnnxgateError as exc:
         row.update(verdict="error", exit_code=exc.exit_code, message=str(exc))
         return row
-    row.update(verdict=result.report["verdict"], exit_code=0 if result.passed else 1,
-               message="; ".join(result.report["failures"]))
+    row.update(verdict=result.verdict, exit_code=0 if result.passed else 1,
+               message="; ".join(result.failures))
     return row
 
 
@@ -121,8 +121,8 @@ def upgraded(outcomes):
         folder = DATA / row["model"]
         try:
             result = api.validate(folder / "model.onnx", golden=folder, opset=7)
-            rows.append({"model": row["model"], "verdict": result.report["verdict"],
-                         "message": "; ".join(result.report["failures"])})
+            rows.append({"model": row["model"], "verdict": result.verdict,
+                         "message": "; ".join(result.failures)})
         except OnnxgateError as exc:
             rows.append({"model": row["model"], "verdict": "error", "message": str(exc)})
     with open(ARTIFACTS / "onnx-backend-data.md", "a") as fh:

@@ -62,9 +62,9 @@ def test_every_kind_matches_the_weights(name, tmp_path):
 
     files = fx.write_coreml(CASES[name], tmp_path)
     result = convert(files["source"], sample=files["sample"], expected=files["expected"])
-    assert result.passed, result.report["failures"]
-    assert result.report["verdict"] == "passed"
-    compared = {o["name"] for c in result.report["cases"] for o in c["outputs"]}
+    assert result.passed, result.failures
+    assert result.verdict == "passed"
+    compared = {o.name for c in result.report.cases for o in c.outputs}
     assert compared == set(CASES[name].expected)
 
 
@@ -147,7 +147,7 @@ def test_in_memory_spec_and_mlmodel_are_detected(tmp_path):
 
     files = fx.write_coreml(CASES["coreml-glm-classifier"], tmp_path)
     result = convert(mlmodel, sample=files["sample"], expected=files["expected"])
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
 
 
 def test_caller_spec_is_not_modified():

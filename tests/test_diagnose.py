@@ -47,7 +47,7 @@ def torch_mlp():
     torch.manual_seed(0)
     model = MLP().eval()
     result = api.convert(model, latency=False)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     return model, result.model
 
 
@@ -65,7 +65,7 @@ def test_torch_perturbed_second_gemm_is_named(torch_mlp):
     assert source["compared"] == 3  # fc1 and act matched, fc2 did not
     assert found["runtime"]["status"] == "agree"  # both runtimes see the same wrong weight
     assert "fc2" in found["summary"]
-    result.report["diagnosis"] = found
+    result.report.diagnosis = found
     validate_schema(result.report)
 
 
@@ -91,7 +91,7 @@ def sk_pipeline():
     pipe = Pipeline([("scaler", StandardScaler()), ("norm", Normalizer()), ("clf", LogisticRegression(max_iter=500))])
     pipe.fit(X, y)
     result = api.convert(pipe, sample=None, latency=False)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     return pipe, result.model
 
 

@@ -226,10 +226,10 @@ def test_a_third_party_plugin_runs_in_an_environment(legacy_env, tmp_path, monke
     source = tmp_path / "double.scale"
     source.write_text("2.5")
     result = convert(source, registry=registry)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     # stage 1 ran in the environment: its onnx and numpy, not ours
     assert result.artifact.converter["exporter"] == "onnx 1.14.1, numpy 1.23.5"
-    assert result.report["source"]["framework_version"] == "1.23.5"
+    assert result.report.source.framework_version == "1.23.5"
     assert result.artifact.versions["environment:numpy"] == "1.23.5"
 
 

@@ -27,16 +27,16 @@ def test_nan_on_both_sides_matches_nan_on_one_side_does_not():
 
 def test_edge_values_are_opt_in():
     result = api.convert(seq_mean_model("seq"), framework="hand", registry=registry(), latency=False)
-    assert not _edge(result.report)
+    assert not _edge(result.report.to_dict())
 
 
 def test_nan_propagating_model_matches_and_all_edges_run():
     result = api.convert(seq_mean_model("seq"), framework="hand", registry=registry(), latency=False,
                          gate=GateConfig(edge_values=True))
-    edges = _edge(result.report)
+    edges = _edge(result.report.to_dict())
     assert set(edges) == {"zeros", "large", "nan", "inf"}
     assert not any(c.get("skipped") for c in edges.values())
-    assert result.passed, result.report["failures"]  # NaN in => NaN out on both sides
+    assert result.passed, result.failures  # NaN in => NaN out on both sides
 
 
 def test_sklearn_rejecting_nan_is_not_applicable_not_a_failure():
@@ -45,12 +45,12 @@ def test_sklearn_rejecting_nan_is_not_applicable_not_a_failure():
 
     X, y = load_iris(return_X_y=True)
     result = api.convert(LogisticRegression(max_iter=500).fit(X, y), latency=False, gate=GateConfig(edge_values=True))
-    edges = _edge(result.report)
+    edges = _edge(result.report.to_dict())
     assert "contains NaN" in edges["nan"]["skipped"]
     assert edges["zeros"]["outputs"] and edges["large"]["outputs"]
-    check = next(c for c in result.report["checks"] if c["name"] == "edge_values")
-    assert "nan: not applicable" in check["message"]
-    assert result.passed, result.report["failures"]
+    check = next(c for c in result.report.checks if c.name == "edge_values")
+    assert "nan: not applicable" in check.message
+    assert result.passed, result.failures
 
 
 def test_a_converter_that_mishandles_nan_fails_on_the_nan_case_only():
@@ -62,10 +62,10 @@ def test_a_converter_that_mishandles_nan_fails_on_the_nan_case_only():
     X, y = load_diabetes(return_X_y=True)
     model = DecisionTreeRegressor(max_depth=4, random_state=0).fit(X, y)
     plain = api.convert(model, latency=False)
-    assert plain.passed, plain.report["failures"]
+    assert plain.passed, plain.failures
     result = api.convert(model, latency=False, gate=GateConfig(edge_values=True))
     assert not result.passed
-    edges = _edge(result.report)
+    edges = _edge(result.report.to_dict())
     assert not edges["nan"]["passed"]
     assert edges["zeros"]["passed"] and edges["large"]["passed"]
 

@@ -67,8 +67,8 @@ def test_target_runtime_fails_the_gate_end_to_end():
     model = LogisticRegression(max_iter=500).fit(X, y)
     result = api.convert(model, latency=False, gate=GateConfig(target_runtime="1.17"))
     assert not result.passed
-    assert any(f.startswith("check runtime_compat: onnxruntime 1.17 cannot load") for f in result.report["failures"])
-    assert result.report["runtime_compat"]["target"] == "1.17"
+    assert any(f.startswith("check runtime_compat: onnxruntime 1.17 cannot load") for f in result.failures)
+    assert result.report.runtime_compat["target"] == "1.17"
     assert api.convert(model, latency=False, opset=15, gate=GateConfig(target_runtime="1.17")).passed
 
 
@@ -88,33 +88,33 @@ def test_optimiser_rewrite_that_changes_results_is_flagged_as_optimiser_problem(
     # cancelling the BN mean, the two graphs round differently by ~0.5
     result = api.convert(conv_bn_model(1e4), framework="hand", registry=registry(), sample=_sample(tmp_path),
                          latency=False)
-    check = next(c for c in result.report["checks"] if c["name"] == "optimizer_consistency")
-    assert not check["passed"] and not result.passed
-    assert "an optimiser problem" in check["message"] and "not a converter one" in check["message"]
-    assert "the optimised session matches the original" in check["message"]
-    out = result.report["cases"][0]["outputs"][0]
-    assert out["passed"]  # the converter's graph, as deployed (optimised), is right
-    assert out["optimizer"]["disagrees"] and out["optimizer"]["max_abs_diff"] > 0.01
-    assert out["optimizer"]["passed_unoptimized"] is False
+    check = next(c for c in result.report.checks if c.name == "optimizer_consistency")
+    assert not check.passed and not result.passed
+    assert "an optimiser problem" in check.message and "not a converter one" in check.message
+    assert "the optimised session matches the original" in check.message
+    out = result.report.cases[0].outputs[0]
+    assert out.passed  # the converter's graph, as deployed (optimised), is right
+    assert out.optimizer["disagrees"] and out.optimizer["max_abs_diff"] > 0.01
+    assert out.optimizer["passed_unoptimized"] is False
 
 
 def test_same_pattern_without_cancellation_passes(tmp_path):
     result = api.convert(conv_bn_model(0.0), framework="hand", registry=registry(), sample=_sample(tmp_path),
                          latency=False)
-    assert result.passed, result.report["failures"]
-    check = next(c for c in result.report["checks"] if c["name"] == "optimizer_consistency")
-    assert check["passed"] and "agree within tolerance" in check["message"]
+    assert result.passed, result.failures
+    check = next(c for c in result.report.checks if c.name == "optimizer_consistency")
+    assert check.passed and "agree within tolerance" in check.message
 
 
 def test_optimizer_check_can_be_switched_off(tmp_path):
     result = api.convert(conv_bn_model(1e4), framework="hand", registry=registry(), sample=_sample(tmp_path),
                          latency=False, gate=GateConfig(optimizer_check=False))
-    assert result.passed, result.report["failures"]
-    assert not any(c["name"] == "optimizer_consistency" for c in result.report["checks"])
+    assert result.passed, result.failures
+    assert not any(c.name == "optimizer_consistency" for c in result.report.checks)
 
 
 def test_converter_bug_is_attributed_to_the_converter():
     result = api.convert(seq_mean_model("seq", hard_coded_length=8), framework="hand", registry=registry(),
                          latency=False)
-    bad = [o for c in result.report["cases"] for o in c["outputs"] if not o["passed"]]
-    assert bad and all(o["attribution"] == "converter" for o in bad)
+    bad = [o for c in result.report.cases for o in c.outputs if not o.passed]
+    assert bad and all(o.attribution == "converter" for o in bad)

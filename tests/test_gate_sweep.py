@@ -15,17 +15,17 @@ def _run(model, **kw):
 
 
 def _case(report, name):
-    return next(c for c in report["cases"] if c["name"] == name)
+    return report.case(name)
 
 
 def test_every_dynamic_axis_is_swept_and_passes_on_a_correct_model():
     result = _run(seq_mean_model("seq"))
-    names = {c["name"] for c in result.report["cases"]}
+    names = {c.name for c in result.report.cases}
     assert {f"sweep_seq={n}" for n in sweep.SIZES} <= names  # not only the batch
     assert {"sweep_batch=2", "sweep_batch=5", "sweep_batch=16"} <= names
-    assert _case(result.report, "sweep_seq=5")["input_shapes"]["x"] == [4, 5, 4]
-    assert result.passed, result.report["failures"]
-    axes = {a["axis"]: a for a in result.report["sweep"]["dynamic_axes"]}
+    assert _case(result.report, "sweep_seq=5").input_shapes["x"] == [4, 5, 4]
+    assert result.passed, result.failures
+    axes = {a["axis"]: a for a in result.report.sweep["dynamic_axes"]}
     assert set(axes) == {"batch", "seq"} and axes["seq"]["members"] == [{"input": "x", "axis": 1}]
 
 
@@ -33,38 +33,38 @@ def test_a_length_hard_coded_in_the_graph_fails_only_at_other_lengths():
     # mean computed as sum / 8: right at the synthesised length 8, wrong elsewhere
     result = _run(seq_mean_model("seq", hard_coded_length=8))
     assert not result.passed
-    assert all(o["passed"] for o in _case(result.report, "batch_4")["outputs"])
-    assert not _case(result.report, "sweep_seq=5")["passed"]
-    assert any(f.startswith("sweep_seq=5/y") for f in result.report["failures"])
+    assert all(o.passed for o in _case(result.report, "batch_4").outputs)
+    assert not _case(result.report, "sweep_seq=5").passed
+    assert any(f.startswith("sweep_seq=5/y") for f in result.failures)
     # without the sweep, the one-shape comparison says nothing is wrong
     assert _run(seq_mean_model("seq", hard_coded_length=8), gate=GateConfig(sweep=False)).passed
 
 
 def test_axis_dynamic_in_source_but_frozen_in_onnx_is_reported_by_name():
     result = _run(seq_mean_model(8))
-    check = next(c for c in result.report["checks"] if c["name"] == "dynamic_axes")
-    assert not check["passed"]
-    assert "x axis 1 (fixed to 8)" in check["message"]
+    check = next(c for c in result.report.checks if c.name == "dynamic_axes")
+    assert not check.passed
+    assert "x axis 1 (fixed to 8)" in check.message
     assert not result.passed
-    assert result.report["sweep"]["frozen_axes"] == [{"input": "x", "axis": 1, "fixed_to": 8}]
-    assert not any(c["name"].startswith("sweep_seq") for c in result.report["cases"])
+    assert result.report.sweep["frozen_axes"] == [{"input": "x", "axis": 1, "fixed_to": 8}]
+    assert not any(c.name.startswith("sweep_seq") for c in result.report.cases)
 
 
 def test_sizes_the_original_rejects_are_skipped_by_source_not_failed():
     result = _run(seq_mean_model("seq", min_seq=2))
     case = _case(result.report, "sweep_seq=1")
-    assert case["passed"] and case["outputs"] == []
-    assert "rejects" in case["skipped"] and "shorter than 2" in case["skipped"]
-    assert result.passed, result.report["failures"]
-    check = next(c for c in result.report["checks"] if c["name"] == "shape_sweep")
-    assert "skipped by source" in check["message"] and "sweep_seq=1" in check["message"]
+    assert case.passed and case.outputs == []
+    assert "rejects" in case.skipped and "shorter than 2" in case.skipped
+    assert result.passed, result.failures
+    check = next(c for c in result.report.checks if c.name == "shape_sweep")
+    assert "skipped by source" in check.message and "sweep_seq=1" in check.message
 
 
 def test_same_seed_same_cases_same_verdict_and_the_seed_is_recorded():
     a = _run(seq_mean_model("seq", hard_coded_length=8), seed=7)
     b = _run(seq_mean_model("seq", hard_coded_length=8), seed=7)
-    assert a.report["seed"] == 7
-    assert a.report["failures"] == b.report["failures"]
+    assert a.report.seed == 7
+    assert a.failures == b.failures
     for ca, cb in zip(a.artifact.cases, b.artifact.cases):
         assert ca.name == cb.name
         for k in ca.inputs:
@@ -80,8 +80,8 @@ def test_sklearn_batch_sweep_and_report_is_json(tmp_path):
 
     X, y = load_iris(return_X_y=True)
     result = api.convert(LogisticRegression(max_iter=500).fit(X, y), latency=False)
-    assert result.passed, result.report["failures"]
-    assert [c["kind"] for c in result.report["cases"]].count("sweep") == 3  # batch 1 exists already
+    assert result.passed, result.failures
+    assert [c.kind for c in result.report.cases].count("sweep") == 3  # batch 1 exists already
     result.save(tmp_path / "m.onnx", tmp_path / "r.json")
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["gate"]["sweep"] is True and report["sweep"]["dynamic_axes"][0]["axis"]

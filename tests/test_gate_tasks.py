@@ -95,9 +95,9 @@ def _convert(model, **gate):
 
 def test_embeddings_report_cosine_and_topk():
     result = _convert(_embedding_model())
-    out = result.report["cases"][0]["outputs"][0]
-    assert out["task"] == "embedding" and result.passed
-    m = out["metrics"]
+    out = result.report.cases[0].outputs[0]
+    assert out.task == "embedding" and result.passed
+    m = out.metrics
     assert m["cosine_min"] > 0.999999 and m["top1_agreement"] == 1.0 and m["topk_agreement"] == 1.0 and m["topk"] == 5
 
 
@@ -106,10 +106,10 @@ def test_embeddings_scaled_fail_elementwise_but_can_be_gated_on_cosine():
     assert not _convert(scaled).passed
     rules = {"emb": OutputRule(elementwise=False, min_cosine=0.9999)}
     result = _convert(scaled, outputs=rules)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     swapped = _convert(_embedding_model(swap=True), outputs=rules)
     assert not swapped.passed
-    assert "cosine similarity" in swapped.report["cases"][0]["outputs"][0]["reason"]
+    assert "cosine similarity" in swapped.report.cases[0].outputs[0].reason
 
 
 def test_regression_metrics():
@@ -118,8 +118,8 @@ def test_regression_metrics():
 
     X, y = load_diabetes(return_X_y=True)
     result = api.convert(Ridge().fit(X, y), latency=False)
-    out = result.report["cases"][0]["outputs"][0]
-    assert out["task"] == "regression" and "mean_abs_err" in out["metrics"] and out["max_rel_err"] >= 0
+    out = result.report.cases[0].outputs[0]
+    assert out.task == "regression" and "mean_abs_err" in out.metrics and out.max_rel_err >= 0
 
 
 def test_parse_rule_and_errors():

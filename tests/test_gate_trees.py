@@ -63,25 +63,25 @@ def diabetes_tree():
 
 
 def _flips(report):
-    return report["tree_flips"]
+    return report.tree_flips
 
 
 def test_rows_at_rounding_boundaries_flip_and_are_explained(diabetes_tree, tmp_path):
     model, X32 = diabetes_tree
     rows = _boundary_rows(model, X32)
     np.save(tmp_path / "x.npy", rows)
-    assert api.convert(model, sample=tmp_path / "x.npy", latency=False).report["tree_flips"]["flipped"] == 0
+    assert api.convert(model, sample=tmp_path / "x.npy", latency=False).report.tree_flips["flipped"] == 0
     result = _convert_unadjusted(model, tmp_path / "x.npy")
     flips = _flips(result.report)
     assert flips["flipped"] > 0, "the boundary rows should take the other branch in onnxruntime"
     assert flips["explained"] == flips["flipped"] and flips["unexplained"] == 0
-    assert result.passed, result.report["failures"]
-    base = result.report["cases"][0]
-    out = base["outputs"][0]
-    assert out["tolerated"] and "explained by float32 threshold rounding" in out["tolerated"]
-    assert out["failed_reason"]  # the plain elementwise comparison did fail
-    assert "attribution" not in out
-    assert base["tree_flips"]["explained_rows"]
+    assert result.passed, result.failures
+    base = result.report.cases[0]
+    out = base.outputs[0]
+    assert out.tolerated and "explained by float32 threshold rounding" in out.tolerated
+    assert out.failed_reason  # the plain elementwise comparison did fail
+    assert out.attribution is None
+    assert base.tree_flips["explained_rows"]
 
 
 def test_classifier_label_flips_are_explained(tmp_path):
@@ -95,7 +95,7 @@ def test_classifier_label_flips_are_explained(tmp_path):
     result = _convert_unadjusted(model, tmp_path / "x.npy")
     flips = _flips(result.report)
     assert flips["flipped"] > 0 and flips["unexplained"] == 0
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
 
 
 def _swap_root_branches(onx):
@@ -120,8 +120,8 @@ def test_a_flipped_tree_split_fails_as_unexplained(diabetes_tree, tmp_path):
     flips = _flips(result.report)
     assert not result.passed
     assert flips["unexplained"] > 0 and flips["explained"] == 0
-    check = next(c for c in result.report["checks"] if c["name"] == "tree_flips")
-    assert not check["passed"]
+    check = next(c for c in result.report.checks if c.name == "tree_flips")
+    assert not check.passed
     # the acceptable rate is the user's call: allowing every flip lets it through, by design
     assert api.validate(model, broken, latency=False, gate=GateConfig(max_flip_rate=1.0)).passed
 
@@ -168,4 +168,4 @@ def test_lightgbm_rounding_flips_are_explained(tmp_path):
     result = api.convert(str(tmp_path / "m.txt"), sample=tmp_path / "x.npy", latency=False)
     flips = _flips(result.report)
     assert flips["flipped"] > 0 and flips["unexplained"] == 0
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures

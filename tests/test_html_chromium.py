@@ -93,8 +93,8 @@ def reports():
         if attr.name == "scale":
             attr.floats[2] *= 1.01
     bad = api.validate(pipe, broken)
-    bad.report["diagnosis"] = diagnose.for_result(bad, pipe)
-    return good.report, bad.report
+    bad.report.diagnosis = diagnose.for_result(bad, pipe)
+    return good.report.to_dict(), bad.report.to_dict()  # the JSON form, as read back from a file
 
 
 @pytest.mark.parametrize("which", ["passed", "failed"])

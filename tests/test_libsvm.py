@@ -53,14 +53,14 @@ def test_every_type_and_kernel_matches_libsvm(name, tmp_path):
 
     files = write(tmp_path, name)
     result = convert(files["source"], sample=files["sample"])
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     names = [o.name for o in result.model.graph.output]
     if "svr" in name:
         assert names == ["value"]
     else:
         assert names == ["label", "probabilities" if "probability" in name else "decision_values"]
-    compared = [o for c in result.report["cases"] for o in c["outputs"]]
-    assert {o["name"] for o in compared} == set(names) and all(o["passed"] for o in compared)
+    compared = [o for c in result.report.cases for o in c.outputs]
+    assert {o.name for o in compared} == set(names) and all(o.passed for o in compared)
 
 
 def test_unsorted_labels_keep_libsvm_order(tmp_path):
@@ -73,9 +73,9 @@ def test_unsorted_labels_keep_libsvm_order(tmp_path):
     model = svmutil.svm_load_model(files["source"])
     assert model.get_labels() == [2, 0, 1]  # first-seen order, the case onnxmltools gets wrong
     result = convert(model, sample=files["sample"])
-    assert result.passed, result.report["failures"]
-    [label] = [o for o in result.report["cases"][0]["outputs"] if o["name"] == "label"]
-    assert label["max_abs_err"] == 0
+    assert result.passed, result.failures
+    [label] = [o for o in result.report.cases[0].outputs if o.name == "label"]
+    assert label.max_abs_err == 0
 
 
 def test_in_memory_model_is_detected(tmp_path):
@@ -98,7 +98,7 @@ def test_wider_inputs_than_the_support_vectors(tmp_path):
     wide = tmp_path / "wide.npz"
     np.savez(wide, X=np.hstack([X, np.ones((len(X), 2), np.float32)]))
     result = convert(files["source"], sample=wide)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     assert result.model.graph.input[0].type.tensor_type.shape.dim[1].dim_value == X.shape[1] + 2
 
 

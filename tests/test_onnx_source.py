@@ -11,6 +11,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from onnxgate.plugins.spec import Tolerance
 from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
@@ -69,8 +70,8 @@ def test_build_writes_manifest_entries_that_pass(tmp_path):
     for entry in entries:
         result = api.convert(entry["source"], framework=entry["framework"], sample=entry["sample"],
                              expected=entry["expected"])
-        assert result.passed, result.report["failures"]
-        assert result.report["verdict"] == "passed"
+        assert result.passed, result.failures
+        assert result.verdict == "passed"
 
 
 # --- golden folders ------------------------------------------------------
@@ -80,13 +81,13 @@ def test_golden_sets_become_cases_with_expected_outputs(pooled):
 
     model_path, golden = pooled
     result = api.validate(model_path, golden=golden)
-    assert result.passed, result.report["failures"]
-    assert [c["name"] for c in result.report["cases"]] == ["test_data_set_0", "test_data_set_1", "test_data_set_2"]
-    for case in result.report["cases"]:
-        assert [o["name"] for o in case["outputs"]] == ["mean", "top"]
-    assert result.report["converter"]["exporter"] == "none (ready-made ONNX)"
-    assert result.report["tolerance"] == {"rtol": 1e-3, "atol": 1e-7}
-    assert result.report["onnx"]["sha256"] == _sha(model_path)
+    assert result.passed, result.failures
+    assert [c.name for c in result.report.cases] == ["test_data_set_0", "test_data_set_1", "test_data_set_2"]
+    for case in result.report.cases:
+        assert [o.name for o in case.outputs] == ["mean", "top"]
+    assert result.report.converter.exporter == "none (ready-made ONNX)"
+    assert result.report.tolerance == Tolerance(rtol=1e-3, atol=1e-7)
+    assert result.report.onnx.sha256 == _sha(model_path)
 
 
 def test_a_single_test_data_set_folder_is_accepted(pooled):
@@ -94,7 +95,7 @@ def test_a_single_test_data_set_folder_is_accepted(pooled):
 
     model_path, golden = pooled
     result = api.validate(model_path, golden=golden / "test_data_set_1")
-    assert result.passed and [c["name"] for c in result.report["cases"]] == ["test_data_set_1"]
+    assert result.passed and [c.name for c in result.report.cases] == ["test_data_set_1"]
 
 
 def test_wrong_golden_output_fails_the_gate(pooled):
@@ -176,8 +177,8 @@ def test_fixed_batch_model_is_not_held_to_a_dynamic_batch(pooled):
     model_path, _ = pooled  # image is [1, 3, 8, 8]: nothing converts, so nothing to make dynamic
     result = api.convert(model_path, accept_unverified=True)
     assert result.passed
-    assert [c["input_shapes"]["image"] for c in result.report["cases"]] == [[1, 3, 8, 8]]
-    assert not [c for c in result.report["checks"] if c["name"] == "dynamic_batch"]
+    assert [c.input_shapes["image"] for c in result.report.cases] == [[1, 3, 8, 8]]
+    assert not [c for c in result.report.checks if c.name == "dynamic_batch"]
 
 
 def test_in_memory_model_proto_source_is_left_untouched(mlp):
@@ -187,7 +188,7 @@ def test_in_memory_model_proto_source_is_left_untouched(mlp):
     model, _, _ = onnx_fixtures.mlp_model()
     before = model.SerializeToString()
     result = api.convert(model, golden=golden)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     assert model.SerializeToString() == before
     assert any(p.key.startswith("onnxgate.") for p in result.model.metadata_props)
 
@@ -307,9 +308,9 @@ def test_opset_moves_a_ready_made_model_and_the_gate_checks_it(mlp):
 
     model_path, golden = mlp  # built at opset 17
     result = api.convert(model_path, golden=golden, opset=18)
-    assert result.passed, result.report["failures"]
-    assert result.report["converter"]["exporter"] == "onnx.version_converter (opset 17 -> 18)"
-    assert result.report["converter"]["opset"] == 18
+    assert result.passed, result.failures
+    assert result.report.converter.exporter == "onnx.version_converter (opset 17 -> 18)"
+    assert result.report.converter.opset == 18
 
 
 def test_opset_the_version_converter_cannot_reach_is_a_conversion_failure(tmp_path, mlp):

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.deployment import package
 from onnxgate.pipeline.deployment import record
@@ -215,7 +216,7 @@ def test_zipmap_outputs_travel_as_objects_and_compare(tmp_path, monkeypatch):
     assert isinstance(probs[0], dict) and sorted(probs[0]) == ["0", "1", "2"]
     rec = {"passed": True, "smoke": smoke, "tolerance": {"rtol": 1e-4, "atol": 1e-5},
            "validated_with": {"onnxruntime": __import__("onnxruntime").__version__}}
-    gate = record.Gate(path, record.sha256_file(path), rec)
+    gate = record.Gate(path, sha256_path(path), rec)
     score = _load_score(package.build(gate, tmp_path / "zpkg"), monkeypatch)
     status, answer = score.score(json.dumps(smoke["request"]))
     assert status == 200

@@ -110,7 +110,8 @@ def test_help_and_plugins_import_no_framework(argv):
         "    runpy.run_module('onnxgate.pipeline.cli', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = ('torch', 'tensorflow', 'sklearn', 'keras', 'xgboost', 'lightgbm', 'catboost', 'skl2onnx', 'tf2onnx')\n"
+        "heavy = ('torch', 'tensorflow', 'sklearn', 'keras', 'xgboost', 'lightgbm', 'catboost', 'skl2onnx', 'tf2onnx',\n"
+        "         'onnx', 'onnxruntime')\n"
         "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

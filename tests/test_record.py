@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.deployment import record
 
@@ -46,7 +47,7 @@ def test_convert_writes_a_passing_record_bound_to_the_bytes(converted):
     rec = json.loads(record.path_for(converted).read_text())
     assert rec["kind"] == record.RECORD_KIND
     assert rec["passed"] is True and rec["verdict"] == "passed"
-    assert rec["model"]["sha256"] == record.sha256_file(converted)
+    assert rec["model"]["sha256"] == sha256_path(converted)
     assert rec["model"]["size"] == converted.stat().st_size
     assert rec["validated_with"]["onnxruntime"] == onnxruntime.__version__
     assert rec["summary"]["cases"] >= 1 and rec["summary"]["outputs_compared"] >= 2
@@ -68,7 +69,7 @@ def test_smoke_sample_is_what_onnxruntime_answers_on_the_validation_inputs(conve
 
 def test_gate_accepts_the_validated_bytes(converted):
     gate = record.check(converted)
-    assert gate.passed and gate.sha256 == record.sha256_file(converted) and gate.record["passed"]
+    assert gate.passed and gate.sha256 == sha256_path(converted) and gate.record["passed"]
 
 
 def test_gate_refuses_a_model_without_record(converted):
@@ -107,7 +108,7 @@ def test_cli_validate_records_against_the_files_bytes_passed_and_failed(tmp_path
     # the right source: passes, and the record names these bytes
     assert cli.main(["validate", str(source), str(onnx_path), "--sample", str(sample)]) == 0
     rec = record.load(onnx_path)
-    assert rec["passed"] and rec["model"]["sha256"] == record.sha256_file(onnx_path)
+    assert rec["passed"] and rec["model"]["sha256"] == sha256_path(onnx_path)
 
     # a different source: the gate fails, and a FAILED record replaces the passing one
     assert cli.main(["validate", str(other), str(onnx_path), "--sample", str(sample)]) == 1
@@ -144,6 +145,6 @@ def test_a_failed_conversion_gate_writes_a_failed_record(tmp_path):
     result.save(path)
     rec = record.load(path)
     assert rec["passed"] is False and rec["tolerance"] == {"rtol": 0.0, "atol": 0.0}
-    assert rec["model"]["sha256"] == record.sha256_file(path)
+    assert rec["model"]["sha256"] == sha256_path(path)
     with pytest.raises(record.DeployRefused, match="validation failed"):
         record.check(path)

@@ -2,7 +2,6 @@
 all checked on reports produced by real conversions."""
 from __future__ import annotations
 
-import copy
 import json
 import xml.etree.ElementTree as ET
 
@@ -13,7 +12,9 @@ import pytest
 from onnxgate.pipeline import api
 from onnxgate.pipeline.core import latency
 from onnxgate.pipeline.cli import main
+from onnxgate.pipeline.report import document
 from onnxgate.pipeline.report.document import schema, schema_errors, validate_schema
+from onnxgate.pipeline.report.model import Report
 from onnxgate.pipeline.report.html import to_html
 from onnxgate.pipeline.report.junit import to_junit
 from onnxgate.pipeline.report.markdown import to_markdown
@@ -49,7 +50,7 @@ def failing(sk_model, passing):
             attr.floats[2] *= 4.0
     result = api.validate(sk_model, broken)
     assert not result.passed
-    result.report["diagnosis"] = diagnose.for_result(result, sk_model)
+    result.report.diagnosis = diagnose.for_result(result, sk_model)
     return result
 
 
@@ -67,7 +68,7 @@ def test_real_reports_match_schema(passing, failing):
 
 
 def test_schema_rejects_broken_reports(passing):
-    report = copy.deepcopy(passing.report)
+    report = passing.report.to_dict()
     report["verdict"] = "maybe"
     report["surprise"] = 1
     del report["cases"]
@@ -79,15 +80,33 @@ def test_schema_rejects_broken_reports(passing):
 
 
 def test_schema_accepts_non_finite_numbers_as_strings(passing):
-    report = copy.deepcopy(passing.report)
+    report = passing.report.to_dict()
     report["cases"][0]["outputs"][0]["max_abs_err"] = float("inf")
     validate_schema(report)  # written as "inf"
+
+
+def test_typed_report_round_trips_through_json_and_renders_the_same(failing, tmp_path):
+    report = failing.report
+    assert report.to_dict()["verdict"] == failing.verdict == "failed" and failing.failures == report.failures
+    document.write(report, tmp_path / "r.json")
+    again = Report.read(tmp_path / "r.json")
+    assert again.to_dict() == json.loads(report.to_json())
+    assert again.cases[0].outputs[0].name == report.cases[0].outputs[0].name
+    assert to_markdown(again) == to_markdown(report) and to_html(again) == to_html(report)
+
+
+def test_result_outputs_are_per_output_stats(passing, failing):
+    assert set(passing.outputs) == {"label", "probabilities"} and all(o.passed for o in passing.outputs.values())
+    probs = failing.outputs["probabilities"]
+    worst = max(o.max_abs_err for c in failing.report.cases for o in c.outputs if o.name == "probabilities")
+    assert not probs.passed and probs.max_abs_err == worst > 0
+    assert probs.cases == sum(1 for c in failing.report.cases for o in c.outputs if o.name == "probabilities")
 
 
 # ---------------------------------------------------------------- latency and histograms
 
 def test_latency_per_batch_size(passing):
-    section = passing.report["latency"]
+    section = passing.report.latency
     batches = {len_ for len_ in (latency.batch_of(c.inputs) for c in passing.artifact.cases)}
     assert [b["batch"] for b in section["batches"]] == sorted(batches)
     for b in section["batches"]:
@@ -118,15 +137,15 @@ def test_error_histogram_bins():
 
 def test_report_histograms_cover_every_float_output(passing, failing):
     for result in (passing, failing):
-        hists = result.report["error_histograms"]
+        hists = result.report.error_histograms
         assert set(hists) == {"probabilities"}  # "label" is an integer output
         h = hists["probabilities"]
-        n = sum(np.prod(o["shape"]) for c in result.report["cases"] for o in c["outputs"] if o["name"] == "probabilities")
+        n = sum(np.prod(o.shape) for c in result.report.cases for o in c.outputs if o.name == "probabilities")
         assert h["total"] == n
 
     def beyond_atol(report):
-        h = report["error_histograms"]["probabilities"]
-        bins = sum(c for e, c in zip(h["edges"], h["counts"]) if e >= np.log10(report["tolerance"]["atol"]))
+        h = report.error_histograms["probabilities"]
+        bins = sum(c for e, c in zip(h["edges"], h["counts"]) if e >= np.log10(report.tolerance.atol))
         return bins + h["above"] + h["nonfinite"]
 
     assert beyond_atol(passing.report) == 0
@@ -140,7 +159,7 @@ def test_junit_one_testcase_per_case_and_output(passing, failing):
     assert root.tag == "testsuites"
     suites = root.findall("testsuite")
     assert len(suites) == 2
-    for suite, report in zip(suites, (passing.report, failing.report)):
+    for suite, report in zip(suites, (passing.report.to_dict(), failing.report.to_dict())):
         cases = suite.findall("testcase")
         pairs = [(c["name"], o["name"]) for c in report["cases"] for o in c["outputs"]]
         names = [tc.get("name") for tc in cases]
@@ -155,8 +174,8 @@ def test_junit_one_testcase_per_case_and_output(passing, failing):
     assert suites[0].get("failures") == "0"
     failure = suites[1].find("testcase/failure[@type='mismatch']")
     assert "differ" in failure.get("message") and "max_abs_err = " in failure.text
-    for check in (c for c in failing.report["checks"] if not c["passed"]):
-        element = suites[1].find(f"testcase[@name='check/{check['name']}']/failure")
+    for check in (c for c in failing.report.checks if not c.passed):
+        element = suites[1].find(f"testcase[@name='check/{check.name}']/failure")
         assert element is not None and element.get("type") == "check"
 
 
@@ -178,12 +197,12 @@ def test_html_is_self_contained_with_charts(failing):
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     for needle in ("http://", "https://", "<link", "src=", "@import", "url("):
         assert needle not in page, needle
-    assert page.count("<svg") == len(failing.report["error_histograms"]) + 1  # + latency chart
+    assert page.count("<svg") == len(failing.report.error_histograms) + 1  # + latency chart
     assert "FAILED" in page and "Diagnosis" in page and "scaler" in page
 
 
 def test_html_escapes_report_text(passing):
-    report = copy.deepcopy(passing.report)
+    report = passing.report.to_dict()
     report["failures"] = ["<script>alert(1)</script>"]
     page = to_html(report)
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page

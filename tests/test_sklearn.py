@@ -35,11 +35,11 @@ def test_classifier_outputs_are_plain_arrays():
 
     model, X = _classifier()
     result = convert(model)
-    assert result.passed, result.report["failures"]
-    outputs = {o["name"]: o for o in result.report["cases"][0]["outputs"]}
+    assert result.passed, result.failures
+    outputs = {o.name: o for o in result.report.cases[0].outputs}
     assert set(outputs) == {"label", "probabilities"}
-    assert outputs["probabilities"]["dtype"] == "float32"
-    assert outputs["probabilities"]["shape"][1] == 3
+    assert outputs["probabilities"].dtype == "float32"
+    assert outputs["probabilities"].shape[1] == 3
 
 
 def test_string_labels_compare_exactly():
@@ -48,9 +48,9 @@ def test_string_labels_compare_exactly():
     X, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[y]
     result = convert(LogisticRegression(max_iter=500).fit(X, names))
-    assert result.passed, result.report["failures"]
-    label = result.report["cases"][0]["outputs"][0]
-    assert label["atol"] == 0 and label["rtol"] == 0
+    assert result.passed, result.failures
+    label = result.report.cases[0].outputs[0]
+    assert label.atol == 0 and label.rtol == 0
 
 
 def test_perturbed_model_fails_the_gate_with_exit_1(tmp_path):

@@ -55,19 +55,19 @@ class TestTensorflowFunctionalContract(ConverterContract):
 @pytest.mark.parametrize("name", ["tf-sequential", "tf-functional", "tf-functional-tflite", "tf-subclassed"])
 def test_fixture_converts_with_dynamic_batch(built, name):
     result = convert(built[name]["source"])  # detected from the file, no --framework
-    assert result.passed, result.report["failures"]
-    assert result.report["converter"]["name"] == "tensorflow"
-    assert all(isinstance(i["shape"][0], str) for i in result.report["onnx"]["inputs"])
-    batches = {shape[0] for c in result.report["cases"] for shape in c["input_shapes"].values()}
+    assert result.passed, result.failures
+    assert result.report.converter.name == "tensorflow"
+    assert all(isinstance(i.shape[0], str) for i in result.report.onnx.inputs)
+    batches = {shape[0] for c in result.report.cases for shape in c.input_shapes.values()}
     assert {1, 4} <= batches
 
 
 def test_savedmodel_keeps_signature_names(built):
     result = convert(built["tf-functional"]["source"])
-    assert sorted(i["name"] for i in result.report["onnx"]["inputs"]) == ["extra", "image"]
+    assert sorted(i.name for i in result.report.onnx.inputs) == ["extra", "image"]
     # one batch axis name across inputs, so shape sweeps move both together
-    assert {i["shape"][0] for i in result.report["onnx"]["inputs"]} == {"batch"}
-    assert {5, 16} <= {c["input_shapes"]["image"][0] for c in result.report["cases"] if c["passed"]}
+    assert {i.shape[0] for i in result.report.onnx.inputs} == {"batch"}
+    assert {5, 16} <= {c.input_shapes["image"][0] for c in result.report.cases if c.passed}
     assert sorted(o.name for o in result.model.graph.output) == ["output_0", "output_1"]
 
 
@@ -75,14 +75,14 @@ def test_sequential_without_input_layer_built_by_call():
     model = keras.Sequential([keras.layers.Dense(5, activation="relu"), keras.layers.Dense(2)])
     model(np.zeros((3, 7), np.float32))  # Keras records a batch of 3; the ONNX batch stays dynamic
     result = convert(model)
-    assert result.passed, result.report["failures"]
-    assert result.report["converter"]["exporter"] == "tf2onnx from_function"
+    assert result.passed, result.failures
+    assert result.report.converter.exporter == "tf2onnx from_function"
 
 
 def test_subclassed_in_memory_composes_log1p_expm1():
     result = convert(fx.subclassed())
-    assert result.passed, result.report["failures"]
-    notes = " ".join(result.report.get("notes", []))
+    assert result.passed, result.failures
+    notes = " ".join(result.report.notes)
     assert "Log1p" in notes and "Expm1" in notes
     assert {n.op_type for n in result.model.graph.node} >= {"Where", "Atanh", "Tanh"}
 
@@ -94,9 +94,9 @@ def test_tf_function_with_signature():
         return {"scaled": x * tf.cast(k, tf.float32)[:, None], "total": tf.reduce_sum(x, axis=1)}
 
     result = convert(fn)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     assert sorted(o.name for o in result.model.graph.output) == ["scaled", "total"]
-    assert {i["name"]: i["dtype"] for i in result.report["onnx"]["inputs"]} == {"x": "float32", "k": "int32"}
+    assert {i.name: i.dtype for i in result.report.onnx.inputs} == {"x": "float32", "k": "int32"}
 
 
 def test_concrete_function():
@@ -105,7 +105,7 @@ def test_concrete_function():
         return tf.nn.relu(x) * 2.0
 
     result = convert(fn.get_concrete_function(tf.TensorSpec([None, 5], tf.float32, name="x")))
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
 
 
 def test_tf_function_without_signature_needs_a_sample(tmp_path):
@@ -118,14 +118,14 @@ def test_tf_function_without_signature_needs_a_sample(tmp_path):
     sample = tmp_path / "x.npy"
     np.save(sample, np.linspace(-2, 2, 12, dtype=np.float32).reshape(4, 3))
     result = convert(fn, sample=sample)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
 
 
 @pytest.mark.parametrize("name", ["tf-sequential", "tf-functional-tflite"])
 def test_static_batch(built, name):
     result = convert(built[name]["source"], dynamic_batch=False)
-    assert result.passed, result.report["failures"]
-    assert all(i["shape"][0] == 4 for i in result.report["onnx"]["inputs"])
+    assert result.passed, result.failures
+    assert all(i.shape[0] == 4 for i in result.report.onnx.inputs)
 
 
 # --- detection ------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_lambda_layer_needs_trust(tmp_path):
     with pytest.raises(UntrustedSourceError, match="--trust-source"):
         convert(path)
     result = convert(path, trust_source=True)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
 
 
 def test_opset_above_tf2onnx_range_is_usage_error():

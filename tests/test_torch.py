@@ -45,10 +45,10 @@ def test_in_memory_module_uses_dynamo_with_dynamic_batch():
     from onnxgate.pipeline import convert
 
     result = convert(_mlp())
-    assert result.passed, result.report["failures"]
-    assert result.report["converter"]["exporter"] == "torch.onnx dynamo"
-    assert isinstance(result.report["onnx"]["inputs"][0]["shape"][0], str)
-    base = sorted({c["input_shapes"]["input"][0] for c in result.report["cases"] if c["kind"] == "base"})
+    assert result.passed, result.failures
+    assert result.report.converter.exporter == "torch.onnx dynamo"
+    assert isinstance(result.report.onnx.inputs[0].shape[0], str)
+    base = sorted({c.input_shapes["input"][0] for c in result.report.cases if c.kind == "base"})
     assert base == [1, 4]
 
 
@@ -69,9 +69,9 @@ def test_falls_back_to_torchscript_and_says_so():
     from onnxgate.pipeline import convert
 
     result = convert(DataDependent().eval())
-    assert result.report["converter"]["exporter"] == "torch.onnx torchscript"
-    assert any("dynamo exporter failed" in n for n in result.report["notes"])
-    assert result.passed, result.report["failures"]
+    assert result.report.converter.exporter == "torch.onnx torchscript"
+    assert any("dynamo exporter failed" in n for n in result.report.notes)
+    assert result.passed, result.failures
 
 
 def test_frozen_batch_is_reported(tmp_path):
@@ -84,7 +84,7 @@ def test_frozen_batch_is_reported(tmp_path):
     dim.dim_value = 4  # what an exporter does when it specialises the example batch
     result = validate(model, onnx_model)
     assert not result.passed
-    assert any("freezes it" in f and "batch fixed to 4" in f for f in result.report["failures"])
+    assert any("freezes it" in f and "batch fixed to 4" in f for f in result.failures)
     # and it passes when the user asked for a static batch
     assert validate(model, onnx_model, dynamic_batch=False).passed
 

@@ -122,7 +122,7 @@ def test_in_memory_models_pass_with_real_and_synthesised_inputs(name, all_models
     np.savez(sample, X=X.astype(np.float32))
     for kwargs in ({"sample": sample}, {}):
         result = convert(model, **kwargs)
-        assert result.passed, (name, result.report["failures"])
+        assert result.passed, (name, result.failures)
         assert result.artifact.tree_ensemble
         outputs = [o for o in result.model.graph.output]
         assert all(o.type.HasField("tensor_type") for o in outputs), "classifier outputs must be plain tensors"
@@ -138,9 +138,9 @@ def test_binary_xgboost_booster(data):
     X, y = data["breast_cancer"]
     booster = xgboost.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1).fit(X, y).get_booster()
     result = convert(booster)
-    assert result.passed, result.report["failures"]
-    probs = [o for c in result.report["cases"] for o in c["outputs"] if o["name"] == "probabilities"]
-    assert probs and probs[0]["shape"][1] == 2
+    assert result.passed, result.failures
+    probs = [o for c in result.report.cases for o in c.outputs if o.name == "probabilities"]
+    assert probs and probs[0].shape[1] == 2
 
 
 # --- detection --------------------------------------------------------------
@@ -264,7 +264,7 @@ def test_catboost_zipmap_is_removed():
     from onnxgate.pipeline import convert
 
     result = convert(_catboost_classifier())
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     assert "ZipMap" not in {n.op_type for n in result.model.graph.node}
     probs = next(o for o in result.model.graph.output if o.name == "probabilities")
     assert probs.type.tensor_type.elem_type == 1  # float tensor, not seq(map)
@@ -276,7 +276,7 @@ def test_onnxmltools_opset_cap_is_respected(make):
     from onnxgate.pipeline import convert
 
     result = convert(make(), opset=18)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     default = [i.version for i in result.model.opset_import if i.domain in ("", "ai.onnx")]
     assert all(v <= 15 for v in default)
     assert any("onnxmltools supports at most 15" in n for n in result.artifact.notes)
@@ -291,7 +291,7 @@ def test_pipeline_with_booster_converts_through_sklearn(index, data):
     result = convert(model, sample=None)
     assert result.artifact.converter["name"] == "sklearn"
     assert "onnxmltools" in result.artifact.converter["exporter"]
-    assert result.passed, (name, result.report["failures"])
+    assert result.passed, (name, result.failures)
     domains = [i.domain for i in result.model.opset_import]
     assert len(domains) == len(set(domains))
 
@@ -321,7 +321,7 @@ def test_fixtures_build_and_pass(built):
     for entry in built:
         result = convert(entry["source"], sample=entry["sample"], framework=entry.get("framework"),
                          trust_source=entry.get("trust_source", False))
-        assert result.passed, (entry["name"], result.report["failures"])
+        assert result.passed, (entry["name"], result.failures)
 
 
 def test_pipeline_skops_needs_trust(tmp_path, built):
@@ -339,7 +339,7 @@ def test_xgboost_multi_softmax_gives_probabilities(as_booster):
     model = xgboost.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1, objective="multi:softmax").fit(X, y)
     result = convert(model.get_booster() if as_booster else model)
     # onnxmltools would return raw margins under "probabilities" here
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.failures
     assert any("SOFTMAX" in n for n in result.artifact.notes)
 
 

@@ -11,9 +11,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
+from onnxgate.plugins.helpers import one_line
 
 _ENTRY_KEYS = {"name", "source", "framework", "sample", "expected", "golden", "options", "trust_source",
                "accept_unverified", "expect", "area", "static_batch"}
@@ -40,8 +41,9 @@ def load_manifest(path: Path) -> List[Dict[str, Any]]:
     return models
 
 
-def convert_one(entry: Dict[str, Any], out_dir: str) -> Dict[str, Any]:
-    """Convert and validate one entry; never raises."""
+def convert_one(entry: Dict[str, Any], out_dir: str, gate: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Convert and validate one entry; never raises. ``gate``: ``ci`` and
+    ``gate_config`` for ``gate.config.resolve``, as the CLI passes them."""
     from onnxgate.pipeline import api
 
     started = time.perf_counter()
@@ -54,30 +56,31 @@ def convert_one(entry: Dict[str, Any], out_dir: str) -> Dict[str, Any]:
             expected=entry.get("expected"), golden=entry.get("golden"), options=entry.get("options") or {},
             trust_source=bool(entry.get("trust_source")), accept_unverified=bool(entry.get("accept_unverified")),
             dynamic_batch=not entry.get("static_batch", False),
+            output=out / f"{entry['name']}.onnx", report=out / f"{entry['name']}.report.json", **(gate or {}),
         )
-        result.save(out / f"{entry['name']}.onnx", out / f"{entry['name']}.report.json")
         from onnxgate.pipeline.report.summary import worst
 
         row.update(
-            framework=result.report["converter"]["name"], verdict=result.report["verdict"],
+            framework=result.report.converter.name, verdict=result.verdict,
             exit_code=EXIT_OK if result.passed else 1, max_abs_err=f"{worst(result.report, 'max_abs_err'):.2g}",
-            message="; ".join(result.report["failures"])[:200],
+            message="; ".join(result.failures)[:200],
         )
     except OnnxgateError as exc:
         row.update(exit_code=exc.exit_code, message=str(exc)[:200])
     except Exception as exc:  # a converter bug must not take the batch down
-        row.update(exit_code=3, message=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        row.update(exit_code=3, message=one_line(exc, with_type=True, limit=200))
     row["seconds"] = round(time.perf_counter() - started, 2)
     return row
 
 
-def run_batch(models: List[Dict[str, Any]], out_dir: Path, jobs: int = 1) -> List[Dict[str, Any]]:
+def run_batch(models: List[Dict[str, Any]], out_dir: Path, jobs: int = 1,
+              gate: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if jobs <= 1:
-        return [convert_one(e, str(out_dir)) for e in models]
+        return [convert_one(e, str(out_dir), gate) for e in models]
     # spawn: frameworks (torch, TF) do not survive fork reliably
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(convert_one, models, [str(out_dir)] * len(models)))
+        return list(pool.map(convert_one, models, [str(out_dir)] * len(models), [gate] * len(models)))
 
 
 def exit_code(rows: List[Dict[str, Any]]) -> int:

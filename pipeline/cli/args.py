@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 from onnxgate.pipeline.cli import outputs
+from onnxgate.pipeline.gate import config as gate_config
+from onnxgate.pipeline.gate import drift
 from onnxgate.plugins.errors import UsageError
 
 
@@ -91,53 +93,24 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
 
 
 def gate_from_args(args, model_path: Optional[Path]):
-    from onnxgate.plugins.errors import UsageError
-    from onnxgate.pipeline.gate.config import GateConfig, ci_mode, load_file, merge, parse_rule
-
-    file_rules = load_file(args.gate_config) if args.gate_config else {}
-    cli_rules = dict(parse_rule(text) for text in args.tolerance)
-    ci = bool(args.ci) or ci_mode()
-    edge = args.edge_values if args.edge_values is not None else ci
-    if args.max_flip_rate < 0 or args.max_flip_rate > 1:
-        raise UsageError("--max-flip-rate must be between 0 and 1")
-    if args.drift_factor < 1:
-        raise UsageError("--drift-factor must be at least 1")
-    baseline = args.baseline
-    if baseline is not None and not Path(baseline).is_file():
-        raise UsageError(f"--baseline {baseline}: no such file")
-    if baseline is None and model_path is not None and not args.no_baseline:
-        from onnxgate.pipeline.gate.drift import default_path
-
-        candidate = default_path(Path(model_path))
-        baseline = candidate if candidate.is_file() else None
-    if args.target_runtime:
-        from onnxgate.pipeline.gate.runtime_compat import minor
-
-        try:
-            minor(args.target_runtime)
-        except ValueError:
-            raise UsageError(f"--target-runtime {args.target_runtime!r}: expected a version like 1.17") from None
-    return GateConfig(
-        sweep=not args.no_sweep, edge_values=bool(edge), ci=ci, optimizer_check=not args.no_optimizer_check,
-        max_flip_rate=args.max_flip_rate, target_runtime=args.target_runtime,
-        outputs=merge(file_rules, cli_rules), baseline=baseline,
-        drift_factor=args.drift_factor, drift_floor=args.drift_floor,
+    """The run's GateConfig: the flags, the CI environment and the model's baseline."""
+    return gate_config.resolve(
+        model_path=model_path, ci=args.ci, edge_values=args.edge_values, gate_config=args.gate_config,
+        tolerances=args.tolerance, baseline=args.baseline, use_baseline=not args.no_baseline,
+        sweep=not args.no_sweep, optimizer_check=not args.no_optimizer_check, max_flip_rate=args.max_flip_rate,
+        target_runtime=args.target_runtime, drift_factor=args.drift_factor, drift_floor=args.drift_floor,
     )
 
 
 def accept_if_asked(result, args, model_path: Path) -> None:
     if not args.accept_baseline:
         return
-    from onnxgate.pipeline.gate.drift import accept, default_path
-
-    path = default_path(Path(model_path))
+    path = drift.default_path(Path(model_path))
     if not result.passed:  # the exit code (1) already says why; a failed run is no baseline
         print(f"baseline not written ({path}): the run failed", file=sys.stderr)
         return
-    from onnxgate.plugins.errors import UsageError
-
     try:
-        accept(result.report, path)
+        drift.accept(result.report, path)
     except UsageError as exc:  # e.g. an unverified run compares no outputs: the conversion still stands
         print(f"baseline not written ({path}): {exc}", file=sys.stderr)
         return

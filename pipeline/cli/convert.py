@@ -65,13 +65,8 @@ def run_validate(args) -> int:
     outputs.check_outputs(args)
     model_path = args.model if args.model is not None else Path(args.source)
     result = api.validate(args.source, args.model, gate=cli_args.gate_from_args(args, model_path), **cli_args.run_kwargs(args))
-    result.report["onnx"]["path"] = str(model_path)
     outputs.diagnose_if_asked(result, args)
-    if args.report:
-        from onnxgate.pipeline.report import document as report
-
-        report.write(result.report, args.report)
-    outputs.write_renderings(result.report, args)
+    outputs.write_renderings(result.report, args, json_path=args.report)
     # record the verdict against this file's bytes, for deploy's gate
     from onnxgate.pipeline.deployment import record
 
@@ -85,7 +80,7 @@ def _finish(result, output: Path) -> int:
 
     print(one_line(result.report, output))
     if not result.passed:
-        for failure in result.report["failures"]:
+        for failure in result.failures:
             print(f"  FAIL {failure}", file=sys.stderr)
         return EXIT_VALIDATION_FAILED
     return EXIT_OK

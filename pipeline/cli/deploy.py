@@ -5,9 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from onnxgate.pipeline.core.digest import sha256_path
+from onnxgate.pipeline.deployment.record import OVERRIDE_FLAG
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
 
-OVERRIDE = "--deploy-unvalidated-i-know-what-im-doing"
 
 EXIT_CODES = """\
 exit codes:
@@ -20,7 +21,7 @@ exit codes:
 
 
 def _override(p: argparse.ArgumentParser) -> None:
-    p.add_argument(OVERRIDE, dest="allow_unvalidated", action="store_true",
+    p.add_argument(OVERRIDE_FLAG, dest="allow_unvalidated", action="store_true",
                    help="ship a model the gate refuses (no/failed/stale record); recorded in the model's tags")
 
 
@@ -196,11 +197,11 @@ def _start_for(args):
         from onnxgate.pipeline.deployment import record as record_mod
 
         # registered bytes are re-checked against their record: the registry is files a user can touch
-        gate = Gate(ver.model_path, record_mod.sha256_file(ver.model_path), ver.record)
+        gate = Gate(ver.model_path, sha256_path(ver.model_path), ver.record)
         if gate.sha256 != ver.sha256 or not (ver.record or {}).get("passed"):
             if not args.allow_unvalidated:
                 raise record_mod.DeployRefused(
-                    f"{args.model}: registered bytes or record do not pass the gate (override: {OVERRIDE})")
+                    f"{args.model}: registered bytes or record do not pass the gate (override: {OVERRIDE_FLAG})")
             gate.override = "registered model does not pass the gate"
         pkg = deploy_local.ensure_package(ver, gate)
     venv = serve_mod.ensure_venv_for(package.ort_version_of(gate))

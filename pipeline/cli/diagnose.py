@@ -33,16 +33,11 @@ def run(args) -> int:
         check_writable(args.report)
     outputs.check_outputs(args)
     result = api.validate(args.source, args.model, gate=cli_args.gate_from_args(args, args.model), **cli_args.run_kwargs(args))
-    result.report["onnx"]["path"] = str(args.model)
     print(one_line(result.report, args.model))
     outputs.diagnose_if_asked(result, args, always=True)
-    if args.report:
-        from onnxgate.pipeline.report import document as report
-
-        report.write(result.report, args.report)
-    outputs.write_renderings(result.report, args)
+    outputs.write_renderings(result.report, args, json_path=args.report)
     if not result.passed:
-        for failure in result.report["failures"]:
+        for failure in result.failures:
             print(f"  FAIL {failure}", file=sys.stderr)
         return EXIT_VALIDATION_FAILED
     return EXIT_OK

@@ -14,12 +14,13 @@ def add_parser(sub) -> None:
 
 def describe(path: Path) -> dict:
     from onnxgate.pipeline.conversion import provenance
-    from onnxgate.pipeline.report import document as report
+    from onnxgate.pipeline.report.build import onnx_info
+    from onnxgate.pipeline.report.model import plain
     from onnxgate.pipeline.api import load_onnx
-    from onnxgate.pipeline.conversion.sources import sha256_path
+    from onnxgate.pipeline.core.digest import sha256_path
 
     model = load_onnx(path)
-    info = report.onnx_info(model, str(path), sha256_path(path))
+    info = plain(onnx_info(model, str(path), sha256_path(path)))
     info.update(
         producer=f"{model.producer_name} {model.producer_version}".strip(),
         metadata={p.key: p.value for p in model.metadata_props if not p.key.startswith(provenance.PREFIX)},

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from onnxgate.plugins.helpers import one_line
+
 
 def add_report_options(p: argparse.ArgumentParser, diagnose_flag: bool = True) -> None:
     p.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report (one test per case x output)")
@@ -39,16 +41,16 @@ def diagnose_if_asked(result, args, always: bool = False) -> None:
         found = diagnose.for_result(result, args.source, framework=args.framework,
                                     trust_source=args.trust_source)
     except Exception as exc:  # a diagnosis failure must not hide the gate's verdict
-        reason = diagnose._one_line(exc)
+        reason = one_line(exc, with_type=True)
         part = {"status": "error", "message": reason}
         found = {"runtime": part, "source": dict(part), "summary": f"diagnosis failed: {reason}"}
-    result.report["diagnosis"] = found
+    result.report.diagnosis = found
     for line in diagnose.print_lines(found):
         print(line)
 
 
-def write_renderings(report, args) -> None:
+def write_renderings(report, args, json_path=None) -> None:
     from onnxgate.pipeline.report.document import write_outputs
 
-    write_outputs(report, junit=getattr(args, "junit", None), html=getattr(args, "html", None),
+    write_outputs(report, json_path=json_path, junit=getattr(args, "junit", None), html=getattr(args, "html", None),
                   summary=getattr(args, "summary", None))

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 
 from onnxgate.pipeline.core import atomic
-from onnxgate.plugins.helpers import graph_inputs
+from onnxgate.plugins.helpers import graph_inputs, one_line
 from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.core.artifact import Case
 
@@ -100,7 +100,7 @@ def _read_tensor(path: Path, kind: str, index: int, value_info, names: Sequence[
     try:
         array = numpy_helper.to_array(tensor)
     except Exception as exc:
-        raise UsageError(f"golden file {path}: unreadable tensor: {_first_line(exc)}") from exc
+        raise UsageError(f"golden file {path}: unreadable tensor: {one_line(exc)}") from exc
     # Positional files are the layout's contract; a tensor named after another
     # input/output means the files were swapped.
     if tensor.name and tensor.name != value_info.name and tensor.name in names:
@@ -144,8 +144,3 @@ def write(folder: Path, model, sets: Sequence[Tuple[Mapping[str, Any], Mapping[s
                 atomic.write_bytes(target / f"{kind}_{k}.pb", tensor.SerializeToString())
         written.append(target)
     return written
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[0][:300] if lines else type(exc).__name__

@@ -1,7 +1,6 @@
 """Turning what the user typed (a path or ``module:attribute``) into a source."""
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import re
@@ -9,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.plugins.errors import UsageError
 
 _REFERENCE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -33,23 +33,6 @@ class Source:
 
     def sha256(self) -> str:
         return sha256_path(self.path) if self.path is not None else ""
-
-
-def sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(child.relative_to(path)).encode())
-            _hash_file(child, digest)
-    else:
-        _hash_file(path, digest)
-    return digest.hexdigest()
-
-
-def _hash_file(path: Path, digest) -> None:
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
 
 
 def resolve(source: Any) -> Source:

@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 
 from onnxgate.plugins import detect
+from onnxgate.plugins.helpers import one_line
 from onnxgate.plugins.manager import Registry, distribution_version, missing_requirements
 from onnxgate.plugins.spec import ConverterSpec, ConvertOptions
 from onnxgate.pipeline.conversion import inputs as inputs_mod
@@ -60,7 +61,7 @@ def load_model(spec: ConverterSpec, source: Source, trusted: bool) -> Any:
     except (UsageError, ConversionError):
         raise
     except Exception as exc:  # any loader failure on user input is bad input
-        raise UsageError(f"{source.path}: cannot load as {spec.framework}: {_one_line(exc)}") from exc
+        raise UsageError(f"{source.path}: cannot load as {spec.framework}: {one_line(exc, with_type=True)}") from exc
 
 
 def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int):
@@ -146,6 +147,7 @@ def produce(
     if sample is None and golden is None and not any(c.expected is not None for c in cases):
         notes.append(f"inputs synthesised from the model's declared inputs (seed {seed})")
 
+    framework_version = distribution_version(spec.framework_distribution)
     return Artifact(
         model=onnx_model,
         cases=cases,
@@ -155,7 +157,7 @@ def produce(
             "reference": source.reference,
             "sha256": source.sha256(),
             "framework": spec.framework,
-            "framework_version": distribution_version(spec.framework_distribution),
+            "framework_version": framework_version,
         },
         converter={
             "plugin": plugin or spec.name,
@@ -172,6 +174,7 @@ def produce(
         timings=timings,
         verified=any(c.expected is not None for c in cases),
         latency=latency,
+        versions={spec.framework_distribution: framework_version} if framework_version else {},
     )
 
 
@@ -181,7 +184,7 @@ def _convert(spec: ConverterSpec, model: Any, example, options: ConvertOptions):
     except (UsageError, ConversionError):
         raise
     except Exception as exc:
-        raise ConversionError(f"{spec.name} conversion failed: {_one_line(exc)}") from exc
+        raise ConversionError(f"{spec.name} conversion failed: {one_line(exc, with_type=True)}") from exc
 
 
 def _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed):
@@ -203,7 +206,7 @@ def _run_original(spec, model, case, output_names) -> Dict[str, np.ndarray]:
     except Exception as exc:
         raise UsageError(
             f"the original {spec.framework} model failed on the validation inputs "
-            f"({_shapes(case.inputs)}): {_one_line(exc)}"
+            f"({_shapes(case.inputs)}): {one_line(exc, with_type=True)}"
         ) from exc
     if isinstance(produced, Mapping):
         missing = [n for n in output_names if n not in produced]
@@ -287,9 +290,3 @@ def _plugin_version(plugin: str) -> str:
 
 def _shapes(arrays: Mapping[str, np.ndarray]) -> str:
     return ", ".join(f"{k}{list(np.shape(v))}" for k, v in arrays.items())
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from onnxgate.plugins.helpers import one_line
 from onnxgate.pipeline.core.artifact import Case
 
 #: 1, a small even, an odd and a larger size.
@@ -145,4 +146,4 @@ def run_source(cases: List[Case], run) -> None:
             case.expected = run(case)
         except Exception as exc:  # UsageError from _run_original, or a converter's own error
             text = str(exc).split(": ", 1)[-1] if "failed on the validation inputs" in str(exc) else str(exc)
-            case.meta["skipped"] = f"the original model rejects these inputs: {text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__}"
+            case.meta["skipped"] = f"the original model rejects these inputs: {one_line(text) or type(exc).__name__}"

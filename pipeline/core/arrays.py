@@ -21,5 +21,16 @@ def as_array(value: Any, keys: Optional[Sequence[Any]] = None) -> np.ndarray:
     return np.asarray(value)
 
 
+def abs_diff(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """|actual - expected| in float64, where NaN on both sides and the same
+    infinity on both sides are a match (0); NaN on one side stays NaN and an
+    infinity against anything else is inf."""
+    a, e = np.asarray(actual).astype(np.float64), np.asarray(expected).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf
+        diff = np.abs(a - e)
+    diff[(np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))] = 0.0
+    return diff
+
+
 def is_zipmap(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], dict)

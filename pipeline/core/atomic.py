@@ -1,4 +1,9 @@
-"""Atomic file output: a failed or interrupted run leaves no partial file."""
+"""Atomic file output: a failed or interrupted run leaves no partial file.
+
+Files and folders end with the permissions a plain ``open(path, "w")`` or
+``mkdir`` would give (0666/0777 minus the umask), not mkstemp's 0600/0700, so
+a model folder can be shared or copied into a container.
+"""
 from __future__ import annotations
 
 import os
@@ -25,6 +30,32 @@ def check_writable(path: Path) -> None:
     os.unlink(probe)
 
 
+def umask() -> int:
+    """The process umask (read without changing it where Linux allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)  # the portable way: set and restore at once
+    os.umask(current)
+    return current
+
+
+def file_mode() -> int:
+    return 0o666 & ~umask()
+
+
+def temp_dir(parent: Path, prefix: str) -> Path:
+    """A fresh folder in ``parent`` to fill and then rename into place,
+    with a plain ``mkdir``'s permissions."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, 0o777 & ~umask())
+    return path
+
+
 def write_bytes(path: Path, data: Union[bytes, str]) -> None:
     """Write to a temp file beside ``path``, fsync, then rename over it."""
     path = Path(path)
@@ -36,6 +67,7 @@ def write_bytes(path: Path, data: Union[bytes, str]) -> None:
     except OSError as exc:
         raise UsageError(f"output {path}: cannot write: {exc.strerror}") from None
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -15,6 +15,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from onnxgate.pipeline.core.arrays import abs_diff, as_array
+
 WARMUP = 2
 MAX_RUNS = 20
 #: Seconds of timed runs per batch size and runtime; at least MIN_RUNS run.
@@ -89,8 +91,6 @@ def latency_section(original: Dict[int, Dict[str, Any]], runtime: Dict[int, Dict
 
 def error_histogram(actual: Any, expected: Any) -> Optional[Dict[str, Any]]:
     """Counts of log10 |actual - expected| for float outputs; None otherwise."""
-    from onnxgate.pipeline.core.arrays import as_array
-
     try:
         a, e = as_array(actual), as_array(expected)
     except Exception:
@@ -99,12 +99,7 @@ def error_histogram(actual: Any, expected: Any) -> Optional[Dict[str, Any]]:
         return None
     if a.dtype.kind not in "fciub" or e.dtype.kind not in "fciub" or a.size != e.size or a.size == 0:
         return None
-    a64 = a.reshape(e.shape).astype(np.float64)
-    e64 = e.astype(np.float64)
-    both_nan = np.isnan(a64) & np.isnan(e64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(a64 - e64)
-    diff[both_nan | (a64 == e64)] = 0.0
+    diff = abs_diff(a.reshape(e.shape), e)
     finite = np.isfinite(diff)
     with np.errstate(divide="ignore"):
         logs = np.log10(diff[finite])
@@ -129,23 +124,14 @@ def merge_histograms(hists: List[Dict[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
-def runtime_pass(artifact, measure: bool = True) -> Dict[str, Any]:
+def runtime_pass(artifact, runtime, measure: bool = True) -> Dict[str, Any]:
     """Stage 2 extras: onnxruntime latency per batch size and error
-    histograms per output; returns report sections to merge in."""
-    from onnxgate.pipeline.core.session import load_session
-
-    try:
-        session = load_session(artifact.model.SerializeToString())
-    except Exception:
-        return {}  # the gate has already said why the model does not load
+    histograms per output, from the outputs validation already computed
+    (``core.session.Runtime``); returns report sections."""
     per_output: Dict[str, List[Dict[str, Any]]] = {}
-    names = [o.name for o in session.get_outputs()]
     for case in artifact.cases:
-        if not case.expected:
-            continue
-        try:
-            values = dict(zip(names, session.run(names, case.inputs)))
-        except Exception:
+        values = runtime.outputs.get(case.name)
+        if not case.expected or values is None:  # nothing to compare, or it did not run
             continue
         for name, expected in case.expected.items():
             hist = error_histogram(values.get(name), expected) if name in values else None
@@ -153,6 +139,6 @@ def runtime_pass(artifact, measure: bool = True) -> Dict[str, Any]:
                 per_output.setdefault(name, []).append(hist)
     sections: Dict[str, Any] = {"error_histograms": {n: merge_histograms(h) for n, h in per_output.items()}}
     if measure:
-        runtime = measure_onnxruntime(session, artifact.cases)
-        sections["latency"] = latency_section(getattr(artifact, "latency", {}) or {}, runtime, artifact.cases)
+        timed = measure_onnxruntime(runtime.session(), artifact.cases)
+        sections["latency"] = latency_section(getattr(artifact, "latency", {}) or {}, timed, artifact.cases)
     return sections

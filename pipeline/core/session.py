@@ -1,4 +1,10 @@
-"""onnxruntime sessions: loading a model and running one case."""
+"""onnxruntime sessions: loading a model and running one case.
+
+``Runtime`` is one model in onnxruntime for a whole run: one session per
+optimisation level, shared by validation, latency, error histograms and the
+validation record's smoke sample, plus the outputs each case gave, so no
+stage loads the model again or re-runs a case to get them.
+"""
 from __future__ import annotations
 
 from typing import Any, Dict, List
@@ -20,6 +26,26 @@ def load_session(model_bytes: bytes, optimized: bool = True):
         return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ConversionError(f"onnxruntime cannot load the ONNX model: {one_line(exc)}") from exc
+
+
+class Runtime:
+    def __init__(self, model_bytes: bytes):
+        self.model_bytes = model_bytes
+        self._sessions: Dict[bool, Any] = {}
+        #: case name -> the optimised session's outputs on it
+        self.outputs: Dict[str, Dict[str, Any]] = {}
+
+    def session(self, optimized: bool = True):
+        """The session for this optimisation level, loaded on first use."""
+        if optimized not in self._sessions:
+            self._sessions[optimized] = load_session(self.model_bytes, optimized=optimized)
+        return self._sessions[optimized]
+
+    def run(self, case) -> Dict[str, Any]:
+        """The optimised session's outputs on ``case``, computed once."""
+        if case.name not in self.outputs:
+            self.outputs[case.name] = run_case(self.session(), case.inputs)
+        return self.outputs[case.name]
 
 
 def frozen_batch_inputs(model) -> List[str]:

@@ -29,7 +29,9 @@ from typing import Any, Dict, List, Optional
 
 from onnxgate.pipeline.deployment import package as package_mod
 from onnxgate.pipeline.deployment.service import DeployError, DeployRequest
+from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.plugins.errors import UsageError
+from onnxgate.plugins.helpers import one_line
 from onnxgate.pipeline.deployment.registry import tags as model_tags
 
 #: Azure's base image for custom inference environments; the conda file adds
@@ -87,10 +89,7 @@ def environment_identity(ort_version: str) -> tuple:
 
 
 def code_sha256(code_dir: Path) -> str:
-    digest = hashlib.sha256()
-    for p in sorted(q for q in Path(code_dir).rglob("*") if q.is_file()):
-        digest.update(p.relative_to(code_dir).as_posix().encode() + b"\0" + p.read_bytes())
-    return digest.hexdigest()
+    return sha256_path(code_dir)
 
 
 def desired_traffic(current: Dict[str, int], deployment: str, share: Optional[int], endpoint_is_new: bool) -> Dict[str, int]:
@@ -238,13 +237,13 @@ class _Deployer:
             smoke = self.smoke()
         except ClientAuthenticationError as exc:
             raise UsageError(
-                f"Azure credentials ({step}): {_first_line(exc)}; sign in with `az login`, or set "
+                f"Azure credentials ({step}): {one_line(exc)}; sign in with `az login`, or set "
                 "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"
             ) from None
         except HttpResponseError as exc:
             raise DeployError(f"Azure ML {step} failed: {_service_message(exc)}") from None
         except MlException as exc:
-            raise UsageError(f"Azure ML {step}: {_first_line(exc)}") from None
+            raise UsageError(f"Azure ML {step}: {one_line(exc)}") from None
         return {
             "passed": True, "name": self.request.name, "version": model.version,
             "workspace": {"subscription_id": self.ws.subscription_id, "resource_group": self.ws.resource_group,
@@ -382,11 +381,6 @@ def _quiet_upload():
     return contextlib.redirect_stderr(io.StringIO())
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[0][:400] if lines else type(exc).__name__
-
-
 def _service_message(exc) -> str:
     """The service's own error code and message, without headers or tokens."""
     status = getattr(exc, "status_code", None)
@@ -394,9 +388,4 @@ def _service_message(exc) -> str:
     code = getattr(err, "code", None) if err is not None else None
     message = getattr(err, "message", None) if err is not None else None
     text = message or getattr(exc, "message", None) or str(exc)
-    return " ".join(p for p in (f"HTTP {status}" if status else "", f"({code})" if code else "", _first_line_text(text)) if p)
-
-
-def _first_line_text(text: str) -> str:
-    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[0][:400] if lines else ""
+    return " ".join(p for p in (f"HTTP {status}" if status else "", f"({code})" if code else "", one_line(text)) if p)

@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from onnxgate.pipeline.envs import serving as serving_env
+from onnxgate.pipeline.core import atomic
 from onnxgate.plugins.errors import UsageError
-from onnxgate.pipeline.deployment.record import Gate, sha256_file
+from onnxgate.pipeline.core.digest import sha256_path
+from onnxgate.pipeline.deployment.record import Gate
 
 MODEL_FILE = "model.onnx"
 SCORE_TEMPLATE = Path(__file__).with_name("score_template.py")
@@ -74,7 +75,7 @@ def build(gate: Gate, out: Path, max_request_bytes: Optional[int] = None) -> Pat
         raise UsageError(f"{out}: exists and is not an empty folder; choose another -o")
     if not out.parent.is_dir():
         raise UsageError(f"{out}: folder {out.parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = atomic.temp_dir(out.parent, f".{out.name}.")
     try:
         _fill(gate, tmp, max_request_bytes)
         if out.exists():
@@ -90,7 +91,7 @@ def _fill(gate: Gate, root: Path, max_request_bytes: Optional[int]) -> None:
     ort = ort_version_of(gate)
     (root / "model").mkdir()
     shutil.copyfile(gate.model_path, root / "model" / MODEL_FILE)
-    if sha256_file(root / "model" / MODEL_FILE) != gate.sha256:
+    if sha256_path(root / "model" / MODEL_FILE) != gate.sha256:
         raise UsageError(f"{gate.model_path}: changed while it was being packaged")
     (root / "code").mkdir()
     shutil.copyfile(SCORE_TEMPLATE, root / "code" / "score.py")
@@ -109,7 +110,7 @@ def _fill(gate: Gate, root: Path, max_request_bytes: Optional[int]) -> None:
         "model_sha256": gate.sha256,
         "onnxruntime": ort,
         "override": gate.override,
-        "files": {str(p.relative_to(root)): sha256_file(p) for p in files},
+        "files": {str(p.relative_to(root)): sha256_path(p) for p in files},
     })
 
 

@@ -9,15 +9,20 @@ gave in onnxruntime, so a deployed endpoint can be compared with it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from onnxgate.pipeline.core import atomic
+from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
+from onnxgate.pipeline.report.document import as_dict, dumps, package_versions
+from onnxgate.pipeline.report.summary import worst
 from onnxgate.plugins.errors import UsageError
+
+if TYPE_CHECKING:  # core.session imports numpy: `onnxgate deploy --help` stays light
+    from onnxgate.pipeline.core.session import Runtime
 
 RECORD_SUFFIX = ".onnxgate.json"
 RECORD_KIND = "onnxgate.validation-record"
@@ -37,21 +42,7 @@ def path_for(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + RECORD_SUFFIX)
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _summary(report: Dict[str, Any]) -> Dict[str, Any]:
-    from onnxgate.pipeline.report.summary import worst
-
     return {
         "cases": len(report.get("cases", [])),
         "outputs_compared": sum(len(c.get("outputs", [])) for c in report.get("cases", [])),
@@ -61,27 +52,33 @@ def _summary(report: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def smoke_sample(model_bytes: bytes, cases) -> Optional[Dict[str, Any]]:
+def smoke_sample(model_bytes: bytes, cases, runtime: Optional[Runtime] = None) -> Optional[Dict[str, Any]]:
     """Request/response pair from the first validation case, run in onnxruntime.
 
     The expected response is what the VALIDATED model answered (it matched the
     original within tolerance), encoded exactly as score.py encodes it.
+    ``runtime``: the run's sessions and outputs for these very bytes (reused).
     """
+    from onnxgate.pipeline.core.session import Runtime
     from onnxgate.pipeline.deployment import score_template
-    from onnxgate.pipeline.core.session import load_session
 
     if not cases:
         return None
-    session = load_session(model_bytes)
+    runtime = runtime if runtime is not None and runtime.model_bytes == model_bytes else Runtime(model_bytes)
+    session = runtime.session()
     inputs = dict(cases[0].inputs)
     fixed_batch = any(
         i.shape and isinstance(i.shape[0], int) for i in session.get_inputs()
     )
-    if not fixed_batch:
-        inputs = {k: v[:SMOKE_MAX_ROWS] if getattr(v, "ndim", 0) else v for k, v in inputs.items()}
+    rows = {k: v[:SMOKE_MAX_ROWS] if getattr(v, "ndim", 0) else v for k, v in inputs.items()}
+    whole = fixed_batch or all(getattr(rows[k], "shape", None) == getattr(v, "shape", None) for k, v in inputs.items())
     names = [o.name for o in session.get_outputs()]
     try:
-        values = session.run(names, inputs)
+        if whole:  # the validation case itself: its outputs are already known
+            found = runtime.run(cases[0])
+            values = [found[n] for n in names]
+        else:
+            inputs, values = rows, session.run(names, rows)
     except Exception:  # a case that failed validation: no smoke test to offer
         return None
     request = {"inputs": {k: score_template.to_json_value(v) for k, v in inputs.items()}}
@@ -90,10 +87,9 @@ def smoke_sample(model_bytes: bytes, cases) -> Optional[Dict[str, Any]]:
     return {"request": json.loads(json.dumps(request)), "response": json.loads(json.dumps(response))}
 
 
-def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=None) -> Dict[str, Any]:
-    """The record for ``model_bytes`` from a finished gate report."""
-    from onnxgate.pipeline.report.document import package_versions
-
+def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=None,
+          runtime: Optional[Runtime] = None) -> Dict[str, Any]:
+    """The record for ``model_bytes`` from a finished gate report (JSON form)."""
     versions = package_versions()
     return {
         "kind": RECORD_KIND,
@@ -115,7 +111,7 @@ def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=Non
         "source": {k: report.get("source", {}).get(k, "") for k in ("framework", "framework_version", "sha256", "path")},
         "converter": {k: report.get("converter", {}).get(k, "") for k in ("name", "exporter", "opset")},
         "signature": {k: report.get("onnx", {}).get(k, []) for k in ("inputs", "outputs")},
-        "smoke": smoke_sample(model_bytes, cases) if cases else None,
+        "smoke": smoke_sample(model_bytes, cases, runtime) if cases else None,
     }
 
 
@@ -123,14 +119,13 @@ def write_for(result, model_path: Path) -> Path:
     """Write the record for the model file at ``model_path`` (its bytes on disk)."""
     model_path = Path(model_path)
     data = model_path.read_bytes()
-    validated = result.report.get("onnx", {}).get("sha256")
+    report = as_dict(result.report)
+    validated = report.get("onnx", {}).get("sha256")
     if validated and validated != sha256_bytes(data):
         raise UsageError(f"{model_path}: the file changed while it was being validated; validate it again")
     cases = getattr(result.artifact, "cases", None)
-    rec = build(result.report, data, model_path.name, cases)
+    rec = build(report, data, model_path.name, cases, getattr(result, "runtime", None))
     out = path_for(model_path)
-    from onnxgate.pipeline.report.document import dumps
-
     atomic.write_bytes(out, dumps(rec))
     return out
 
@@ -171,7 +166,7 @@ def check(model_path: Path, allow_unvalidated: bool = False) -> Gate:
     model_path = Path(model_path)
     if not model_path.is_file():
         raise UsageError(f"{model_path}: no such model file")
-    digest = sha256_file(model_path)
+    digest = sha256_path(model_path)
     try:
         rec = load(model_path)
         if rec.get("model", {}).get("sha256") != digest:

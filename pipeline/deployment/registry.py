@@ -15,15 +15,16 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from onnxgate.pipeline.core import atomic
 from onnxgate.plugins.errors import UsageError
-from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG, sha256_file
+from onnxgate.pipeline.core.digest import sha256_path
+from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG
 
 ROOT_ENV = "ONNXGATE_REGISTRY"
 MODEL_FILE = "model.onnx"
@@ -115,10 +116,10 @@ class LocalRegistry:
             if existing is not None:
                 return existing
             number = max((v.version for v in self.versions(name)), default=0) + 1
-            tmp = Path(tempfile.mkdtemp(prefix=".register.", dir=folder))
+            tmp = atomic.temp_dir(folder, ".register.")
             try:
                 shutil.copyfile(gate.model_path, tmp / MODEL_FILE)
-                if sha256_file(tmp / MODEL_FILE) != gate.sha256:
+                if sha256_path(tmp / MODEL_FILE) != gate.sha256:
                     raise UsageError(f"{gate.model_path}: changed while it was being registered")
                 if gate.record:
                     (tmp / "validation-record.json").write_text(json.dumps(gate.record, indent=2) + "\n", "utf-8")

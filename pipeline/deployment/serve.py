@@ -192,7 +192,8 @@ def compare_response(answer: Any, smoke: Dict[str, Any], tolerance: Dict[str, fl
     missing = [n for n in expected if n not in got]
     if missing:
         return SmokeResult(False, message=f"the answer lacks outputs {missing}")
-    tol = Tolerance(rtol=float(tolerance.get("rtol", 1e-4)), atol=float(tolerance.get("atol", 1e-5)))
+    default = Tolerance()
+    tol = Tolerance(rtol=float(tolerance.get("rtol", default.rtol)), atol=float(tolerance.get("atol", default.atol)))
     results = []
     for name, want in expected.items():
         try:

@@ -6,8 +6,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from onnxgate.plugins.spec import Tolerance
-
-from onnxgate.pipeline.core.arrays import as_array
+from onnxgate.pipeline.core.arrays import abs_diff, as_array
 
 
 def bad_elements(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> np.ndarray:
@@ -16,15 +15,13 @@ def bad_elements(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> np
         if actual.dtype.kind in "OSU" or expected.dtype.kind in "OSU":
             return actual.astype(str) != expected.astype(str)
         return actual != expected
-    actual, expected = actual.astype(np.float64), expected.astype(np.float64)
-    both_nan = np.isnan(actual) & np.isnan(expected)
-    same_inf = np.isinf(actual) & np.isinf(expected) & (np.sign(actual) == np.sign(expected))
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(actual - expected)
-    diff[both_nan | same_inf] = 0.0
-    # an infinite expected value gives no slack: +inf vs -inf (or a finite value) is a mismatch
-    bad = ~(diff <= tol.atol + tol.rtol * np.abs(np.where(np.isinf(expected), 0.0, expected)))
-    return bad & ~both_nan
+    return _beyond(abs_diff(actual, expected), expected.astype(np.float64), tol)
+
+
+def _beyond(diff: np.ndarray, expected: np.ndarray, tol: Tolerance) -> np.ndarray:
+    # a non-finite expected value gives no slack: +inf vs -inf (or a finite value) is a
+    # mismatch, NaN vs NaN already has diff 0
+    return ~(diff <= tol.atol + tol.rtol * np.abs(np.where(np.isfinite(expected), expected, 0.0)))
 
 
 def row_mask(actual: Any, expected: Any, tol: Tolerance) -> Optional[np.ndarray]:
@@ -74,14 +71,8 @@ def _is_float(a: np.ndarray) -> bool:
 
 
 def _compare_float(result, actual, expected, tol):
-    both_nan = np.isnan(actual) & np.isnan(expected)
-    with np.errstate(invalid="ignore"):  # inf - inf
-        diff = np.abs(actual - expected)
-    diff[both_nan] = 0.0
-    same_inf = np.isinf(actual) & np.isinf(expected) & (np.sign(actual) == np.sign(expected))
-    diff[same_inf] = 0.0
-    bad = ~(diff <= tol.atol + tol.rtol * np.abs(np.where(np.isinf(expected), 0.0, expected)))
-    bad &= ~both_nan
+    diff = abs_diff(actual, expected)
+    bad = _beyond(diff, expected, tol)
     finite = np.isfinite(diff)
     result["max_abs_err"] = float(diff[finite].max()) if finite.any() else float("inf")
     with np.errstate(invalid="ignore"):  # inf / inf

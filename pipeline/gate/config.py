@@ -20,10 +20,11 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 from onnxgate.plugins.spec import Tolerance
 from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.gate import drift, runtime_compat
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,56 @@ def ci_mode(env: Optional[Mapping[str, str]] = None) -> bool:
     """CI mode: ``CI`` set to true/1/yes (GitHub Actions, GitLab, most CIs)."""
     value = (env if env is not None else os.environ).get("CI", "")
     return value.strip().lower() in ("1", "true", "yes")
+
+
+def resolve(
+    *,
+    model_path: Union[str, Path, None] = None,
+    ci: Optional[bool] = None,
+    edge_values: Optional[bool] = None,
+    gate_config: Union[str, Path, None] = None,
+    tolerances: Iterable[str] = (),
+    baseline: Union[str, Path, None] = None,
+    use_baseline: bool = True,
+    sweep: bool = True,
+    optimizer_check: bool = True,
+    max_flip_rate: float = 0.0,
+    target_runtime: Optional[str] = None,
+    drift_factor: float = 10.0,
+    drift_floor: float = 1e-6,
+    env: Optional[Mapping[str, str]] = None,
+) -> GateConfig:
+    """THE way a run's GateConfig is built, for the CLI, the Python API and
+    ``onnxgate batch`` alike: explicit options, then the environment (``CI``
+    turns edge values on unless ``edge_values`` says otherwise), then the
+    model's path (its ``MODEL.onnx.baseline.json``, when present, gates drift
+    unless ``baseline`` names another file or ``use_baseline`` is False).
+    ``gate_config`` is a .toml/.json file of per-output rules; ``tolerances``
+    (``OUTPUT:key=value,...``) win over it."""
+    file_rules = load_file(Path(gate_config)) if gate_config else {}
+    cli_rules = dict(parse_rule(text) for text in tolerances)
+    ci = bool(ci) or ci_mode(env)
+    edge = edge_values if edge_values is not None else ci
+    if not 0 <= max_flip_rate <= 1:
+        raise UsageError("--max-flip-rate must be between 0 and 1")
+    if drift_factor < 1:
+        raise UsageError("--drift-factor must be at least 1")
+    if baseline is not None and not Path(baseline).is_file():
+        raise UsageError(f"--baseline {baseline}: no such file")
+    if baseline is None and model_path is not None and use_baseline:
+        candidate = drift.default_path(Path(model_path))
+        baseline = candidate if candidate.is_file() else None
+    if target_runtime:
+        try:
+            runtime_compat.minor(target_runtime)
+        except ValueError:
+            raise UsageError(f"--target-runtime {target_runtime!r}: expected a version like 1.17") from None
+    return GateConfig(
+        sweep=sweep, edge_values=bool(edge), ci=ci, optimizer_check=optimizer_check,
+        max_flip_rate=max_flip_rate, target_runtime=target_runtime,
+        outputs=merge(file_rules, cli_rules), baseline=Path(baseline) if baseline is not None else None,
+        drift_factor=drift_factor, drift_floor=drift_floor,
+    )
 
 
 def parse_rule(text: str) -> tuple:

@@ -22,10 +22,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from onnxgate.plugins.helpers import one_line
 from onnxgate.plugins.spec import Tolerance
-
-#: Node-level comparisons use the gate's tolerance unless told otherwise.
-DEFAULT_TOLERANCE = Tolerance(rtol=1e-4, atol=1e-5)
+from onnxgate.pipeline.core.arrays import abs_diff
 
 
 def expose(model, names: Optional[set] = None):
@@ -77,12 +76,10 @@ def differs(actual: Any, expected: Any, tol: Tolerance) -> Optional[Tuple[float,
     if a.dtype.kind not in "fciub" or e.dtype.kind not in "fciub":
         same = a.astype(str) == e.astype(str)
         return None if same.all() else (float("inf"), float("inf"), f"{int((~same).sum())} values differ")
-    a64, e64 = a.astype(np.float64), e.astype(np.float64)
-    both_nan = np.isnan(a64) & np.isnan(e64)
+    e64 = e.astype(np.float64)
+    diff = abs_diff(a, e)
     with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(a64 - e64)
-        diff[both_nan | (a64 == e64)] = 0.0  # equal infinities too
-        bad = ~(diff <= tol.atol + tol.rtol * np.abs(e64)) & ~both_nan
+        bad = ~(diff <= tol.atol + tol.rtol * np.abs(np.where(np.isnan(e64), 0.0, e64)))  # NaN vs NaN: diff 0
     if not bad.any():
         return None
     finite = np.isfinite(diff)
@@ -92,18 +89,18 @@ def differs(actual: Any, expected: Any, tol: Tolerance) -> Optional[Tuple[float,
     return max_abs, max_rel, f"{int(bad.sum())} of {bad.size} elements differ"
 
 
-def runtime_vs_reference(model, inputs: Mapping[str, np.ndarray], tol: Tolerance = DEFAULT_TOLERANCE) -> Dict[str, Any]:
+def runtime_vs_reference(model, inputs: Mapping[str, np.ndarray], tol: Tolerance = Tolerance()) -> Dict[str, Any]:
     """First node whose onnxruntime output differs from onnx.reference's."""
     try:
         from onnx.reference import ReferenceEvaluator
 
         reference = ReferenceEvaluator(model).run(None, dict(inputs), intermediate=True)
     except Exception as exc:  # custom domains, ops the reference lacks
-        return {"status": "unavailable", "message": f"onnx.reference cannot run this model: {_one_line(exc)}"}
+        return {"status": "unavailable", "message": f"onnx.reference cannot run this model: {one_line(exc, with_type=True)}"}
     try:
         runtime = run_unoptimized(expose(model), inputs)
     except Exception as exc:
-        return {"status": "unavailable", "message": f"onnxruntime cannot run the exposed graph: {_one_line(exc)}"}
+        return {"status": "unavailable", "message": f"onnxruntime cannot run the exposed graph: {one_line(exc, with_type=True)}"}
     compared = 0
     for index, node in enumerate(model.graph.node):
         for out in node.output:
@@ -124,7 +121,7 @@ def runtime_vs_reference(model, inputs: Mapping[str, np.ndarray], tol: Tolerance
             "message": f"onnxruntime matches onnx.reference on all {compared} intermediate tensors"}
 
 
-def source_vs_onnx(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], tol: Tolerance = DEFAULT_TOLERANCE) -> Dict[str, Any]:
+def source_vs_onnx(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], tol: Tolerance = Tolerance()) -> Dict[str, Any]:
     """First layer/step of the original whose ONNX counterpart differs."""
     if spec is None or spec.intermediates is None:
         name = spec.name if spec is not None else "this"
@@ -132,13 +129,13 @@ def source_vs_onnx(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], to
     try:
         items = list(spec.intermediates(model, inputs, onnx_model))
     except Exception as exc:
-        return {"status": "unavailable", "message": f"could not collect the original's intermediate values: {_one_line(exc)}"}
+        return {"status": "unavailable", "message": f"could not collect the original's intermediate values: {one_line(exc, with_type=True)}"}
     if not items:
         return {"status": "unavailable", "message": "no layer or step of the original maps to an ONNX tensor"}
     try:
         runtime = run_unoptimized(expose(onnx_model, {i.onnx_tensor for i in items}), inputs)
     except Exception as exc:
-        return {"status": "unavailable", "message": f"onnxruntime cannot run the exposed graph: {_one_line(exc)}"}
+        return {"status": "unavailable", "message": f"onnxruntime cannot run the exposed graph: {one_line(exc, with_type=True)}"}
     producers = {out: node for node in onnx_model.graph.node for out in node.output}
     compared, skipped = 0, []
     for item in items:
@@ -167,7 +164,7 @@ def source_vs_onnx(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], to
 def diagnose(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], tol: Optional[Tolerance] = None,
              case: str = "") -> Dict[str, Any]:
     """The report's ``diagnosis`` section for one case."""
-    tol = tol or DEFAULT_TOLERANCE
+    tol = tol or Tolerance()
     runtime = runtime_vs_reference(onnx_model, inputs, tol)
     source = source_vs_onnx(spec, model, onnx_model, inputs, tol) if model is not None else {
         "status": "unavailable", "message": "the original model is not available"}
@@ -208,7 +205,7 @@ def for_result(result, source: Any, *, framework: Optional[str] = None, trust_so
 
     artifact = result.artifact
     case = _pick_case(artifact.cases, result.report)
-    tolerance = tol or _report_tolerance(result.report) or artifact.tolerance
+    tolerance = tol or result.report.tolerance
     registry = registry or Registry()
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
@@ -216,7 +213,7 @@ def for_result(result, source: Any, *, framework: Optional[str] = None, trust_so
         model = stage_convert.load_model(spec, src, trust_source)
     except Exception as exc:  # still worth running the runtime search
         model = None
-        note = _one_line(exc)
+        note = one_line(exc, with_type=True)
     else:
         note = ""
     found = diagnose(spec, model, artifact.model, case.inputs, tolerance, case=case.name)
@@ -226,18 +223,11 @@ def for_result(result, source: Any, *, framework: Optional[str] = None, trust_so
 
 
 def _pick_case(cases, report):
-    failing = {c["name"] for c in report.get("cases", []) if not c.get("passed", True) and not c.get("error")}
+    failing = {c.name for c in report.cases if not c.passed and not c.error}
     for case in cases:
         if case.name in failing:
             return case
     return cases[0]
-
-
-def _report_tolerance(report) -> Optional[Tolerance]:
-    tol = report.get("tolerance") or {}
-    if "rtol" in tol and "atol" in tol:
-        return Tolerance(rtol=float(tol["rtol"]), atol=float(tol["atol"]))
-    return None
 
 
 def print_lines(diagnosis: Dict[str, Any]) -> List[str]:
@@ -247,8 +237,3 @@ def print_lines(diagnosis: Dict[str, Any]) -> List[str]:
         part = diagnosis.get(key, {})
         lines.append(f"  {key}: {part.get('status')}: {part.get('message', '')}")
     return lines
-
-
-def _one_line(exc: BaseException) -> str:
-    text = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__

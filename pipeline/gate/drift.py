@@ -5,7 +5,8 @@
 error over the cases, per case too, plus the versions that produced it. A
 later run (new onnxruntime, converter or opset) loads it (automatically when
 it sits next to the model, or ``--baseline FILE``) and reports, per output,
-whether the error grew and by how much.
+whether the error grew and by how much (``report.build`` adds the section
+and its check; ``gate.verdict`` fails the run on it).
 
 A run fails when an output's max absolute error exceeds
 ``factor * max(baseline, floor)``. The floor keeps noise from failing runs:
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from onnxgate.pipeline.core import atomic
+from onnxgate.pipeline.report.model import as_dict, dumps
 from onnxgate.plugins.errors import UsageError
 
 BASELINE_VERSION = 1
@@ -64,12 +66,12 @@ def from_report(report: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def write(baseline: Dict[str, Any], path: Path) -> None:
-    from onnxgate.pipeline.report.document import dumps  # non-finite floats as strings, like the report
-
-    atomic.write_bytes(Path(path), dumps(baseline))
+    atomic.write_bytes(Path(path), dumps(baseline))  # non-finite floats as strings, like the report
 
 
-def accept(report: Dict[str, Any], path: Path, force: bool = False) -> Dict[str, Any]:
+def accept(report, path: Path, force: bool = False) -> Dict[str, Any]:
+    """Write ``report`` (a ``Report`` or its JSON form) as the baseline at ``path``."""
+    report = as_dict(report)
     if not report.get("passed") and not force:
         raise UsageError("refusing to accept a failed report as the baseline (pass --force to accept it anyway)")
     baseline = from_report(report)
@@ -122,19 +124,3 @@ def compare(report: Dict[str, Any], baseline: Dict[str, Any], factor: float, flo
         "baseline_created": baseline.get("created"), "outputs": rows, "changed_versions": changed,
         "new_outputs": sorted(set(current) - set(baseline["outputs"])),
     }
-
-
-def apply(report: Dict[str, Any], path: Path, factor: float, floor: float) -> None:
-    """Compare with the baseline at ``path`` and fold the verdict into the report."""
-    section = compare(report, load(path), factor, floor)
-    section["baseline"] = str(path)
-    report["drift"] = section
-    grew = [r for r in section["outputs"] if r.get("grew")]
-    message = (f"compared with baseline {path}: " +
-               (", ".join(f"{r['name']} x{r['growth']:.3g}" for r in grew) + " grew" if grew else "no output's error grew"))
-    report.setdefault("checks", []).append({"name": "drift", "passed": section["passed"], "message": message})
-    failed = [f"drift {r['name']}: {r['reason']}" for r in section["outputs"] if not r["passed"]]
-    if failed:
-        report.setdefault("failures", []).extend(failed)
-        report["passed"] = False
-        report["verdict"] = "failed"

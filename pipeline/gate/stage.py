@@ -1,8 +1,8 @@
 """Stage 2: the gate. Needs only onnx, onnxruntime and numpy.
 
 Checks the ONNX model, loads it in onnxruntime, runs every case and compares
-each output with the original model's. The result is a report dict whose
-``passed`` is the verdict. Beyond that comparison (docs/validation.md): the
+each output with the original model's. The result is the report's
+validation sections (checks, cases...); the verdict is ``gate.verdict``'s. Beyond that comparison (docs/validation.md): the
 swept and edge-value cases stage 1 built, task-aware metrics (pipeline.tasks),
 tree threshold-rounding flips (pipeline.trees), a second session with graph
 optimisations off, and the runtime compatibility table.
@@ -14,14 +14,17 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from onnxgate.plugins.helpers import one_line
 from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.gate import runtime_compat
 from onnxgate.pipeline.gate import tasks
 from onnxgate.pipeline.gate import trees
 from onnxgate.pipeline.gate.config import GateConfig, OutputRule, merge
 from onnxgate.plugins.errors import ConversionError
+from onnxgate.pipeline.core.arrays import abs_diff, as_array
 from onnxgate.pipeline.core.artifact import Artifact
-from onnxgate.pipeline.core.session import frozen_batch_inputs, load_session, run_case
+from onnxgate.pipeline.gate.compare import bad_elements
+from onnxgate.pipeline.core.session import Runtime, frozen_batch_inputs, run_case
 
 
 def check_model(model) -> List[Dict[str, Any]]:
@@ -31,7 +34,7 @@ def check_model(model) -> List[Dict[str, Any]]:
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise ConversionError(f"the ONNX model is invalid (onnx.checker): {_first_line(exc)}") from exc
+        raise ConversionError(f"the ONNX model is invalid (onnx.checker): {one_line(exc)}") from exc
     checks = [{"name": "onnx_checker", "passed": True, "message": "onnx.checker passed"}]
     try:
         onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -39,24 +42,26 @@ def check_model(model) -> List[Dict[str, Any]]:
     except Exception as exc:
         # onnx cannot infer through some ai.onnx.ml ops (Scaler -> Sub): a gap in
         # onnx's inference, not a broken model; onnxruntime's load decides next.
-        message = f"strict shape inference incomplete (not an error by itself): {_first_line(exc)}"
+        message = f"strict shape inference incomplete (not an error by itself): {one_line(exc)}"
     checks.append({"name": "shape_inference", "passed": True, "message": message})
     return checks
 
 
 def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
-             per_output: Optional[Dict[str, Tolerance]] = None, gate: Optional[GateConfig] = None) -> Dict[str, Any]:
-    """Run the gate on an artifact; returns the report's validation part."""
+             per_output: Optional[Dict[str, Tolerance]] = None, gate: Optional[GateConfig] = None,
+             runtime: Optional[Runtime] = None) -> Dict[str, Any]:
+    """Run the gate on an artifact; returns the report's validation sections
+    (``report.build`` turns them into the typed report and its verdict)."""
     tol = tolerance or artifact.tolerance
     gate = _with_per_output(gate or GateConfig(), per_output or {})
     t0 = time.perf_counter()
     checks = check_model(artifact.model)
-    model_bytes = artifact.model.SerializeToString()
-    session = load_session(model_bytes)
+    runtime = runtime or Runtime(artifact.model.SerializeToString())
+    session = runtime.session()
     checks.append({"name": "onnxruntime_load", "passed": True, "message": "onnxruntime loaded the model"})
     compat, compat_check = runtime_compat.check(artifact.model, gate.target_runtime)
     checks.append(compat_check)
-    unoptimized = _unoptimized_session(model_bytes, gate, checks)
+    unoptimized = _unoptimized_session(runtime, gate, checks)
 
     if artifact.dynamic_batch:
         frozen = frozen_batch_inputs(artifact.model)
@@ -72,19 +77,12 @@ def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
     if frozen_axes:
         checks.append(frozen_axes)
 
-    context = _Context(session, unoptimized, artifact.model, tol, gate, tasks.model_classes(artifact.model),
+    context = _Context(runtime, unoptimized, artifact.model, tol, gate, tasks.model_classes(artifact.model),
                        artifact.tree_ensemble or trees.is_tree_model(artifact.model))
     cases = [_validate_case(context, case) for case in artifact.cases]
     checks += _summary_checks(cases, artifact, gate, context)
 
-    failures = [f"{c['name']}: {c['error']}" for c in cases if c.get("error")]
-    failures += [
-        f"{c['name']}/{o['name']}: {o['reason']}" for c in cases for o in c["outputs"] if not o["passed"]
-    ]
-    failures = [f"check {c['name']}: {c['message']}" for c in checks if not c["passed"]] + failures
     result = {
-        "passed": not failures,
-        "failures": failures,
         "tolerance": {"rtol": tol.rtol, "atol": tol.atol},
         "checks": checks,
         "cases": cases,
@@ -112,8 +110,8 @@ def frozen_axes_check(frozen: List[Dict[str, Any]], dynamic_batch: bool) -> Opti
 class _Context:
     """What every case needs; built once per validation."""
 
-    def __init__(self, session, unoptimized, model, tol, gate, classes, tree):
-        self.session, self.unoptimized, self.model = session, unoptimized, model
+    def __init__(self, runtime, unoptimized, model, tol, gate, classes, tree):
+        self.runtime, self.session, self.unoptimized, self.model = runtime, runtime.session(), unoptimized, model
         self.tol, self.gate, self.classes, self.tree = tol, gate, classes, tree
 
 
@@ -126,11 +124,11 @@ def _with_per_output(gate: GateConfig, per_output: Dict[str, Tolerance]) -> Gate
     return replace(gate, outputs=merge(rules, gate.outputs))
 
 
-def _unoptimized_session(model_bytes: bytes, gate: GateConfig, checks: List[Dict[str, Any]]):
+def _unoptimized_session(runtime: Runtime, gate: GateConfig, checks: List[Dict[str, Any]]):
     if not gate.optimizer_check:
         return None
     try:
-        return load_session(model_bytes, optimized=False)
+        return runtime.session(optimized=False)
     except ConversionError as exc:  # loads optimised but not plain: worth saying, not a verdict
         checks.append({"name": "optimizer_consistency", "passed": True,
                        "message": f"not checked: the unoptimised session does not load ({exc})"})
@@ -153,9 +151,9 @@ def _validate_case(ctx: _Context, case) -> Dict[str, Any]:
         entry["skipped"] = meta["skipped"]
         return entry
     try:
-        actual = run_case(ctx.session, case.inputs)
+        actual = ctx.runtime.run(case)
     except Exception as exc:
-        entry.update(passed=False, error=f"onnxruntime failed to run: {_first_line(exc)}")
+        entry.update(passed=False, error=f"onnxruntime failed to run: {one_line(exc)}")
         return entry
     if case.expected is None:  # nothing to compare with: only running was checked
         entry["unverified"] = True
@@ -177,7 +175,7 @@ def _attribute(ctx: _Context, case, actual, results) -> None:
         plain = run_case(ctx.unoptimized, case.inputs)
     except Exception as exc:
         for r in results:
-            r["optimizer"] = {"unoptimized_error": _first_line(exc)}
+            r["optimizer"] = {"unoptimized_error": one_line(exc)}
         return
     plain_results, _ = tasks.compare_case(plain, case.expected, ctx.tol, ctx.gate, ctx.classes)
     for r, p in zip(results, plain_results):
@@ -191,9 +189,6 @@ def _attribute(ctx: _Context, case, actual, results) -> None:
 
 def _disagree(optimized, plain, tol: Tolerance) -> bool:
     """Optimised vs unoptimised onnxruntime, beyond the output's tolerance."""
-    from onnxgate.pipeline.core.arrays import as_array
-    from onnxgate.pipeline.gate.compare import bad_elements
-
     a, b = as_array(optimized), as_array(plain)
     if a.shape != b.shape:
         return True
@@ -201,16 +196,10 @@ def _disagree(optimized, plain, tol: Tolerance) -> bool:
 
 
 def _max_diff(a, b) -> float:
-    from onnxgate.pipeline.core.arrays import as_array
-
     a, b = as_array(a), as_array(b)
     if a.shape != b.shape or a.dtype.kind not in "fc" or not a.size:
         return 0.0 if a.shape == b.shape and np.array_equal(a, b) else float("inf")
-    with np.errstate(invalid="ignore"):
-        d = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    d[np.isnan(a) & np.isnan(b)] = 0.0
-    d[np.isinf(a) & (a == b)] = 0.0
-    return float(np.nan_to_num(d, nan=np.inf).max())
+    return float(np.nan_to_num(abs_diff(a, b), nan=np.inf).max())
 
 
 def _row(value, i):
@@ -303,8 +292,3 @@ def _summary_checks(cases, artifact, gate: GateConfig, ctx: _Context) -> List[Di
             f"{flips['flipped']} of {flips['rows']} rows flip: {flips['explained']} explained by float32 threshold "
             f"rounding, {flips['unexplained']} unexplained (max flip rate for unexplained flips {gate.max_flip_rate:g})")})
     return checks
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[0][:500] if lines else type(exc).__name__

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any, Dict, List, Optional, Sequence
 
 from onnxgate.pipeline.report.markdown import worst_outputs
+from onnxgate.pipeline.report.model import as_dict
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 COLORS = {"original": "#7c8db5", "onnxruntime": "#e07b39", "bar": "#4a7fc1", "bad": "#c62828", "tol": "#2e7d32"}
@@ -318,7 +319,8 @@ def _checks(report: Dict[str, Any]) -> str:
             + (f'<h3 style="margin-top:10px">Notes</h3><ul>{notes}</ul>' if notes else "") + "</section>")
 
 
-def to_html(report: Dict[str, Any]) -> str:
+def to_html(report) -> str:
+    report = as_dict(report)  # a Report, or its JSON form read back from a file
     title = f"onnxgate {report.get('verdict', '')}: {report.get('onnx', {}).get('path') or 'model'}"
     body = "".join((_banner(report), _failures(report), _diagnosis(report), _outputs(report), _histograms(report),
                     _latency(report), _checks(report), _meta(report)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, Iterable, List
 
+from onnxgate.pipeline.report.model import as_dict
+
 
 def model_name(report: Dict[str, Any]) -> str:
     src = report.get("source", {})
@@ -46,8 +48,10 @@ def testcases(report: Dict[str, Any]) -> List[ET.Element]:
     return elements
 
 
-def to_junit(reports: Iterable[Dict[str, Any]]) -> bytes:
-    """A ``<testsuites>`` document with one ``<testsuite>`` per report."""
+def to_junit(reports: Iterable[Any]) -> bytes:
+    """A ``<testsuites>`` document with one ``<testsuite>`` per report
+    (``Report`` or its JSON form)."""
+    reports = [as_dict(r) for r in reports]
     root = ET.Element("testsuites", name="onnxgate")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     for report in reports:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from onnxgate.pipeline.report.model import as_dict
+
 MAX_ROWS = 8
 MAX_FAILURES = 10
 ICON = {"passed": "✅", "failed": "❌", "unverified": "⚠️"}
@@ -36,7 +38,8 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(report: Dict[str, Any]) -> str:
+def to_markdown(report) -> str:
+    report = as_dict(report)  # a Report, or its JSON form read back from a file
     verdict = report.get("verdict", "failed")
     conv = report.get("converter", {})
     src = report.get("source", {})

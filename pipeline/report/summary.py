@@ -4,14 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterable
 
+from onnxgate.pipeline.report.model import as_dict
 
-def worst(report: Dict[str, Any], key: str) -> float:
+
+def worst(report, key: str) -> float:
+    """The largest ``key`` over every compared output of a report (or its JSON form)."""
+    report = as_dict(report)
     values = [o.get(key, 0.0) for c in report.get("cases", []) for o in c.get("outputs", [])]
     values = [v for v in values if isinstance(v, (int, float))]
     return max(values) if values else 0.0
 
 
-def one_line(report: Dict[str, Any], output: Path) -> str:
+def one_line(report, output: Path) -> str:
+    report = as_dict(report)
     conv = report.get("converter", {})
     n_out = sum(len(c.get("outputs", [])) for c in report.get("cases", []))
     return (
