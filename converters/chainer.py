@@ -33,7 +33,7 @@ def sniff(path: Path) -> bool:
 
 
 def _usage(message: str):
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     return UsageError(message)
 

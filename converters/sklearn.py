@@ -35,7 +35,7 @@ def load(path: Path, trusted: bool):
 
 
 def _untrusted(path, types):
-    from onnxgate.plugins.errors import UntrustedSourceError
+    from onnxgate.plugins import UntrustedSourceError
 
     shown = ", ".join(types[:5]) + (" ..." if len(types) > 5 else "")
     return UntrustedSourceError(
@@ -126,7 +126,7 @@ def run(model, inputs):
 def intermediates(model, inputs, onnx_model):
     """A Pipeline's output after each step, mapped to the ONNX tensor skl2onnx
     wrote for that step (its topology names each operator's outputs)."""
-    from onnxgate.plugins.spec import Intermediate
+    from onnxgate.plugins import Intermediate
 
     steps = [(n, s) for n, s in getattr(model, "steps", None) or [] if s not in (None, "passthrough")]
     if not steps:

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
-from onnxgate.plugins.detect import read_head
-from onnxgate.plugins.manager import installed_distribution
+from onnxgate.plugins import read_head
+from onnxgate.plugins import installed_distribution
 
 from . import trees_common as tc
 
@@ -31,7 +31,7 @@ def sniff(path: Path) -> bool:
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     if not sniff(path):
         raise UsageError(

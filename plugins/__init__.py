@@ -1,9 +1,22 @@
-"""onnxgate's plugin contract: hook specifications, spec types, the manager.
+"""onnxgate's plugin contract: hook specifications, spec types, errors, helpers.
 
-Third-party converters import from here only::
+Plugins and the built-in converters import from here only::
 
-    from onnxgate.plugins import ConverterSpec, Conversion, hookimpl
+    from onnxgate.plugins import ConverterSpec, Conversion, UsageError, hookimpl
 """
+from .detect import read_head, type_paths
+from .errors import (
+    EXIT_CONVERSION_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VALIDATION_FAILED,
+    ConversionError,
+    OnnxgateError,
+    UntrustedSourceError,
+    UsageError,
+    ValidationFailed,
+)
+from .helpers import distribution_version, graph_inputs, installed_distribution, one_line
 from .hookspecs import hookimpl, hookspec
 from .spec import (
     Conversion,
@@ -18,7 +31,12 @@ from .spec import (
 )
 
 __all__ = [
+    "EXIT_CONVERSION_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "EXIT_VALIDATION_FAILED",
     "Conversion",
+    "ConversionError",
     "ConverterSpec",
     "ConvertOptions",
     "DeployTargetSpec",
@@ -28,5 +46,15 @@ __all__ = [
     "Tolerance",
     "hookimpl",
     "hookspec",
+    "OnnxgateError",
+    "UntrustedSourceError",
+    "UsageError",
+    "ValidationFailed",
+    "distribution_version",
+    "graph_inputs",
+    "installed_distribution",
     "normalize_name",
+    "one_line",
+    "read_head",
+    "type_paths",
 ]

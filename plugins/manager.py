@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import pluggy
 
 from . import hookspecs
+from .helpers import distribution_version, installed_distribution  # noqa: F401 (re-exported)
 from .spec import ConverterSpec, DeployTargetSpec, EnvironmentSpec, normalize_name
 
 ENTRY_POINT_GROUP = "onnxgate"
@@ -71,17 +72,27 @@ class Registered:
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str) -> Dict[str, Registered]:
-    """Call one hook on every plugin, keep who said what, refuse duplicates."""
+    """Call one hook through pluggy, keep who said what, refuse duplicates.
+
+    Each declaring plugin is called through ``pm.subset_hook_caller`` (every
+    other declaring plugin left out), so wrappers, blocking and tracing apply
+    as for any hook call while each spec stays attributed to its plugin.
+    """
+    caller = getattr(pm.hook, hook_name)
+    declaring = [impl for impl in caller.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)]
+    others = {impl.plugin_name: impl.plugin for impl in declaring}
     found: Dict[str, Registered] = {}
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        for spec in impl.function() or ():
-            previous = found.get(spec.name)
-            if previous is not None:
-                raise PluginError(
-                    f"{hook_name}: name {spec.name!r} is claimed by both plugin "
-                    f"{previous.plugin!r} and plugin {impl.plugin_name!r}"
-                )
-            found[spec.name] = Registered(spec, impl.plugin_name)
+    for impl in declaring:
+        removed = [plugin for name, plugin in others.items() if name != impl.plugin_name]
+        for result in pm.subset_hook_caller(hook_name, remove_plugins=removed)():
+            for spec in result or ():
+                previous = found.get(spec.name)
+                if previous is not None:
+                    raise PluginError(
+                        f"{hook_name}: name {spec.name!r} is claimed by both plugin "
+                        f"{previous.plugin!r} and plugin {impl.plugin_name!r}"
+                    )
+                found[spec.name] = Registered(spec, impl.plugin_name)
     return found
 
 
@@ -137,22 +148,3 @@ def missing_requirements(requires: Iterable[str]) -> List[str]:
         except metadata.PackageNotFoundError:
             missing.append(req)
     return missing
-
-
-def distribution_version(name: Optional[str]) -> str:
-    if not name:
-        return ""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return ""
-
-
-def installed_distribution(*candidates: str) -> str:
-    """The first of ``candidates`` that is installed (no import), else the
-    first one: for frameworks shipped under several names (``tensorflow`` /
-    ``tensorflow-cpu``, ``xgboost`` / ``xgboost-cpu``)."""
-    for name in candidates:
-        if distribution_version(name):
-            return name
-    return candidates[0]
