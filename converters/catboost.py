@@ -13,8 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
-from onnxgate.plugins import read_head
+from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, read_head
 
 from . import trees_common as tc
 

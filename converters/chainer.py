@@ -18,7 +18,7 @@ import inspect
 import tempfile
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
+from onnxgate.plugins import Conversion, ConverterSpec, OptionSpec, Tolerance, hookimpl
 
 from .common import zip_names
 from .legacy_env import drop_initializer_inputs
@@ -199,4 +199,6 @@ def onnxgate_converters():
         requires=("chainer", "onnx-chainer", "onnx"),
         framework_distribution="chainer",
         environment="legacy",
+        options=(OptionSpec(MODEL_OPTION, str,
+                            help="the model's factory: package.module:Factory or file.py:Factory (required)"),),
     )

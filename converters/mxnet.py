@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
-from onnxgate.plugins import read_head
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl, read_head
 
 from .legacy_env import drop_initializer_inputs
 
@@ -255,4 +254,5 @@ def onnxgate_converters():
         requires=("mxnet", "onnx"),
         framework_distribution="mxnet",
         environment="legacy",
+        options=(OptionSpec("params", str, help="the .params file (default: PREFIX-NNNN.params beside the symbol)"),),
     )

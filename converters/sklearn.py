@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl
 
 from .common import first_zip_member, ensure_float_features
 
@@ -68,7 +68,7 @@ def convert(model, example, options):
     onx = to_onnx(
         model,
         X[:1],
-        options={"zipmap": False} if _has_classifier(model) else None,
+        options={"zipmap": bool(options.extra.get("zipmap"))} if _has_classifier(model) else None,
         **kwargs,
     )
     if onx.graph.input and onx.graph.input[0].name != "X":
@@ -174,4 +174,7 @@ def onnxgate_converters():
         requires=("scikit-learn", "skl2onnx"),
         framework_distribution="scikit-learn",
         intermediates=intermediates,
+        options=(OptionSpec("zipmap", bool, False,
+                            help="classifiers output probabilities as ZipMap (a list of {class: p}) "
+                                 "instead of a matrix"),),
     )

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
-from onnxgate.plugins import installed_distribution
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl, installed_distribution
 
 from . import tf_ops
 from .common import zip_names

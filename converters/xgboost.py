@@ -11,9 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
-from onnxgate.plugins import read_head
-from onnxgate.plugins import installed_distribution
+from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, installed_distribution, read_head
 
 from . import trees_common as tc
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 from onnxgate.plugins.manager import Registry
+from onnxgate.plugins.options import parse_options
 from onnxgate.plugins.spec import ConvertOptions, Tolerance
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.core import latency as latency_mod
@@ -94,7 +95,8 @@ def run(
     registry = registry or Registry()
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
-    convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=options or {})
+    extra = parse_options(spec.options, options or {}, f"converter {spec.name!r}")
+    convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=extra)
     if onnx_model is not None:
         spec = _given_model_spec(spec, onnx_model)
     artifact = stage_convert.produce(

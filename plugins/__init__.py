@@ -18,6 +18,7 @@ from .errors import (
 )
 from .helpers import distribution_version, graph_inputs, installed_distribution, one_line
 from .hookspecs import hookimpl, hookspec
+from .options import OptionSpec, parse_options
 from .spec import (
     Conversion,
     ConverterSpec,
@@ -47,6 +48,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "OnnxgateError",
+    "OptionSpec",
     "UntrustedSourceError",
     "UsageError",
     "ValidationFailed",
@@ -55,6 +57,7 @@ __all__ = [
     "installed_distribution",
     "normalize_name",
     "one_line",
+    "parse_options",
     "read_head",
     "type_paths",
 ]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .options import OptionSpec
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -47,7 +49,8 @@ class ConvertOptions:
 
     opset: Optional[int] = None
     dynamic_batch: bool = True
-    #: Free-form, plugin-specific options (``--option key=value`` on the CLI).
+    #: The converter's own options (``--option key=value`` on the CLI), checked
+    #: against ``ConverterSpec.options`` and typed; defaults filled in.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -142,6 +145,9 @@ class ConverterSpec:
     #: Optional: values at the original's layers/steps for diagnosis
     #: (``onnxgate diagnose``); None = only ONNX Runtime vs onnx.reference.
     intermediates: Optional[IntermediatesFn] = None
+    #: The options ``convert``/``load`` read from ``ConvertOptions.extra``
+    #: (``--option KEY=VALUE``); any other key is refused.
+    options: Tuple[OptionSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(normalize_name(self.name)):
@@ -183,6 +189,10 @@ class DeployTargetSpec:
     deploy: Callable[..., Any]
     requires: Tuple[str, ...] = ()
     description: str = ""
+    #: The target's command-line flags (``OptionSpec("endpoint")`` is
+    #: ``onnxgate deploy --endpoint``); values arrive in ``request.options``
+    #: by name, defaults filled in. Targets may share a flag of one type.
+    options: Tuple[OptionSpec, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", normalize_name(self.name))
