@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -59,6 +59,19 @@ def _tolerance(base: Tolerance, rtol: Optional[float], atol: Optional[float]) ->
     return Tolerance(rtol=base.rtol if rtol is None else rtol, atol=base.atol if atol is None else atol)
 
 
+def _with_rules(gate: GateConfig, registry: Registry) -> GateConfig:
+    """The gate with its registry's comparison rules; a rule named for an
+    output must exist (checked before any conversion work)."""
+    if not gate.rules:
+        gate = replace(gate, rules=tuple(registry.compare_rules()))
+    known = {rule.name for rule in gate.rules}
+    for output, settings in gate.outputs.items():
+        if settings.rule is not None and settings.rule not in known:
+            raise UsageError(f"output {output!r}: unknown comparison rule {settings.rule!r} "
+                             f"(known: {', '.join(sorted(known))})")
+    return gate
+
+
 def run(
     source: Any,
     *,
@@ -91,8 +104,8 @@ def run(
     runtime, drift baseline (``pipeline.gate_config.GateConfig``).
     """
     started = time.perf_counter()
-    gate = gate or GateConfig()
     registry = registry or Registry()
+    gate = _with_rules(gate or GateConfig(), registry)
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
     extra = parse_options(spec.options, options or {}, f"converter {spec.name!r}")

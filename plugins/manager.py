@@ -10,7 +10,7 @@ import pluggy
 
 from . import hookspecs
 from .helpers import distribution_version, installed_distribution  # noqa: F401 (re-exported)
-from .spec import ConverterSpec, DeployTargetSpec, EnvironmentSpec, normalize_name
+from .spec import CompareRule, ConverterSpec, DeployTargetSpec, EnvironmentSpec, ReportFormat, normalize_name
 
 ENTRY_POINT_GROUP = "onnxgate"
 #: Comma-separated plugin (entry-point) names that are not loaded.
@@ -104,6 +104,8 @@ class Registry:
         self._converters = _collect(self.pm, "onnxgate_converters")
         self._environments = _collect(self.pm, "onnxgate_environments")
         self._targets = _collect(self.pm, "onnxgate_deploy_targets")
+        self._rules = _collect(self.pm, "onnxgate_compare_rules")
+        self._formats = _collect(self.pm, "onnxgate_report_formats")
 
     # converters -----------------------------------------------------------
     def converters(self) -> List[ConverterSpec]:
@@ -137,6 +139,20 @@ class Registry:
         if key not in self._targets:
             raise KeyError(f"unknown deploy target {name!r} (known: {', '.join(sorted(self._targets)) or 'none'})")
         return self._targets[key].spec
+
+    # comparison rules and report formats ---------------------------------
+    def compare_rules(self) -> List[CompareRule]:
+        """Every rule, highest priority first (ties: by name)."""
+        return sorted((r.spec for r in self._rules.values()), key=lambda rule: (-rule.priority, rule.name))
+
+    def report_formats(self) -> List[ReportFormat]:
+        return [r.spec for r in self._formats.values()]
+
+    def report_format(self, name: str) -> ReportFormat:
+        key = normalize_name(name)
+        if key not in self._formats:
+            raise KeyError(f"unknown report format {name!r} (known: {', '.join(sorted(self._formats)) or 'none'})")
+        return self._formats[key].spec
 
 
 def missing_requirements(requires: Iterable[str]) -> List[str]:

@@ -196,3 +196,77 @@ class DeployTargetSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", normalize_name(self.name))
+
+
+@dataclass
+class CompareContext:
+    """What a comparison rule may look at beyond its own output: every output
+    of the case (both sides), the kind chosen for each, the model's classes."""
+
+    actual: Mapping[str, Any]
+    expected: Mapping[str, Any]
+    #: Output name -> name of the rule that judges it.
+    kinds: Dict[str, str]
+    #: The classifier's class list in column order, when the model declares one.
+    classes: Optional[Sequence[Any]] = None
+
+
+class CompareRule:
+    """How one kind of output is judged (classifier labels, embeddings...).
+
+    Subclass it and yield an instance from ``onnxgate_compare_rules``. For each
+    output the rule the user named (``--tolerance OUT:rule=NAME``) judges it,
+    else the highest-``priority`` rule whose ``matches`` is true. The
+    elementwise comparison (shape, NaN/inf, ``|a - e| <= atol + rtol*|e|``)
+    runs first on what ``prepare`` returns; the rule then adds ``metrics``
+    and ``check`` turns them into failure reasons. ``settings`` holds the
+    output's configured values by key (``rtol``, ``atol``, ``elementwise``
+    and the rule's own ``keys``; None when not set).
+    """
+
+    name: str = ""
+    #: Higher is tried first; the built-ins use 0 (any tensor) to 40 (labels).
+    priority: int = 0
+    #: Per-output settings the rule reads (``--tolerance OUT:KEY=VALUE``,
+    #: ``[outputs.OUT]`` in ``--gate-config``); their defaults are documentation.
+    keys: Tuple[OptionSpec, ...] = ()
+    #: False: the elementwise error never decides (labels: agreement does).
+    elementwise: bool = True
+    description: str = ""
+
+    def matches(self, actual: Any, expected: Any) -> bool:
+        """Whether this output (raw values as the runtimes returned them) is this kind."""
+        return False
+
+    def prepare(self, actual: Any, expected: Any, context: CompareContext) -> Tuple[Any, Any, str]:
+        """Both sides as comparable arrays, and a note for the report ("" = none)."""
+        return actual, expected, ""
+
+    def metrics(self, actual: Any, expected: Any, result: Mapping[str, Any],
+                settings: Mapping[str, Any]) -> Dict[str, Any]:
+        """Numbers for the report (``metrics``); ``result`` is the elementwise result."""
+        return {}
+
+    def check(self, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> List[str]:
+        """Why the output fails on this rule's own terms (empty: it passes them)."""
+        return []
+
+
+@dataclass(frozen=True)
+class ReportFormat:
+    """A rendering of the report (junit, html, markdown...).
+
+    ``render(report) -> str | bytes`` receives the finished report document
+    (the JSON report as a dict) and returns the file's content; onnxgate
+    writes it atomically to the path the user gave (``--format NAME=PATH``).
+    """
+
+    name: str
+    suffix: str
+    render: Callable[[Mapping[str, Any]], Union[str, bytes]]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(normalize_name(self.name)):
+            raise ValueError(f"invalid report format name {self.name!r}")
+        object.__setattr__(self, "name", normalize_name(self.name))

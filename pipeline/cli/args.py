@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from onnxgate.pipeline.cli import outputs
+from onnxgate.pipeline.cli.parser import defer
 from onnxgate.plugins.errors import UsageError
 
 
@@ -67,9 +68,7 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
                       help="also compare on zeros, large magnitudes, NaN and inf (default: on in CI mode)")
     edge.add_argument("--no-edge-values", dest="edge_values", action="store_false")
     g.add_argument("--ci", action="store_true", help="CI mode (also when the CI environment variable is true)")
-    g.add_argument("--tolerance", action="append", default=[], metavar="OUTPUT:KEY=VALUE[,KEY=VALUE]",
-                   help="per-output rule, e.g. probabilities:rtol=1e-3,atol=1e-4 or label:min_agreement=0.99 "
-                        "(keys: rtol, atol, min_agreement, min_cosine, min_topk, topk, elementwise); repeatable")
+    defer(p, lambda parser: add_tolerance_option(g))  # its keys come from the comparison rules' registry
     g.add_argument("--gate-config", type=Path, metavar="FILE",
                    help="per-output rules from a .toml/.json file ([outputs.NAME] tables); --tolerance wins")
     g.add_argument("--max-flip-rate", type=float, default=0.0, metavar="RATE",
@@ -90,12 +89,25 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
                    help="errors below this never count as drift (default 1e-6)")
 
 
+def add_tolerance_option(group) -> None:
+    from onnxgate.pipeline.gate.config import rule_keys
+    from onnxgate.plugins.manager import Registry
+
+    rules = Registry().compare_rules()
+    keys = ", ".join(rule_keys(rules))
+    group.add_argument("--tolerance", action="append", default=[], metavar="OUTPUT:KEY=VALUE[,KEY=VALUE]",
+                       help="per-output rule, e.g. probabilities:rtol=1e-3,atol=1e-4 or label:min_agreement=0.99 "
+                            f"(keys: {keys}; rule= one of {', '.join(r.name for r in rules)}); repeatable")
+
+
 def gate_from_args(args, model_path: Optional[Path]):
     from onnxgate.plugins.errors import UsageError
-    from onnxgate.pipeline.gate.config import GateConfig, ci_mode, load_file, merge, parse_rule
+    from onnxgate.pipeline.gate.config import GateConfig, ci_mode, load_file, merge, parse_rule, rule_keys
 
-    file_rules = load_file(args.gate_config) if args.gate_config else {}
-    cli_rules = dict(parse_rule(text) for text in args.tolerance)
+    texts = getattr(args, "tolerance", [])
+    keys = rule_keys() if args.gate_config or texts else None  # what the comparison rules accept
+    file_rules = load_file(args.gate_config, keys) if args.gate_config else {}
+    cli_rules = dict(parse_rule(text, keys) for text in texts)
     ci = bool(args.ci) or ci_mode()
     edge = args.edge_values if args.edge_values is not None else ci
     if args.max_flip_rate < 0 or args.max_flip_rate > 1:
