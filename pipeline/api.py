@@ -62,7 +62,7 @@ def _tolerance(base: Tolerance, rtol: Optional[float], atol: Optional[float]) ->
 def _with_rules(gate: GateConfig, registry: Registry) -> GateConfig:
     """The gate with its registry's comparison rules; a rule named for an
     output must exist (checked before any conversion work)."""
-    if not gate.rules:
+    if gate.rules is None:
         gate = replace(gate, rules=tuple(registry.compare_rules()))
     known = {rule.name for rule in gate.rules}
     for output, settings in gate.outputs.items():

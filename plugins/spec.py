@@ -244,7 +244,9 @@ class CompareRule:
 
     def metrics(self, actual: Any, expected: Any, result: Mapping[str, Any],
                 settings: Mapping[str, Any]) -> Dict[str, Any]:
-        """Numbers for the report (``metrics``); ``result`` is the elementwise result."""
+        """Numbers for the report (``metrics``); ``result`` is the elementwise
+        result. Both sides are arrays, ``actual`` in ``expected``'s shape when
+        their sizes agree."""
         return {}
 
     def check(self, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> List[str]:

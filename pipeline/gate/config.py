@@ -129,8 +129,8 @@ class GateConfig:
     drift_factor: float = 10.0
     drift_floor: float = 1e-6
     #: The comparison rules in priority order (``api.run`` sets its registry's);
-    #: empty = the installed plugins' rules.
-    rules: Tuple[CompareRule, ...] = ()
+    #: None = the installed plugins' rules.
+    rules: Optional[Tuple[CompareRule, ...]] = None
 
     def rule(self, output: str) -> OutputRule:
         return self.outputs.get(output, OutputRule())

@@ -47,7 +47,9 @@ def _registered_rules() -> Tuple[CompareRule, ...]:
 def rules_of(gate: Optional[GateConfig]) -> Sequence[CompareRule]:
     """The rules a run uses: the gate's (``api.run`` sets them from its
     registry), else those of the installed plugins."""
-    return (gate.rules if gate is not None and gate.rules else None) or _registered_rules()
+    if gate is not None and gate.rules is not None:
+        return gate.rules
+    return _registered_rules()
 
 
 def detect(actual: Dict[str, Any], expected: Dict[str, Any], gate: Optional[GateConfig] = None) -> Dict[str, CompareRule]:
@@ -101,7 +103,7 @@ def compare_case(actual: Dict[str, Any], expected: Dict[str, Any], tol: Toleranc
         if note:
             result["normalised"] = note
         mask = row_mask(act, exp, out_tol)
-        metrics = dict(rule.metrics(as_array(act), as_array(exp), result, settings))
+        metrics = dict(rule.metrics(*_lined_up(act, exp), result, settings))
         if mask is not None and len(mask):
             metrics["rows"] = int(len(mask))
             metrics["rows_mismatched"] = int(mask.sum())
@@ -110,6 +112,15 @@ def compare_case(actual: Dict[str, Any], expected: Dict[str, Any], tol: Toleranc
         results.append(result)
         masks[name] = mask
     return results, masks
+
+
+def _lined_up(actual: Any, expected: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """Arrays, ``actual`` in ``expected``'s shape when only the shape differs
+    ((n, 1) against (n,)): what a rule's metrics can take element by element."""
+    a, e = as_array(actual), as_array(expected)
+    if a.shape != e.shape and a.size == e.size:
+        a = a.reshape(e.shape)
+    return a, e
 
 
 def _apply_gates(rule: CompareRule, settings: OutputRule, result, metrics) -> None:
