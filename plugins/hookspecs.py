@@ -1,10 +1,12 @@
 """The hooks an onnxgate plugin can implement.
 
 A plugin is a module (or object) registered under the ``onnxgate`` entry-point
-group. Each hook takes no arguments and returns an iterable of small spec
-dataclasses; onnxgate flattens them into registries keyed by name, and two
-plugins claiming one name is an error naming both. Keep these hooks cheap:
-import your framework inside the spec's callables, never at module level.
+group. Each hook takes no arguments and returns an iterable of small specs
+(dataclasses; comparison rules are CompareRule instances); onnxgate calls
+it through ``pm.hook`` (so hook wrappers and blocked plugins apply), flattens
+the results into registries keyed by name, and two plugins claiming one name
+is an error naming both. Keep these hooks cheap: import your framework inside
+the spec's callables, never at module level.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def onnxgate_converters() -> Iterable[ConverterSpec]:
     ``object_types`` alone.
 
     :return: ConverterSpec objects. Their names must be unique across all
-        plugins.
+        plugins. ``options`` declares what ``convert``/``load`` read from
+        ``options.extra``: any other ``--option`` is refused (exit 2).
 
     Example::
 
@@ -46,6 +49,7 @@ def onnxgate_converters() -> Iterable[ConverterSpec]:
                 run=lambda model, inputs: [model.predict(inputs["x"])],
                 object_types=("myfw.core.Model",), suffixes=(".myfw",),
                 requires=("myfw",),
+                options=(OptionSpec("fuse", bool, True, help="fuse batch norms"),),
             )
 
     .. versionadded:: 0.1
@@ -79,8 +83,11 @@ def onnxgate_environments() -> Iterable[EnvironmentSpec]:
 def onnxgate_deploy_targets() -> Iterable[DeployTargetSpec]:
     """Declare places a validated model can be registered and deployed.
 
-    Called by ``onnxgate deploy`` to resolve ``--target NAME``. The spec's
-    ``deploy`` callable imports its SDK lazily.
+    Called by ``onnxgate deploy`` to resolve ``--target NAME`` and to add
+    each target's ``options`` as flags (``OptionSpec("endpoint")`` is
+    ``--endpoint``); ``deploy(request)`` gets their values, defaults filled
+    in, as ``request.options``. The spec's ``deploy`` callable imports its
+    SDK lazily.
 
     :return: DeployTargetSpec objects with unique names.
 
@@ -89,7 +96,8 @@ def onnxgate_deploy_targets() -> Iterable[DeployTargetSpec]:
         @hookimpl
         def onnxgate_deploy_targets():
             yield DeployTargetSpec(name="mycloud", deploy=_deploy,
-                                   requires=("mycloud-sdk",))
+                                   requires=("mycloud-sdk",),
+                                   options=(OptionSpec("region", str, "eu-west"),))
 
     .. versionadded:: 0.1
     """

@@ -195,6 +195,13 @@ def test_converter_options_are_declared_typed_and_checked():
     assert Registry().converter("chainer").options[0].name == "model"
 
 
+def test_the_python_api_checks_options_like_the_cli(ridge):
+    with pytest.raises(UsageError, match="has no option 'nosuch'"):
+        api.convert(ridge, options={"nosuch": 1})
+    with pytest.raises(UsageError, match="option zipmap=3 is not a bool"):
+        api.convert(ridge, options={"zipmap": 3})
+
+
 def test_zipmap_option_reaches_skl2onnx_and_the_gate_still_compares():
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -284,3 +291,11 @@ def test_installed_rule_key_format_and_deploy_flag_work_from_the_cli(installed, 
     # unknown format: exit 2 before any work
     proc = _cli(installed, *convert, "--format", f"pdf={tmp_path / 'r.pdf'}")
     assert proc.returncode == 2 and "unknown report format 'pdf'" in proc.stderr
+
+
+def test_converters_import_the_plugin_package_not_its_modules():
+    from test_architecture import graph
+
+    offenders = {name: sorted(t for t in targets if t.startswith("onnxgate.plugins."))
+                 for name, targets in graph().items() if name.startswith("onnxgate.converters")}
+    assert {k: v for k, v in offenders.items() if v} == {}
