@@ -16,6 +16,7 @@ from onnxgate.pipeline.conversion import provenance
 from onnxgate.pipeline.report import document as report_mod
 from onnxgate.pipeline.conversion import stage as stage_convert
 from onnxgate.pipeline.gate import stage as stage_validate
+from onnxgate.pipeline.gate import tasks
 from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.gate.config import GateConfig
 from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
@@ -60,11 +61,12 @@ def _tolerance(base: Tolerance, rtol: Optional[float], atol: Optional[float]) ->
 
 
 def _with_rules(gate: GateConfig, registry: Registry) -> GateConfig:
-    """The gate with its registry's comparison rules; a rule named for an
-    output must exist (checked before any conversion work)."""
-    if gate.rules is None:
+    """The gate with its registry's comparison rules (a registry without any,
+    built without entry points, leaves the installed ones); a rule named for
+    an output must exist (checked before any conversion work)."""
+    if gate.rules is None and registry.compare_rules():
         gate = replace(gate, rules=tuple(registry.compare_rules()))
-    known = {rule.name for rule in gate.rules}
+    known = {rule.name for rule in tasks.rules_of(gate)}
     for output, settings in gate.outputs.items():
         if settings.rule is not None and settings.rule not in known:
             raise UsageError(f"output {output!r}: unknown comparison rule {settings.rule!r} "

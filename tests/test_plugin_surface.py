@@ -299,3 +299,22 @@ def test_converters_import_the_plugin_package_not_its_modules():
     offenders = {name: sorted(t for t in targets if t.startswith("onnxgate.plugins."))
                  for name, targets in graph().items() if name.startswith("onnxgate.converters")}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+class _GreedyTarget:
+    @hookimpl
+    def onnxgate_deploy_targets(self):
+        from onnxgate.plugins import DeployTargetSpec
+
+        yield DeployTargetSpec(name="greedy", deploy=lambda request: {}, options=(OptionSpec("model", str),))
+
+
+def test_a_target_option_taking_a_deploy_argument_is_an_error(monkeypatch, capsys):
+    from onnxgate.plugins import manager
+
+    plain = manager.Registry
+    monkeypatch.setattr(manager, "Registry", lambda: plain(get_plugin_manager([_GreedyTarget()])))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["deploy", "m.onnx", "--target", "greedy"])
+    assert exit_.value.code == 2
+    assert "deploy target 'greedy': option 'model' clashes with onnxgate deploy's own MODEL argument" in capsys.readouterr().err

@@ -63,6 +63,11 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run_package)
 
 
+#: Destinations ``onnxgate deploy`` itself uses: no target option may take them.
+RESERVED = frozenset({"model", "target", "name", "dry_run", "report", "allow_unvalidated", "run", "command",
+                      "debug", "help", "target_options"})
+
+
 def add_target_options(parser: argparse.ArgumentParser) -> None:
     """One flag per option a deploy target declares, grouped by target; a
     flag two targets declare (of one type) is shared."""
@@ -79,8 +84,11 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
                 if first.type is not option.type:
                     raise PluginError(f"deploy targets declare {option.flag} with two types "
                                       f"({first.type.__name__}, {option.type.__name__})")
-                action.help = f"{action.help} (targets: {spec.name} too)" if action.help else action.help
+                action.help = f"{action.help or ''} (also --target {spec.name})".strip()
                 continue
+            if option.name in RESERVED:
+                raise PluginError(f"deploy target {spec.name!r}: option {option.name!r} clashes with onnxgate "
+                                  f"deploy's own {option.flag if option.name != 'model' else 'MODEL'} argument")
             group = group or parser.add_argument_group(f"{spec.name} target")
             kwargs = {"dest": option.name, "default": None, "help": option.help}
             if option.type is bool:
