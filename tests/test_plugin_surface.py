@@ -13,7 +13,7 @@ import pytest
 from onnxgate.pipeline import api
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.gate.config import GateConfig, OutputRule, parse_rule, rule_keys
-from onnxgate.pipeline.report import formats
+from onnxgate.pipeline.report import document, formats
 from onnxgate.plugins import CompareRule, OptionSpec, ReportFormat, Tolerance, UsageError, hookimpl, parse_options
 from onnxgate.plugins.manager import DISABLE_ENV, PluginError, Registry, get_plugin_manager
 
@@ -96,6 +96,7 @@ def test_an_inline_rule_judges_by_output_kind_and_its_key_gates(ridge, registry)
     result = api.convert(ridge, registry=registry, latency=False)
     out = result.report["cases"][0]["outputs"][0]
     assert out["task"] == "worst-row" and out["metrics"]["worst_row_err"] >= 0 and result.passed
+    document.validate_schema(result.report)  # a plugin's metrics fit the published schema
     keys = rule_keys(registry.compare_rules())
     assert keys["max_row_err"].type is float
     tight = GateConfig(outputs=dict([parse_rule("variable:max_row_err=0", keys)]))
@@ -223,6 +224,10 @@ def test_plugins_name_describes_one_converter(capsys):
     assert described["options"] == [{"name": "zipmap", "type": "bool", "default": False,
                                      "help": described["options"][0]["help"]}]
     assert described["requires"] == ["scikit-learn", "skl2onnx"]
+    assert cli.main(["plugins"]) == 0
+    listing = capsys.readouterr().out
+    assert "comparison rules: classifier-label, classifier-probabilities, embedding" in listing
+    assert "report formats:   html, json, junit, markdown" in listing and "deploy targets:   azureml, local" in listing
     assert cli.main(["plugins", "nosuch"]) == 2
     assert capsys.readouterr().err.strip().startswith("onnxgate: error: unknown framework 'nosuch'")
 

@@ -101,7 +101,10 @@ def run(args) -> int:
         else:
             _print_description(described)
         return 0
-    data = rows()
+    from onnxgate.plugins.manager import Registry
+
+    registry = Registry()
+    data = rows(registry)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -117,4 +120,8 @@ def run(args) -> int:
         }
         for r in data
     ))
+    # the other registries plugins extend, by name (details: plugins/hookspecs.py)
+    print("\ncomparison rules: " + ", ".join(rule.name for rule in registry.compare_rules()))
+    print("report formats:   " + ", ".join(sorted(f.name for f in registry.report_formats())))
+    print("deploy targets:   " + ", ".join(sorted(t.name for t in registry.deploy_targets())))
     return 0
