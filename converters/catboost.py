@@ -13,8 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
-from onnxgate.plugins.detect import read_head
+from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, read_head
 
 from . import trees_common as tc
 
@@ -28,7 +27,7 @@ def sniff(path: Path) -> bool:
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     if not sniff(path):
         raise UsageError(f"{path}: not a CatBoost binary model (.cbm files start with {_MAGIC.decode()})")
@@ -55,7 +54,7 @@ def is_classifier(model) -> bool:
 
 def _check_fitted(model) -> None:
     if not model.is_fitted():
-        from onnxgate.plugins.errors import UsageError
+        from onnxgate.plugins import UsageError
 
         raise UsageError("the CatBoost model is not fitted")
 
@@ -66,7 +65,7 @@ def signature(model):
 
 
 def convert(model, example, options):
-    from onnxgate.plugins.errors import ConversionError
+    from onnxgate.plugins import ConversionError
 
     import onnx
 

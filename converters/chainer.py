@@ -18,7 +18,7 @@ import inspect
 import tempfile
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
+from onnxgate.plugins import Conversion, ConverterSpec, OptionSpec, Tolerance, hookimpl
 from onnxgate.plugins.helpers import one_line
 
 from .common import zip_names
@@ -34,7 +34,7 @@ def sniff(path: Path) -> bool:
 
 
 def _usage(message: str):
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     return UsageError(message)
 
@@ -196,4 +196,6 @@ def onnxgate_converters():
         requires=("chainer", "onnx-chainer", "onnx"),
         framework_distribution="chainer",
         environment="legacy",
+        options=(OptionSpec(MODEL_OPTION, str,
+                            help="the model's factory: package.module:Factory or file.py:Factory (required)"),),
     )

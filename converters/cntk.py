@@ -45,19 +45,19 @@ def is_cntk_content(head: bytes) -> bool:
 def sniff(path: Path) -> bool:
     if path.suffix.lower() in CNTK_SUFFIXES:
         return True
-    from onnxgate.plugins.detect import read_head
+    from onnxgate.plugins import read_head
 
     return is_cntk_content(read_head(path, _V2_SCAN))
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     raise UsageError(f"{path}: {REASON}")
 
 
 def convert(model, example, options):
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     raise UsageError(REASON)
 

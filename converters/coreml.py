@@ -80,7 +80,7 @@ def spec_of(model):
 
 def check_supported(spec, where: str = "") -> None:
     """UsageError naming the first model kind onnxmltools cannot convert."""
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     kind = spec.WhichOneof("Type")
     if kind not in SUPPORTED_KINDS:
@@ -171,7 +171,7 @@ def _flatten_label(onx) -> None:
 
 
 def convert(model, example, options):
-    from onnxgate.plugins.errors import ConversionError
+    from onnxgate.plugins import ConversionError
 
     from .onnxmltools_compat import coreml_convert, ensure_default_opset
 

@@ -29,7 +29,7 @@ DEFAULT_OPSET = 15
 
 
 def sniff(path: Path) -> bool:
-    from onnxgate.plugins.detect import read_head
+    from onnxgate.plugins import read_head
 
     first = read_head(path, 64).split(b"\n", 1)[0].strip().split()
     return len(first) == 2 and first[0] == b"svm_type" and first[1].decode("ascii", "replace") in SVM_TYPES
@@ -38,7 +38,7 @@ def sniff(path: Path) -> bool:
 def check_text(text: str) -> dict:
     """Validate libsvm's model file format before its C parser sees it (the C
     reader trusts counts and can read past a truncated file). Returns the header."""
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     lines = text.splitlines()
     header: dict = {}
@@ -109,7 +109,7 @@ def signature(model):
 
 
 def _check_model(model) -> None:
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     svm_type, kernel = model.get_svm_type(), model.param.kernel_type
     if SVM_TYPES[svm_type] not in SUPPORTED_TYPES:

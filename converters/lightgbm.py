@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
-from onnxgate.plugins.detect import read_head
+from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, read_head
 
 from . import trees_common as tc
 
@@ -53,7 +52,7 @@ def check_model_text(data: bytes) -> str:
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     problem = check_model_text(path.read_bytes())
     if problem:

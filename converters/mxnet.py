@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
-from onnxgate.plugins.detect import read_head
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl, read_head
 
 from .legacy_env import drop_initializer_inputs
 
@@ -71,7 +70,7 @@ class MXNetModel:
 
 
 def params_for(path: Path, options=None) -> Path:
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     given = (getattr(options, "extra", None) or {}).get("params")
     if given:
@@ -98,7 +97,7 @@ def glob_escape(text: str) -> str:
 
 def load(path: Path, trusted: bool, options=None) -> MXNetModel:
     """Parameters are MXNet's own binary format (no pickle): safe to read untrusted."""
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     try:
         graph = json.loads(path.read_text(encoding="utf-8"))
@@ -176,7 +175,7 @@ def _bind(model: MXNetModel, inputs) -> Dict[str, Any]:
         return {name: inputs[name] for name in model.input_names}
     if len(inputs) == 1 and len(model.input_names) == 1:
         return {model.input_names[0]: next(iter(inputs.values()))}
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     raise UsageError(f"sample inputs {sorted(inputs)} do not match the model's inputs {model.input_names}")
 
@@ -204,7 +203,7 @@ def convert(model: MXNetModel, example, options):
         kwargs.update(dynamic=True, dynamic_input_shapes=[(None,) + s[1:] for s in shapes])
     opset = options.opset or onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
-        from onnxgate.plugins.errors import UsageError
+        from onnxgate.plugins import UsageError
 
         raise UsageError(f"mxnet.onnx exports opsets {MIN_OPSET} to {onnx.defs.onnx_opset_version()}, not {opset}")
     # export_model takes no opset: it asks onnx.defs for the newest one at call time
@@ -255,4 +254,5 @@ def onnxgate_converters():
         requires=("mxnet", "onnx"),
         framework_distribution="mxnet",
         environment="legacy",
+        options=(OptionSpec("params", str, help="the .params file (default: PREFIX-NNNN.params beside the symbol)"),),
     )

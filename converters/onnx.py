@@ -19,7 +19,7 @@ EXPORTER = "none (ready-made ONNX)"
 def load(path: Path, trusted: bool):
     import onnx
 
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     try:
         model = onnx.load(str(path))
@@ -41,8 +41,8 @@ def signature(model):
     """InputSpecs from the graph's declared inputs, to synthesise data."""
     from onnx import helper
 
-    from onnxgate.plugins.errors import UsageError
-    from onnxgate.plugins.helpers import graph_inputs
+    from onnxgate.plugins import UsageError
+    from onnxgate.plugins import graph_inputs
 
     specs = []
     for vi in graph_inputs(model):
@@ -73,7 +73,7 @@ def convert(model, example, options):
     if options.opset and options.opset != declared:
         from onnx import version_converter
 
-        from onnxgate.plugins.errors import ConversionError
+        from onnxgate.plugins import ConversionError
 
         try:
             moved = version_converter.convert_version(model, options.opset)

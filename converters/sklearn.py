@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl
 
 from .common import first_zip_member, ensure_float_features
 
@@ -35,7 +35,7 @@ def load(path: Path, trusted: bool):
 
 
 def _untrusted(path, types):
-    from onnxgate.plugins.errors import UntrustedSourceError
+    from onnxgate.plugins import UntrustedSourceError
 
     shown = ", ".join(types[:5]) + (" ..." if len(types) > 5 else "")
     return UntrustedSourceError(
@@ -68,7 +68,7 @@ def convert(model, example, options):
     onx = to_onnx(
         model,
         X[:1],
-        options={"zipmap": False} if _has_classifier(model) else None,
+        options={"zipmap": bool(options.extra.get("zipmap"))} if _has_classifier(model) else None,
         **kwargs,
     )
     if onx.graph.input and onx.graph.input[0].name != "X":
@@ -126,7 +126,7 @@ def run(model, inputs):
 def intermediates(model, inputs, onnx_model):
     """A Pipeline's output after each step, mapped to the ONNX tensor skl2onnx
     wrote for that step (its topology names each operator's outputs)."""
-    from onnxgate.plugins.spec import Intermediate
+    from onnxgate.plugins import Intermediate
 
     steps = [(n, s) for n, s in getattr(model, "steps", None) or [] if s not in (None, "passthrough")]
     if not steps:
@@ -174,4 +174,7 @@ def onnxgate_converters():
         requires=("scikit-learn", "skl2onnx"),
         framework_distribution="scikit-learn",
         intermediates=intermediates,
+        options=(OptionSpec("zipmap", bool, False,
+                            help="classifiers output probabilities as ZipMap (a list of {class: p}) "
+                                 "instead of a matrix"),),
     )

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
-from onnxgate.plugins.manager import installed_distribution
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl, installed_distribution
 
 from . import tf_ops
 from .common import zip_names
@@ -52,7 +51,7 @@ def sniff(path: Path) -> bool:
 
 
 def _is_tflite(path: Path) -> bool:
-    from onnxgate.plugins.detect import read_head
+    from onnxgate.plugins import read_head
 
     return read_head(path, 8)[4:8] == b"TFL3"  # flatbuffer file identifier
 
@@ -105,7 +104,7 @@ def _load_keras(path: Path, trusted: bool):
         return keras.saving.load_model(str(path), compile=False, safe_mode=not trusted)
     except ValueError as exc:
         if "safe_mode" in str(exc):
-            from onnxgate.plugins.errors import UntrustedSourceError
+            from onnxgate.plugins import UntrustedSourceError
 
             raise UntrustedSourceError(
                 f"{path}: the model holds Python code (e.g. a Lambda layer) that Keras' safe mode refuses; "
@@ -323,7 +322,7 @@ def convert(model, example, options):
     _quiet_native_logs()
     opset = options.opset or DEFAULT_OPSET
     if opset > MAX_OPSET:
-        from onnxgate.plugins.errors import UsageError
+        from onnxgate.plugins import UsageError
 
         raise UsageError(f"tf2onnx writes ONNX opsets up to {MAX_OPSET}; --opset {opset} is too new")
     import tf2onnx

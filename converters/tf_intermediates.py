@@ -15,7 +15,7 @@ def keras_intermediates(model, inputs, onnx_model):
 
     import keras
 
-    from onnxgate.plugins.spec import Intermediate
+    from onnxgate.plugins import Intermediate
 
     if not isinstance(model, keras.Model) or getattr(model, "_inputs_struct", None) is None:
         return []  # subclassed models have no symbolic layer outputs

@@ -96,7 +96,7 @@ def fail_on_untranslated(onx, records) -> None:
     from_log = _unsupported_from_log(records)
     if not foreign and not from_log:
         return
-    from onnxgate.plugins.errors import ConversionError
+    from onnxgate.plugins import ConversionError
 
     parts = []
     for op in sorted(set(foreign) | set(from_log)):

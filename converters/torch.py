@@ -34,7 +34,7 @@ def load(path: Path, trusted: bool):
     if _is_torchscript(names):
         return torch.jit.load(str(path), map_location="cpu")
     if not trusted:
-        from onnxgate.plugins.errors import UntrustedSourceError
+        from onnxgate.plugins import UntrustedSourceError
 
         raise UntrustedSourceError(
             f"{path}: not a TorchScript archive; loading a pickled module can run arbitrary code; "
@@ -173,7 +173,7 @@ def intermediates(model, inputs, onnx_model):
     node names (``/encoder/fc2/Gemm``)."""
     import torch
 
-    from onnxgate.plugins.spec import Intermediate
+    from onnxgate.plugins import Intermediate
 
     module = model.module() if _is_exported_program(model) else model
     if isinstance(module, torch.jit.ScriptModule):

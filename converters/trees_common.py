@@ -151,7 +151,7 @@ def boosters_in(model) -> list:
     """XGBoost/LightGBM estimators anywhere in an sklearn model (pipeline
     steps, unions, column transformers, ensembles), found by dotted type
     path so that neither framework is imported when none is present."""
-    from onnxgate.plugins.detect import type_paths
+    from onnxgate.plugins import type_paths
 
     params = model.get_params(deep=True) if hasattr(model, "get_params") else {}
     found = []
@@ -198,7 +198,7 @@ def is_booster(model) -> bool:
 
 def fitted_booster(model, get_booster, framework: str):
     """The native Booster behind ``model``; an unfitted wrapper is bad input."""
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     if is_booster(model):
         return model

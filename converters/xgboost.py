@@ -11,9 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl
-from onnxgate.plugins.detect import read_head
-from onnxgate.plugins.manager import installed_distribution
+from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, installed_distribution, read_head
 
 from . import trees_common as tc
 
@@ -31,7 +29,7 @@ def sniff(path: Path) -> bool:
 
 
 def load(path: Path, trusted: bool):
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     if not sniff(path):
         raise UsageError(

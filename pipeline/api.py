@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from onnxgate.plugins.manager import Registry
+from onnxgate.plugins.options import parse_options
 from onnxgate.plugins.spec import ConvertOptions, Tolerance
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.core import latency as latency_mod
@@ -18,6 +19,7 @@ from onnxgate.pipeline.report import document as report_doc
 from onnxgate.pipeline.report.model import OutputStats, Report
 from onnxgate.pipeline.conversion import stage as stage_convert
 from onnxgate.pipeline.gate import stage as stage_validate
+from onnxgate.pipeline.gate import tasks
 from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.gate import config as gate_config_mod
 from onnxgate.pipeline.gate.config import GateConfig
@@ -81,6 +83,20 @@ def _tolerance(base: Tolerance, rtol: Optional[float], atol: Optional[float]) ->
     return Tolerance(rtol=base.rtol if rtol is None else rtol, atol=base.atol if atol is None else atol)
 
 
+def _with_rules(gate: GateConfig, registry: Registry) -> GateConfig:
+    """The gate with its registry's comparison rules (a registry without any,
+    built without entry points, leaves the installed ones); a rule named for
+    an output must exist (checked before any conversion work)."""
+    if gate.rules is None and registry.compare_rules():
+        gate = replace(gate, rules=tuple(registry.compare_rules()))
+    known = {rule.name for rule in tasks.rules_of(gate)}
+    for output, settings in gate.outputs.items():
+        if settings.rule is not None and settings.rule not in known:
+            raise UsageError(f"output {output!r}: unknown comparison rule {settings.rule!r} "
+                             f"(known: {', '.join(sorted(known))})")
+    return gate
+
+
 def run(
     source: Any,
     *,
@@ -127,9 +143,11 @@ def run(
     elif ci is not None or gate_config is not None or baseline is not None:
         raise UsageError("pass either gate=GateConfig(...) or ci/gate_config/baseline, not both")
     registry = registry or Registry()
+    gate = _with_rules(gate, registry)
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
-    convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=options or {})
+    extra = parse_options(spec.options, options or {}, f"converter {spec.name!r}")
+    convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=extra)
     if onnx_model is not None:
         spec = _given_model_spec(spec, onnx_model)
     artifact = stage_convert.produce(

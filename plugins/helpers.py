@@ -1,7 +1,8 @@
 """Helpers that converters and the engine share (import them from ``onnxgate.plugins``)."""
 from __future__ import annotations
 
-from typing import Any, List, Union
+from importlib import metadata
+from typing import Any, List, Optional, Union
 
 #: Longest message kept from a third-party exception; the rest is noise on a terminal.
 MAX_MESSAGE = 500
@@ -30,3 +31,22 @@ def graph_inputs(model: Any) -> List[Any]:
     """An ONNX model's real inputs (ValueInfoProtos), initializers excluded."""
     initializers = {i.name for i in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in initializers]
+
+
+def distribution_version(name: Optional[str]) -> str:
+    if not name:
+        return ""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def installed_distribution(*candidates: str) -> str:
+    """The first of ``candidates`` that is installed (no import), else the
+    first one: for frameworks shipped under several names (``tensorflow`` /
+    ``tensorflow-cpu``, ``xgboost`` / ``xgboost-cpu``)."""
+    for name in candidates:
+        if distribution_version(name):
+            return name
+    return candidates[0]

@@ -9,7 +9,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import pluggy
 
 from . import hookspecs
-from .spec import ConverterSpec, DeployTargetSpec, EnvironmentSpec, normalize_name
+from .helpers import distribution_version, installed_distribution  # noqa: F401 (re-exported)
+from .spec import CompareRule, ConverterSpec, DeployTargetSpec, EnvironmentSpec, ReportFormat, normalize_name
 
 ENTRY_POINT_GROUP = "onnxgate"
 #: Comma-separated plugin (entry-point) names that are not loaded.
@@ -71,17 +72,27 @@ class Registered:
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str) -> Dict[str, Registered]:
-    """Call one hook on every plugin, keep who said what, refuse duplicates."""
+    """Call one hook through pluggy, keep who said what, refuse duplicates.
+
+    Each declaring plugin is called through ``pm.subset_hook_caller`` (every
+    other declaring plugin left out), so wrappers, blocking and tracing apply
+    as for any hook call while each spec stays attributed to its plugin.
+    """
+    caller = getattr(pm.hook, hook_name)
+    declaring = [impl for impl in caller.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)]
+    others = {impl.plugin_name: impl.plugin for impl in declaring}
     found: Dict[str, Registered] = {}
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        for spec in impl.function() or ():
-            previous = found.get(spec.name)
-            if previous is not None:
-                raise PluginError(
-                    f"{hook_name}: name {spec.name!r} is claimed by both plugin "
-                    f"{previous.plugin!r} and plugin {impl.plugin_name!r}"
-                )
-            found[spec.name] = Registered(spec, impl.plugin_name)
+    for impl in declaring:
+        removed = [plugin for name, plugin in others.items() if name != impl.plugin_name]
+        for result in pm.subset_hook_caller(hook_name, remove_plugins=removed)():
+            for spec in result or ():
+                previous = found.get(spec.name)
+                if previous is not None:
+                    raise PluginError(
+                        f"{hook_name}: name {spec.name!r} is claimed by both plugin "
+                        f"{previous.plugin!r} and plugin {impl.plugin_name!r}"
+                    )
+                found[spec.name] = Registered(spec, impl.plugin_name)
     return found
 
 
@@ -93,6 +104,8 @@ class Registry:
         self._converters = _collect(self.pm, "onnxgate_converters")
         self._environments = _collect(self.pm, "onnxgate_environments")
         self._targets = _collect(self.pm, "onnxgate_deploy_targets")
+        self._rules = _collect(self.pm, "onnxgate_compare_rules")
+        self._formats = _collect(self.pm, "onnxgate_report_formats")
 
     # converters -----------------------------------------------------------
     def converters(self) -> List[ConverterSpec]:
@@ -127,6 +140,20 @@ class Registry:
             raise KeyError(f"unknown deploy target {name!r} (known: {', '.join(sorted(self._targets)) or 'none'})")
         return self._targets[key].spec
 
+    # comparison rules and report formats ---------------------------------
+    def compare_rules(self) -> List[CompareRule]:
+        """Every rule, highest priority first (ties: by name)."""
+        return sorted((r.spec for r in self._rules.values()), key=lambda rule: (-rule.priority, rule.name))
+
+    def report_formats(self) -> List[ReportFormat]:
+        return [r.spec for r in self._formats.values()]
+
+    def report_format(self, name: str) -> ReportFormat:
+        key = normalize_name(name)
+        if key not in self._formats:
+            raise KeyError(f"unknown report format {name!r} (known: {', '.join(sorted(self._formats)) or 'none'})")
+        return self._formats[key].spec
+
 
 def missing_requirements(requires: Iterable[str]) -> List[str]:
     """Distributions from ``requires`` that are not installed (no import)."""
@@ -137,22 +164,3 @@ def missing_requirements(requires: Iterable[str]) -> List[str]:
         except metadata.PackageNotFoundError:
             missing.append(req)
     return missing
-
-
-def distribution_version(name: Optional[str]) -> str:
-    if not name:
-        return ""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return ""
-
-
-def installed_distribution(*candidates: str) -> str:
-    """The first of ``candidates`` that is installed (no import), else the
-    first one: for frameworks shipped under several names (``tensorflow`` /
-    ``tensorflow-cpu``, ``xgboost`` / ``xgboost-cpu``)."""
-    for name in candidates:
-        if distribution_version(name):
-            return name
-    return candidates[0]

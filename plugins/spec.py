@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .options import OptionSpec
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -47,7 +49,8 @@ class ConvertOptions:
 
     opset: Optional[int] = None
     dynamic_batch: bool = True
-    #: Free-form, plugin-specific options (``--option key=value`` on the CLI).
+    #: The converter's own options (``--option key=value`` on the CLI), checked
+    #: against ``ConverterSpec.options`` and typed; defaults filled in.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -142,6 +145,9 @@ class ConverterSpec:
     #: Optional: values at the original's layers/steps for diagnosis
     #: (``onnxgate diagnose``); None = only ONNX Runtime vs onnx.reference.
     intermediates: Optional[IntermediatesFn] = None
+    #: The options ``convert``/``load`` read from ``ConvertOptions.extra``
+    #: (``--option KEY=VALUE``); any other key is refused.
+    options: Tuple[OptionSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(normalize_name(self.name)):
@@ -183,6 +189,86 @@ class DeployTargetSpec:
     deploy: Callable[..., Any]
     requires: Tuple[str, ...] = ()
     description: str = ""
+    #: The target's command-line flags (``OptionSpec("endpoint")`` is
+    #: ``onnxgate deploy --endpoint``); values arrive in ``request.options``
+    #: by name, defaults filled in. Targets may share a flag of one type.
+    options: Tuple[OptionSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", normalize_name(self.name))
+
+
+@dataclass
+class CompareContext:
+    """What a comparison rule may look at beyond its own output: every output
+    of the case (both sides), the kind chosen for each, the model's classes."""
+
+    actual: Mapping[str, Any]
+    expected: Mapping[str, Any]
+    #: Output name -> name of the rule that judges it.
+    kinds: Dict[str, str]
+    #: The classifier's class list in column order, when the model declares one.
+    classes: Optional[Sequence[Any]] = None
+
+
+class CompareRule:
+    """How one kind of output is judged (classifier labels, embeddings...).
+
+    Subclass it and yield an instance from ``onnxgate_compare_rules``. For each
+    output the rule the user named (``--tolerance OUT:rule=NAME``) judges it,
+    else the highest-``priority`` rule whose ``matches`` is true. The
+    elementwise comparison (shape, NaN/inf, ``|a - e| <= atol + rtol*|e|``)
+    runs first on what ``prepare`` returns; the rule then adds ``metrics``
+    and ``check`` turns them into failure reasons. ``settings`` holds the
+    output's configured values by key (``rtol``, ``atol``, ``elementwise``
+    and the rule's own ``keys``; None when not set).
+    """
+
+    name: str = ""
+    #: Higher is tried first; the built-ins use 0 (any tensor) to 40 (labels).
+    priority: int = 0
+    #: Per-output settings the rule reads (``--tolerance OUT:KEY=VALUE``,
+    #: ``[outputs.OUT]`` in ``--gate-config``); their defaults are documentation.
+    keys: Tuple[OptionSpec, ...] = ()
+    #: False: the elementwise error never decides (labels: agreement does).
+    elementwise: bool = True
+    description: str = ""
+
+    def matches(self, actual: Any, expected: Any) -> bool:
+        """Whether this output (raw values as the runtimes returned them) is this kind."""
+        return False
+
+    def prepare(self, actual: Any, expected: Any, context: CompareContext) -> Tuple[Any, Any, str]:
+        """Both sides as comparable arrays, and a note for the report ("" = none)."""
+        return actual, expected, ""
+
+    def metrics(self, actual: Any, expected: Any, result: Mapping[str, Any],
+                settings: Mapping[str, Any]) -> Dict[str, Any]:
+        """Numbers for the report (``metrics``); ``result`` is the elementwise
+        result. Both sides are arrays, ``actual`` in ``expected``'s shape when
+        their sizes agree."""
+        return {}
+
+    def check(self, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> List[str]:
+        """Why the output fails on this rule's own terms (empty: it passes them)."""
+        return []
+
+
+@dataclass(frozen=True)
+class ReportFormat:
+    """A rendering of the report (junit, html, markdown...).
+
+    ``render(report) -> str | bytes`` receives the finished report document
+    (the JSON report as a dict) and returns the file's content; onnxgate
+    writes it atomically to the path the user gave (``--format NAME=PATH``).
+    """
+
+    name: str
+    suffix: str
+    render: Callable[[Mapping[str, Any]], Union[str, bytes]]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(normalize_name(self.name)):
+            raise ValueError(f"invalid report format name {self.name!r}")
         object.__setattr__(self, "name", normalize_name(self.name))

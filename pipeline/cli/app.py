@@ -12,6 +12,7 @@ import os
 import sys
 from typing import List, Optional
 
+from onnxgate.pipeline.cli.parser import CommandParser
 from onnxgate.plugins.errors import EXIT_USAGE, OnnxgateError
 
 #: Subcommand modules, in the order ``--help`` lists them.
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"{__package__}.{name}")
         module.add_parser(sub)

@@ -15,6 +15,7 @@ from typing import Optional
 from onnxgate.pipeline.cli import outputs
 from onnxgate.pipeline.gate import config as gate_config
 from onnxgate.pipeline.gate import drift
+from onnxgate.pipeline.cli.parser import defer
 from onnxgate.plugins.errors import UsageError
 
 
@@ -69,9 +70,7 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
                       help="also compare on zeros, large magnitudes, NaN and inf (default: on in CI mode)")
     edge.add_argument("--no-edge-values", dest="edge_values", action="store_false")
     g.add_argument("--ci", action="store_true", help="CI mode (also when the CI environment variable is true)")
-    g.add_argument("--tolerance", action="append", default=[], metavar="OUTPUT:KEY=VALUE[,KEY=VALUE]",
-                   help="per-output rule, e.g. probabilities:rtol=1e-3,atol=1e-4 or label:min_agreement=0.99 "
-                        "(keys: rtol, atol, min_agreement, min_cosine, min_topk, topk, elementwise); repeatable")
+    defer(p, lambda parser: add_tolerance_option(g))  # its keys come from the comparison rules' registry
     g.add_argument("--gate-config", type=Path, metavar="FILE",
                    help="per-output rules from a .toml/.json file ([outputs.NAME] tables); --tolerance wins")
     g.add_argument("--max-flip-rate", type=float, default=0.0, metavar="RATE",
@@ -90,6 +89,17 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
                    help="fail when an output's max error grows beyond X times the baseline (default 10)")
     g.add_argument("--drift-floor", type=float, default=1e-6, metavar="ERR",
                    help="errors below this never count as drift (default 1e-6)")
+
+
+def add_tolerance_option(group) -> None:
+    from onnxgate.pipeline.gate.config import rule_keys
+    from onnxgate.plugins.manager import Registry
+
+    rules = Registry().compare_rules()
+    keys = ", ".join(rule_keys(rules))
+    group.add_argument("--tolerance", action="append", default=[], metavar="OUTPUT:KEY=VALUE[,KEY=VALUE]",
+                       help="per-output rule, e.g. probabilities:rtol=1e-3,atol=1e-4 or label:min_agreement=0.99 "
+                            f"(keys: {keys}; rule= one of {', '.join(r.name for r in rules)}); repeatable")
 
 
 def gate_from_args(args, model_path: Optional[Path]):

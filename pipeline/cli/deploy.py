@@ -5,9 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from onnxgate.pipeline.cli.parser import defer
 from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.deployment.record import OVERRIDE_FLAG
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
+from onnxgate.plugins.spec import normalize_name
 
 
 EXIT_CODES = """\
@@ -37,25 +39,7 @@ def add_parser(sub) -> None:
     d.add_argument("--dry-run", action="store_true", help="print every resource it would create or change; send nothing")
     d.add_argument("--report", type=Path, help="write the deploy report (JSON) here")
     _override(d)
-    loc = d.add_argument_group("local target")
-    loc.add_argument("--registry", type=Path, help="file registry folder (default: $ONNXGATE_REGISTRY or "
-                                                   "~/.local/share/onnxgate/registry)")
-    loc.add_argument("--keep-running", action="store_true", help="leave the server running after the smoke test")
-    loc.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
-    az = d.add_argument_group("azureml target")
-    az.add_argument("--workspace-config", type=Path, help="Azure ML config.json (subscription_id, resource_group, "
-                                                          "workspace_name)")
-    az.add_argument("--subscription-id")
-    az.add_argument("--resource-group")
-    az.add_argument("--workspace")
-    az.add_argument("--endpoint", help="online endpoint name (default: onnxgate-NAME)")
-    az.add_argument("--deployment", default="blue", help="deployment name (default: blue)")
-    az.add_argument("--instance-type", help="VM size (default: Standard_DS3_v2, the smallest Azure recommends)")
-    az.add_argument("--instance-count", type=int, default=1)
-    az.add_argument("--traffic", type=int, metavar="PERCENT",
-                    help="traffic share for this deployment; the rest goes to the endpoint's other deployment "
-                         "(default: 100 on a new endpoint, unchanged otherwise)")
-    az.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each long-running operation")
+    defer(d, add_target_options)  # each target declares its own flags (DeployTargetSpec.options)
     d.set_defaults(run=run_deploy)
 
     s = sub.add_parser("serve", help="serve a validated model on 127.0.0.1 with Azure ML's inference server",
@@ -80,21 +64,61 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run_package)
 
 
-LOCAL_ONLY = ("registry", "keep_running", "port")
-AZUREML_ONLY = ("workspace_config", "subscription_id", "resource_group", "workspace", "endpoint",
-                "instance_type", "traffic")
+#: Destinations ``onnxgate deploy`` itself uses: no target option may take them.
+RESERVED = frozenset({"model", "target", "name", "dry_run", "report", "allow_unvalidated", "run", "command",
+                      "debug", "help", "target_options"})
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per option a deploy target declares, grouped by target; a
+    flag two targets declare (of one type) is shared."""
+    from onnxgate.plugins.manager import PluginError, Registry
+
+    declared = {}
+    owners = {}
+    for spec in sorted(Registry().deploy_targets(), key=lambda s: s.name):
+        declared[spec.name] = {o.name: o for o in spec.options}
+        group = None
+        for option in spec.options:
+            if option.name in owners:
+                first, action = owners[option.name]
+                if first.type is not option.type:
+                    raise PluginError(f"deploy targets declare {option.flag} with two types "
+                                      f"({first.type.__name__}, {option.type.__name__})")
+                action.help = f"{action.help or ''} (also --target {spec.name})".strip()
+                continue
+            if option.name in RESERVED:
+                raise PluginError(f"deploy target {spec.name!r}: option {option.name!r} clashes with onnxgate "
+                                  f"deploy's own {option.flag if option.name != 'model' else 'MODEL'} argument")
+            group = group or parser.add_argument_group(f"{spec.name} target")
+            kwargs = {"dest": option.name, "default": None, "help": option.help}
+            if option.type is bool:
+                kwargs["action"] = "store_true"
+            else:
+                kwargs.update(type=option.type, metavar=option.name.upper())
+                if option.default is not None:
+                    kwargs["help"] = f"{option.help} (default: {option.default})".strip()
+            owners[option.name] = (option, group.add_argument(option.flag, **kwargs))
+    parser.set_defaults(target_options=declared)
 
 
 def _target_options(args) -> dict:
-    keys = LOCAL_ONLY + AZUREML_ONLY + ("deployment", "instance_count", "timeout")
-    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) not in (None, False)}
-    # an option of the other built-in target is a mistake, not something to ignore silently
-    wrong = {"local": AZUREML_ONLY, "azureml": LOCAL_ONLY}.get(args.target, ())
-    misplaced = [k for k in wrong if k in given]
+    """The chosen target's options: the flags given, then its defaults. A flag
+    of another target is a mistake, not something to ignore silently."""
+    declared = getattr(args, "target_options", {})
+    every = {name for options in declared.values() for name in options}
+    given = {name: getattr(args, name) for name in sorted(every) if getattr(args, name, None) is not None}
+    target = normalize_name(args.target)
+    if target not in declared:
+        return given  # an unknown target: deploy() says so
+    mine = declared[target]
+    misplaced = [name for name in given if name not in mine]
     if misplaced:
-        flags = ", ".join("--" + k.replace("_", "-") for k in misplaced)
+        flags = ", ".join("--" + n.replace("_", "-") for n in misplaced)
         raise UsageError(f"{flags}: not an option of --target {args.target}")
-    return given
+    values = {name: o.default for name, o in mine.items() if o.default is not None}
+    values.update(given)
+    return values
 
 
 def run_deploy(args) -> int:
@@ -105,8 +129,6 @@ def run_deploy(args) -> int:
         from onnxgate.pipeline.core.atomic import check_writable
 
         check_writable(args.report)
-    if args.traffic is not None and not 0 <= args.traffic <= 100:
-        raise UsageError(f"--traffic {args.traffic}: must be 0..100")
     try:
         result = deploy.deploy(args.model, args.target, name=args.name, dry_run=args.dry_run,
                                allow_unvalidated=args.allow_unvalidated, options=_target_options(args))

@@ -1,5 +1,7 @@
 """Report options that convert, validate and diagnose share (``--junit``,
-``--html``, ``--summary``, ``--diagnose``, ``--no-latency``), and writing them."""
+``--html``, ``--summary``, ``--format NAME=PATH``, ``--diagnose``,
+``--no-latency``), and writing them. The formats are a registry
+(``onnxgate_report_formats``); the classic flags name the built-in ones."""
 from __future__ import annotations
 
 import argparse
@@ -13,20 +15,30 @@ def add_report_options(p: argparse.ArgumentParser, diagnose_flag: bool = True) -
     p.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report")
     p.add_argument("--summary", type=Path, metavar="FILE",
                    help="write a short Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--format", dest="formats", action="append", default=[], metavar="NAME=PATH",
+                   help="write the report in format NAME (json, junit, html, markdown, or a plugin's) to PATH; "
+                        "repeatable")
     p.add_argument("--no-latency", action="store_true", help="do not time the original and onnxruntime")
     if diagnose_flag:
         p.add_argument("--diagnose", action="store_true",
                        help="when validation fails, locate where the mismatch begins (report key 'diagnosis')")
 
 
+def _renderings(args) -> list:
+    from onnxgate.pipeline.report import formats
+
+    return formats.resolve(formats.requested(junit=getattr(args, "junit", None), html=getattr(args, "html", None),
+                                             summary=getattr(args, "summary", None),
+                                             formats=getattr(args, "formats", ())))
+
+
 def check_outputs(args) -> None:
-    """Fail before any costly work when an output cannot be written."""
+    """Fail before any costly work when an output cannot be written or its
+    format is unknown."""
     from onnxgate.pipeline.core.atomic import check_writable
 
-    for name in ("junit", "html", "summary"):
-        path = getattr(args, name, None)
-        if path is not None:
-            check_writable(path)
+    for _, path in _renderings(args):
+        check_writable(path)
 
 
 def diagnose_if_asked(result, args, always: bool = False) -> None:
@@ -50,7 +62,11 @@ def diagnose_if_asked(result, args, always: bool = False) -> None:
 
 
 def write_renderings(report, args, json_path=None) -> None:
-    from onnxgate.pipeline.report.document import write_outputs
+    """Every rendering the user asked for; ``json_path``: the JSON report too."""
+    from onnxgate.pipeline.report import formats
+    from onnxgate.pipeline.report.document import as_dict
 
-    write_outputs(report, json_path=json_path, junit=getattr(args, "junit", None), html=getattr(args, "html", None),
-                  summary=getattr(args, "summary", None))
+    requests = _renderings(args)
+    if json_path is not None:
+        requests = formats.resolve([("json", json_path)]) + requests
+    formats.write(as_dict(report), requests)

@@ -1,19 +1,22 @@
-"""``onnxgate plugins``: which converters exist and which can run here."""
+"""``onnxgate plugins [NAME]``: which converters exist and which can run
+here; with NAME, what one converter reads, accepts and needs."""
 from __future__ import annotations
 
 import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="list converter plugins and whether they are usable")
+    p = sub.add_parser("plugins", help="list converter plugins and whether they are usable; "
+                                       "describe one (its sources, options, tolerance, requirements)")
+    p.add_argument("name", nargs="?", help="describe this converter")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 
 
-def rows() -> list:
+def rows(registry=None) -> list:
     from onnxgate.plugins.manager import Registry, distribution_version, missing_requirements, plugin_distribution
 
-    registry = Registry()
+    registry = registry or Registry()
     out = []
     for spec in sorted(registry.converters(), key=lambda s: s.name):
         plugin = registry.plugin_of(spec.name)
@@ -37,8 +40,71 @@ def rows() -> list:
     return out
 
 
+def describe(name: str) -> dict:
+    """One converter, everything a user needs before ``--option``/``--framework``."""
+    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins.manager import Registry
+
+    registry = Registry()
+    try:
+        spec = registry.converter(name)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    row = next(r for r in rows(registry) if r["name"] == spec.name)
+    return {
+        **row,
+        "description": spec.description,
+        "suffixes": list(spec.suffixes),
+        "unsafe_suffixes": list(spec.unsafe_suffixes),
+        "object_types": list(spec.object_types),
+        "options": [{"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help}
+                    for o in spec.options],
+        "tolerance": {"rtol": spec.tolerance.rtol, "atol": spec.tolerance.atol},
+        "default_opset": spec.default_opset,
+        "requires": list(spec.requires),
+        "runs_original": spec.run is not None,
+    }
+
+
+def _print_description(d: dict) -> None:
+    def line(label, value):
+        print(f"{label + ':':<14}{value}")
+
+    line("converter", d["name"] + (f" - {d['description']}" if d["description"] else ""))
+    line("framework", f"{d['framework']} {d['framework_version'] or '(not installed)'}".strip())
+    line("plugin", f"{d['plugin']} ({d['from']})")
+    line("files", ", ".join(d["suffixes"]) or "-")
+    if d["unsafe_suffixes"]:
+        line("pickled", ", ".join(d["unsafe_suffixes"]) + " (need --trust-source)")
+    line("objects", ", ".join(d["object_types"]) or "-")
+    line("tolerance", f"rtol={d['tolerance']['rtol']:g} atol={d['tolerance']['atol']:g}")
+    if d["default_opset"]:
+        line("opset", d["default_opset"])
+    if d["environment"]:
+        line("environment", d["environment"] + f" (onnxgate env create {d['environment']})")
+    line("requires", ", ".join(d["requires"]) or "-")
+    line("status", "ok" if d["usable"] else "missing: " + ", ".join(d["missing"]))
+    if not d["options"]:
+        line("options", "none")
+        return
+    print("options (--option KEY=VALUE):")
+    for o in d["options"]:
+        default = "" if o["default"] is None else f", default {o['default']!r}"
+        print(f"  {o['name']} ({o['type']}{default})" + (f": {o['help']}" if o["help"] else ""))
+
+
 def run(args) -> int:
-    data = rows()
+    if args.name:
+        described = describe(args.name)
+        if args.json:
+            print(json.dumps(described, indent=2))
+        else:
+            _print_description(described)
+        return 0
+    from onnxgate.plugins.manager import Registry
+
+    registry = Registry()
+    data = rows(registry)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -54,4 +120,8 @@ def run(args) -> int:
         }
         for r in data
     ))
+    # the other registries plugins extend, by name (details: plugins/hookspecs.py)
+    print("\ncomparison rules: " + ", ".join(rule.name for rule in registry.compare_rules()))
+    print("report formats:   " + ", ".join(sorted(f.name for f in registry.report_formats())))
+    print("deploy targets:   " + ", ".join(sorted(t.name for t in registry.deploy_targets())))
     return 0

@@ -6,10 +6,10 @@ Started by path with that environment's interpreter, isolated (``python -I``):
 
 It must import nothing from the main environment's stack. It mounts the
 same onnxgate packages the main process runs (by folder, from the request),
-imports the converter's plugin module, takes the spec from its
-``onnxgate_converters`` hook and runs the ordinary stage 1
-(``stage_convert.produce``) here, with this environment's numpy, onnx and
-framework. The Artifact is written to OUT_DIR; a failure is written to the
+imports the converter's plugin module, asks its ``onnxgate_converters``
+hook for the spec (through a plugin manager holding that module alone) and
+runs the ordinary stage 1 (``stage_convert.produce``) here, with this
+environment's numpy, onnx and framework. The Artifact is written to OUT_DIR; a failure is written to the
 request's ``error_file`` as ``{"type", "message"}`` so the main process can
 re-raise it with the same exit code.
 
@@ -49,10 +49,19 @@ def mount(name, folder):
 
 
 def find_spec(module_name, converter):
-    module = importlib.import_module(module_name)
-    for spec in module.onnxgate_converters() or ():
-        if spec.name == converter:
-            return spec
+    """The converter's spec, asked through a small plugin manager of its own
+    (only the plugin's module: the environment lacks the other frameworks)."""
+    import pluggy
+
+    from onnxgate.plugins import hookspecs
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(importlib.import_module(module_name), name=module_name)
+    for result in pm.hook.onnxgate_converters():
+        for spec in result or ():
+            if spec.name == converter:
+                return spec
     raise LookupError(f"plugin module {module_name!r} no longer declares converter {converter!r}")
 
 

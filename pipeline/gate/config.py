@@ -13,46 +13,98 @@ and from a TOML or JSON file::
     [outputs.embedding]
     min_cosine = 0.999             # embeddings/logits: worst row's cosine
     elementwise = false            # gate on cosine/top-k only
+    [outputs.scores]
+    rule = "tensor"                # judge it with this comparison rule
+
+The keys besides rtol/atol/elementwise/rule are declared by the comparison
+rules (``CompareRule.keys``, see ``rules.py``), so a plugin's rule brings its
+own keys.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
-from onnxgate.plugins.spec import Tolerance
-from onnxgate.plugins.errors import UsageError
+from onnxgate.plugins import CompareRule, OptionSpec, Tolerance, UsageError
+from onnxgate.plugins.manager import PluginError
 from onnxgate.pipeline.gate import drift, runtime_compat
 
 
-@dataclass(frozen=True)
-class OutputRule:
-    """Per-output overrides; None means "the run's default"."""
+#: Keys every output takes, whatever its comparison rule; the rules add
+#: their own (``CompareRule.keys``: min_agreement, min_cosine, ...).
+COMMON_KEYS = (
+    OptionSpec("rtol", float, help="relative tolerance"),
+    OptionSpec("atol", float, help="absolute tolerance"),
+    OptionSpec("elementwise", bool, help="false: do not gate on elementwise error (gate on the rule's metrics)"),
+    OptionSpec("rule", str, help="the comparison rule for this output (default: picked by the output's kind)"),
+)
 
-    rtol: Optional[float] = None
-    atol: Optional[float] = None
-    #: Classifier labels: minimum share of rows whose label agrees (default 1.0).
-    min_agreement: Optional[float] = None
-    #: Embeddings/logits: minimum cosine similarity of every row (default: not gated).
-    min_cosine: Optional[float] = None
-    #: Embeddings/logits: minimum share of rows whose top-k indices agree (default: not gated).
-    min_topk: Optional[float] = None
-    topk: Optional[int] = None
-    #: False: do not gate on elementwise error (then gate on cosine/top-k/agreement).
-    elementwise: Optional[bool] = None
+
+class OutputRule(Mapping):
+    """Per-output settings by key (``rtol``, ``min_cosine``...); a key not set
+    means "the run's default" (None as an attribute, absent as a mapping)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: Any):
+        object.__setattr__(self, "_values", {k: v for k, v in values.items() if v is not None})
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return self._values.get(key)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("OutputRule is immutable")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OutputRule) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._values.items())))
+
+    def __repr__(self) -> str:
+        return "OutputRule(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
 
     def tolerance(self, base: Tolerance) -> Tolerance:
         return Tolerance(rtol=base.rtol if self.rtol is None else self.rtol,
                          atol=base.atol if self.atol is None else self.atol)
 
     def as_dict(self) -> Dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return dict(self._values)
 
 
-_RULE_TYPES = {"rtol": float, "atol": float, "min_agreement": float, "min_cosine": float,
-               "min_topk": float, "topk": int, "elementwise": bool}
+def rule_keys(rules: Optional[Sequence[CompareRule]] = None) -> Dict[str, OptionSpec]:
+    """Every key an output may set: the common ones, then each rule's
+    (``rules`` default: the installed plugins' rules)."""
+    if rules is None:
+        from onnxgate.plugins.manager import Registry
+
+        rules = Registry().compare_rules()
+    keys = {k.name: k for k in COMMON_KEYS}
+    owner = {k.name: "onnxgate" for k in COMMON_KEYS}
+    for rule in rules:
+        for key in rule.keys:
+            known = keys.get(key.name)
+            if known is not None and known.type is not key.type:
+                raise PluginError(f"comparison rules {owner[key.name]!r} and {rule.name!r} declare key "
+                                  f"{key.name!r} with two types ({known.type.__name__}, {key.type.__name__})")
+            keys.setdefault(key.name, key)
+            owner.setdefault(key.name, rule.name)
+    return keys
 
 
 @dataclass(frozen=True)
@@ -77,6 +129,9 @@ class GateConfig:
     baseline: Optional[Path] = None
     drift_factor: float = 10.0
     drift_floor: float = 1e-6
+    #: The comparison rules in priority order (``api.run`` sets its registry's);
+    #: None = the installed plugins' rules.
+    rules: Optional[Tuple[CompareRule, ...]] = None
 
     def rule(self, output: str) -> OutputRule:
         return self.outputs.get(output, OutputRule())
@@ -123,8 +178,10 @@ def resolve(
     unless ``baseline`` names another file or ``use_baseline`` is False).
     ``gate_config`` is a .toml/.json file of per-output rules; ``tolerances``
     (``OUTPUT:key=value,...``) win over it."""
-    file_rules = load_file(Path(gate_config)) if gate_config else {}
-    cli_rules = dict(parse_rule(text) for text in tolerances)
+    tolerances = list(tolerances)
+    keys = rule_keys() if gate_config or tolerances else None  # what the comparison rules accept
+    file_rules = load_file(Path(gate_config), keys) if gate_config else {}
+    cli_rules = dict(parse_rule(text, keys) for text in tolerances)
     ci = bool(ci) or ci_mode(env)
     edge = edge_values if edge_values is not None else ci
     if not 0 <= max_flip_rate <= 1:
@@ -149,8 +206,9 @@ def resolve(
     )
 
 
-def parse_rule(text: str) -> tuple:
-    """``OUTPUT:rtol=1e-3,atol=1e-4`` -> (output, OutputRule)."""
+def parse_rule(text: str, keys: Optional[Mapping[str, OptionSpec]] = None) -> tuple:
+    """``OUTPUT:rtol=1e-3,atol=1e-4`` -> (output, OutputRule). ``keys``: what
+    an output may set (default: ``rule_keys()``)."""
     name, sep, body = text.rpartition(":")
     if not sep or not name or not body:
         raise UsageError(f"--tolerance {text!r}: expected OUTPUT:key=value[,key=value]")
@@ -160,28 +218,24 @@ def parse_rule(text: str) -> tuple:
         if not eq:
             raise UsageError(f"--tolerance {text!r}: {pair!r} is not key=value")
         values[key.strip()] = value.strip()
-    return name.strip(), _rule(values, f"--tolerance {text!r}")
+    return name.strip(), _rule(values, f"--tolerance {text!r}", keys)
 
 
-def _rule(values: Mapping[str, Any], where: str) -> OutputRule:
+def _rule(values: Mapping[str, Any], where: str, keys: Optional[Mapping[str, OptionSpec]]) -> OutputRule:
+    keys = rule_keys() if keys is None else keys
     out = {}
     for key, value in values.items():
-        kind = _RULE_TYPES.get(key)
-        if kind is None:
-            raise UsageError(f"{where}: unknown key {key!r} (known: {', '.join(_RULE_TYPES)})")
+        option = keys.get(key)
+        if option is None:
+            raise UsageError(f"{where}: unknown key {key!r} (known: {', '.join(keys)})")
         try:
-            if kind is bool and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(value)
-                out[key] = value.lower() in ("true", "1")
-            else:
-                out[key] = kind(value)
+            out[key] = option.parse(value)
         except (TypeError, ValueError):
-            raise UsageError(f"{where}: {key}={value!r} is not a {kind.__name__}") from None
+            raise UsageError(f"{where}: {key}={value!r} is not a {option.type.__name__}") from None
     return OutputRule(**out)
 
 
-def load_file(path: Path) -> Dict[str, OutputRule]:
+def load_file(path: Path, keys: Optional[Mapping[str, OptionSpec]] = None) -> Dict[str, OutputRule]:
     """Per-output rules from a ``.toml`` or ``.json`` file (``[outputs.NAME]``)."""
     path = Path(path)
     if not path.is_file():
@@ -202,7 +256,8 @@ def load_file(path: Path) -> Dict[str, OutputRule]:
     outputs = data.get("outputs", {}) if isinstance(data, dict) else None
     if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
         raise UsageError(f"gate config {path}: expected an 'outputs' table of tables")
-    return {name: _rule(values, f"gate config {path} [outputs.{name}]") for name, values in outputs.items()}
+    keys = rule_keys() if keys is None else keys
+    return {name: _rule(values, f"gate config {path} [outputs.{name}]", keys) for name, values in outputs.items()}
 
 
 def merge(*maps: Mapping[str, OutputRule]) -> Dict[str, OutputRule]:
@@ -211,5 +266,5 @@ def merge(*maps: Mapping[str, OutputRule]) -> Dict[str, OutputRule]:
     for rules in maps:
         for name, rule in rules.items():
             base = merged.get(name, OutputRule())
-            merged[name] = replace(base, **rule.as_dict())
+            merged[name] = OutputRule(**{**base.as_dict(), **rule.as_dict()})
     return merged

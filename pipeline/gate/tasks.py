@@ -1,34 +1,26 @@
 """Task-aware comparison: what each output IS decides how it is judged.
 
-Detected from the outputs themselves (no framework needed):
-
-- classifier labels (integer/string/bool, one per row): label agreement rate,
-  gated by ``min_agreement`` (default 1.0). Class indices on one side and class
-  names on the other are mapped through the classifier's class list (from the
-  ONNX classifier node or ZipMap keys; failing that, the sorted labels when
-  their count matches the probability columns, and the report says so);
-- classifier probabilities (rows in [0, 1] summing to 1, or ZipMap's list of
-  dicts): elementwise probability error plus argmax agreement;
-- regression (one float per row): absolute and relative error;
-- embeddings / logits (float, trailing feature dim >= 2): elementwise error,
-  plus per-row cosine similarity and top-k agreement, which can gate instead
-  (``min_cosine``, ``min_topk``, ``elementwise = false``).
+The kinds are comparison rules (``onnxgate.plugins.CompareRule``) that
+plugins declare through ``onnxgate_compare_rules``; the built-ins
+(classifier labels, probabilities, embeddings/logits, regression, any tensor)
+live in ``rules.py``. For each output the rule the user named
+(``OUT:rule=NAME``) judges it, else the highest-priority rule that matches.
+This module runs them: prepare, elementwise comparison, metrics, verdict.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.core.arrays import as_array, is_zipmap
 from onnxgate.pipeline.gate.compare import compare_output, row_mask
 from onnxgate.pipeline.gate.config import GateConfig, OutputRule
+from onnxgate.plugins import CompareContext, CompareRule, UsageError
+from onnxgate.plugins.spec import Tolerance
 
 CLASSIFIER_OPS = ("TreeEnsembleClassifier", "LinearClassifier", "SVMClassifier", "ZipMap")
-DEFAULT_TOPK = 5
-#: Cosine gate used when elementwise=false and no other gate is set.
-DEFAULT_MIN_COSINE = 0.999
 
 
 def model_classes(model) -> Optional[List[Any]]:
@@ -45,44 +37,46 @@ def model_classes(model) -> Optional[List[Any]]:
     return None
 
 
-def _is_label(value: Any) -> bool:
-    if is_zipmap(value):
-        return False
-    arr = np.asarray(value)
-    squeezed = arr.reshape(arr.shape[0], -1) if arr.ndim >= 1 and arr.shape[:1] != (0,) else arr
-    return arr.dtype.kind in "iubOSU" and arr.ndim >= 1 and (arr.ndim == 1 or squeezed.shape[1] == 1)
+@lru_cache(maxsize=1)
+def _registered_rules() -> Tuple[CompareRule, ...]:
+    from onnxgate.plugins.manager import Registry
+
+    return tuple(Registry().compare_rules())
 
 
-def _is_probabilities(value: Any) -> bool:
-    if is_zipmap(value):
-        return True
-    arr = np.asarray(value)
-    if arr.dtype.kind != "f" or arr.ndim != 2 or arr.shape[1] < 2 or arr.shape[0] == 0:
-        return False
-    finite = arr[np.isfinite(arr).all(axis=1)]
-    if not len(finite):
-        return False
-    return bool((finite >= -1e-6).all() and (finite <= 1 + 1e-6).all() and np.allclose(finite.sum(axis=1), 1, atol=1e-3))
+def rules_of(gate: Optional[GateConfig]) -> Sequence[CompareRule]:
+    """The rules a run uses: the gate's (``api.run`` sets them from its
+    registry), else those of the installed plugins."""
+    if gate is not None and gate.rules is not None:
+        return gate.rules
+    return _registered_rules()
 
 
-def detect(actual: Dict[str, Any], expected: Dict[str, Any]) -> Dict[str, str]:
-    """Task per output name."""
-    tasks = {}
+def detect(actual: Dict[str, Any], expected: Dict[str, Any], gate: Optional[GateConfig] = None) -> Dict[str, CompareRule]:
+    """The rule per output name."""
+    rules = rules_of(gate)
+    by_name = {rule.name: rule for rule in rules}
+    chosen = {}
     for name, exp in expected.items():
+        wanted = gate.rule(name).rule if gate is not None else None
+        if wanted:
+            if wanted not in by_name:
+                raise UsageError(f"output {name!r}: unknown comparison rule {wanted!r} "
+                                 f"(known: {', '.join(sorted(by_name))})")
+            chosen[name] = by_name[wanted]
+            continue
         act = actual.get(name)
-        if _is_label(exp) or (act is not None and _is_label(act) and not _is_probabilities(exp)):
-            tasks[name] = "classifier-label"
-        elif _is_probabilities(exp) or (act is not None and is_zipmap(act)):
-            tasks[name] = "classifier-probabilities"
-        else:
-            arr = as_array(exp)
-            if arr.dtype.kind in "fc" and arr.ndim >= 2 and arr.shape[-1] >= 2:
-                tasks[name] = "embedding"
-            elif arr.dtype.kind in "fc":
-                tasks[name] = "regression"
-            else:
-                tasks[name] = "tensor"
-    return tasks
+        chosen[name] = next((rule for rule in rules if rule.matches(act, exp)), _ELEMENTWISE)
+    return chosen
+
+
+class _Elementwise(CompareRule):
+    """What judges an output no registered rule matches (all rule plugins disabled)."""
+
+    name = "tensor"
+
+
+_ELEMENTWISE = _Elementwise()
 
 
 def _zipmap_keys(*values: Any) -> Optional[List[Any]]:
@@ -92,155 +86,52 @@ def _zipmap_keys(*values: Any) -> Optional[List[Any]]:
     return None
 
 
-def _prob_width(actual: Dict[str, Any], expected: Dict[str, Any], tasks: Dict[str, str]) -> Optional[int]:
-    for name, task in tasks.items():
-        if task == "classifier-probabilities":
-            return int(as_array(expected[name]).shape[-1])
-    return None
-
-
-def normalise_labels(actual: Any, expected: Any, classes: Optional[Sequence[Any]],
-                     width: Optional[int]) -> Tuple[np.ndarray, np.ndarray, str]:
-    """Map class indices to class labels when the two sides disagree on which they return."""
-    a, e = np.asarray(actual), np.asarray(expected)
-    a_text, e_text = a.dtype.kind in "OSU", e.dtype.kind in "OSU"
-    note = ""
-    if classes is None and a_text != e_text and width:
-        named = a if a_text else e
-        uniq = sorted(set(named.ravel().tolist()))
-        if len(uniq) == width:
-            classes, note = uniq, "assumed the classes are the sorted labels; "
-    if classes is None:
-        return a, e, ""
-    cls = np.asarray(classes, dtype=object)
-
-    def indices(x):
-        return x.dtype.kind in "iu" and x.size > 0 and x.min() >= 0 and x.max() < len(cls)
-
-    def labels(x):
-        return x.size > 0 and set(x.ravel().tolist()) <= set(cls.tolist())
-
-    if indices(a) and not labels(a) and labels(e):
-        return cls[a], e, note + "onnxruntime returned class indices; mapped to class labels"
-    if indices(e) and not labels(e) and labels(a):
-        return a, cls[e], note + "the original returned class indices; mapped to class labels"
-    if a_text != e_text and indices(a) and labels(e):
-        return cls[a], e, note + "onnxruntime returned class indices; mapped to class labels"
-    if a_text != e_text and indices(e) and labels(a):
-        return a, cls[e], note + "the original returned class indices; mapped to class labels"
-    return a, e, ""
-
-
 def compare_case(actual: Dict[str, Any], expected: Dict[str, Any], tol: Tolerance, gate: Optional[GateConfig],
                  classes: Optional[Sequence[Any]] = None) -> Tuple[List[Dict[str, Any]], Dict[str, Optional[np.ndarray]]]:
     """Results per output (report entries) and per-output row masks (True = row disagrees)."""
     gate = gate or GateConfig()
-    tasks = detect(actual, expected)
-    classes = classes or _zipmap_keys(*actual.values(), *expected.values())
-    width = _prob_width(actual, expected, tasks)
+    chosen = detect(actual, expected, gate)
+    context = CompareContext(actual=actual, expected=expected, kinds={n: r.name for n, r in chosen.items()},
+                             classes=classes or _zipmap_keys(*actual.values(), *expected.values()))
     results, masks = [], {}
     for name, exp in expected.items():
-        act = actual[name]
-        rule = gate.rule(name)
-        out_tol = rule.tolerance(tol)
-        task = tasks[name]
-        note = ""
-        if task == "classifier-probabilities":
-            act, exp = as_array(act, classes), as_array(exp, classes)
-            note = "ZipMap output turned into a probability matrix" if is_zipmap(actual[name]) or is_zipmap(expected[name]) else ""
-        elif task == "classifier-label":
-            act, exp, note = normalise_labels(act, exp, classes, width)
-            act, exp = _flat_labels(act), _flat_labels(exp)
+        rule, settings = chosen[name], gate.rule(name)
+        out_tol = settings.tolerance(tol)
+        act, exp, note = rule.prepare(actual[name], exp, context)
         result = compare_output(name, act, exp, out_tol)
-        result["task"] = task
+        result["task"] = rule.name
         if note:
             result["normalised"] = note
         mask = row_mask(act, exp, out_tol)
-        metrics = _metrics(task, as_array(act), as_array(exp), rule, result, mask)
+        metrics = dict(rule.metrics(*_lined_up(act, exp), result, settings))
+        if mask is not None and len(mask):
+            metrics["rows"] = int(len(mask))
+            metrics["rows_mismatched"] = int(mask.sum())
         result["metrics"] = metrics
-        _apply_gates(task, rule, result, metrics)
+        _apply_gates(rule, settings, result, metrics)
         results.append(result)
         masks[name] = mask
     return results, masks
 
 
-def _flat_labels(x: np.ndarray) -> np.ndarray:
-    return x.reshape(-1) if x.ndim == 2 and x.shape[1] == 1 else x
+def _lined_up(actual: Any, expected: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """Arrays, ``actual`` in ``expected``'s shape when only the shape differs
+    ((n, 1) against (n,)): what a rule's metrics can take element by element."""
+    a, e = as_array(actual), as_array(expected)
+    if a.shape != e.shape and a.size == e.size:
+        a = a.reshape(e.shape)
+    return a, e
 
 
-def _metrics(task, act, exp, rule: OutputRule, result, mask) -> Dict[str, Any]:
-    metrics: Dict[str, Any] = {}
-    if task == "classifier-label":
-        metrics["label_agreement"] = 1.0 - float(result["mismatch_fraction"])
-    elif task == "classifier-probabilities" and act.shape == exp.shape and act.ndim == 2:
-        metrics["max_prob_err"] = result["max_abs_err"]
-        metrics["argmax_agreement"] = float((np.argmax(act, axis=1) == np.argmax(exp, axis=1)).mean())
-    elif task == "regression" and act.size == exp.size and act.size:
-        diff = np.abs(act.reshape(exp.shape).astype(np.float64) - exp.astype(np.float64))
-        finite = np.isfinite(diff)
-        metrics["mean_abs_err"] = float(diff[finite].mean()) if finite.any() else float("inf")
-    elif task == "embedding" and act.size == exp.size and act.size:
-        metrics.update(_embedding_metrics(act.reshape(exp.shape), exp, rule.topk or DEFAULT_TOPK))
-    if mask is not None and len(mask):
-        metrics["rows"] = int(len(mask))
-        metrics["rows_mismatched"] = int(mask.sum())
-    return metrics
-
-
-def _embedding_metrics(act: np.ndarray, exp: np.ndarray, k: int) -> Dict[str, Any]:
-    d = exp.shape[-1]
-    a = act.reshape(-1, d).astype(np.float64)
-    e = exp.reshape(-1, d).astype(np.float64)
-    ok = np.isfinite(a).all(axis=1) & np.isfinite(e).all(axis=1)
-    a, e = a[ok], e[ok]
-    out: Dict[str, Any] = {"cosine_rows": int(len(a)), "topk": int(min(k, d))}
-    if not len(a):
-        return out
-    # cosine is scale-invariant: scaling each row by its largest magnitude
-    # keeps the norms finite for edge-value inputs (1e30 squared overflows)
-    a = a / np.maximum(np.abs(a).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
-    e = e / np.maximum(np.abs(e).max(axis=1, keepdims=True), np.finfo(np.float64).tiny)
-    na, ne = np.linalg.norm(a, axis=1), np.linalg.norm(e, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where((na == 0) & (ne == 0), 1.0, (a * e).sum(axis=1) / (na * ne))
-    cos = np.nan_to_num(cos, nan=0.0)
-    out["cosine_min"] = float(cos.min())
-    out["cosine_mean"] = float(cos.mean())
-    out["top1_agreement"] = float((a.argmax(axis=1) == e.argmax(axis=1)).mean())
-    k = min(k, d)
-    top_a = np.sort(np.argsort(-a, axis=1, kind="stable")[:, :k], axis=1)
-    top_e = np.sort(np.argsort(-e, axis=1, kind="stable")[:, :k], axis=1)
-    out["topk_agreement"] = float((top_a == top_e).all(axis=1).mean())
-    return out
-
-
-def _apply_gates(task, rule: OutputRule, result, metrics) -> None:
-    """Task gates on top of (or instead of) the elementwise verdict."""
+def _apply_gates(rule: CompareRule, settings: OutputRule, result, metrics) -> None:
+    """The rule's gates on top of (or instead of) the elementwise verdict."""
     if "shape" in result.get("reason", "") and not result["passed"]:
         return  # nothing lines up: no metric can rescue it
-    reasons = []
-    elementwise = rule.elementwise is not False
-    passed = result["passed"] if elementwise else True
-    if task == "classifier-label":
-        floor = 1.0 if rule.min_agreement is None else rule.min_agreement
-        agreement = metrics["label_agreement"]
-        passed = agreement >= floor  # labels: the agreement rate IS the verdict
-        if not passed:
-            reasons.append(f"label agreement {agreement:.4f} < {floor:g}")
-    if task == "embedding":
-        min_cos = rule.min_cosine
-        if min_cos is None and not elementwise and rule.min_topk is None:
-            min_cos = DEFAULT_MIN_COSINE
-        if min_cos is not None and metrics.get("cosine_min", 1.0) < min_cos:
-            passed = False
-            reasons.append(f"cosine similarity {metrics['cosine_min']:.6f} < {min_cos:g}")
-        if rule.min_topk is not None and metrics.get("topk_agreement", 1.0) < rule.min_topk:
-            passed = False
-            reasons.append(f"top-{metrics.get('topk')} agreement {metrics['topk_agreement']:.4f} < {rule.min_topk:g}")
-    if elementwise and not result["passed"] and task != "classifier-label":
-        passed = False
+    reasons = list(rule.check(metrics, settings))
+    if rule.elementwise and settings.elementwise is not False and not result["passed"]:
         reasons.insert(0, result["reason"])
+    passed = not reasons
     result["passed"] = passed
     result["reason"] = "; ".join(r for r in reasons if r) if not passed else ""
-    if not elementwise:
+    if settings.elementwise is False:
         result["elementwise_gated"] = False

@@ -63,22 +63,3 @@ def validate_schema(report: ReportLike) -> None:
     errors = schema_errors(report)
     if errors:
         raise ValueError("report does not match report.schema.json:\n  " + "\n  ".join(errors[:20]))
-
-
-def write_outputs(report: ReportLike, *, json_path=None, junit=None, html=None, summary=None) -> None:
-    """Write each requested rendering of ``report`` atomically."""
-    report = as_dict(report)
-    if json_path:
-        write(report, Path(json_path))
-    if junit:
-        from onnxgate.pipeline.report.junit import to_junit
-
-        atomic.write_bytes(Path(junit), to_junit([report]))
-    if html:
-        from onnxgate.pipeline.report.html import to_html
-
-        atomic.write_bytes(Path(html), to_html(report))
-    if summary:
-        from onnxgate.pipeline.report.markdown import to_markdown
-
-        atomic.write_bytes(Path(summary), to_markdown(report))
