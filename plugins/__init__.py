@@ -5,6 +5,7 @@ Third-party converters import from here only::
     from onnxgate.plugins import ConverterSpec, Conversion, hookimpl
 """
 from .hookspecs import hookimpl, hookspec
+from .versioning import API_VERSION
 from .spec import (
     Conversion,
     ConverterSpec,
@@ -18,6 +19,7 @@ from .spec import (
 )
 
 __all__ = [
+    "API_VERSION",
     "Conversion",
     "ConverterSpec",
     "ConvertOptions",

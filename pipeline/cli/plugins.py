@@ -5,9 +5,15 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="list converter plugins and whether they are usable")
+    p = sub.add_parser("plugins", help="list converter plugins and whether they are usable; check one")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
+    actions = p.add_subparsers(dest="plugins_action", metavar="ACTION")
+    check = actions.add_parser(
+        "check", help="check an installed plugin without pytest: specs, detection cost, requirements, clashes")
+    check.add_argument("name", help="plugin (entry-point) name, or the name of a converter it declares")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(run=run_check)
 
 
 def rows() -> list:
@@ -34,6 +40,18 @@ def rows() -> list:
             "usable": not missing,
             "missing": missing,
         })
+    for broken in registry.broken():
+        out.append({
+            "name": broken.plugin,
+            "framework": "",
+            "framework_version": "",
+            "plugin": broken.plugin,
+            "from": broken.origin,
+            "environment": "",
+            "usable": False,
+            "missing": [],
+            "broken": broken.error,
+        })
     return out
 
 
@@ -50,8 +68,26 @@ def run(args) -> int:
             "framework": r["framework"],
             "version": r["framework_version"] or "-",
             "from": r["from"],
-            "status": "ok" if r["usable"] else "missing: " + ", ".join(r["missing"]),
+            "status": _status(r),
         }
         for r in data
     ))
     return 0
+
+
+def _status(row: dict) -> str:
+    if row.get("broken"):
+        return "broken: " + row["broken"]
+    return "ok" if row["usable"] else "missing: " + ", ".join(row["missing"])
+
+
+def run_check(args) -> int:
+    from onnxgate.pipeline.cli import plugin_check
+
+    findings = plugin_check.check(args.name)
+    if args.json:
+        print(json.dumps(findings, indent=2))
+    else:
+        for line in plugin_check.lines(findings):
+            print(line)
+    return 0 if findings["ok"] else 1
