@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "convert",
     "inspect",
     "plugins",
+    "plugin",
     "batch",
     "deploy",
     "env",
