@@ -2,8 +2,9 @@
 
 Third-party converters import from here only::
 
-    from onnxgate.plugins import ConverterSpec, Conversion, hookimpl
+    from onnxgate.plugins import ConverterSpec, Conversion, UsageError, hookimpl
 """
+from .errors import ConversionError, UntrustedSourceError, UsageError
 from .hookspecs import hookimpl, hookspec
 from .versioning import API_VERSION
 from .spec import (
@@ -21,6 +22,7 @@ from .spec import (
 __all__ = [
     "API_VERSION",
     "Conversion",
+    "ConversionError",
     "ConverterSpec",
     "ConvertOptions",
     "DeployTargetSpec",
@@ -28,6 +30,8 @@ __all__ = [
     "InputSpec",
     "Intermediate",
     "Tolerance",
+    "UntrustedSourceError",
+    "UsageError",
     "hookimpl",
     "hookspec",
     "normalize_name",
