@@ -68,8 +68,9 @@ class Conversion:
 
 #: load(path, trusted) -> model object. ``trusted`` is True only when the user
 #: passed --trust-source; loaders must refuse anything that could run code
-#: otherwise.
-Loader = Callable[[Path, bool], Any]
+#: otherwise. A loader may take a third argument, the ConvertOptions, when the
+#: file alone is not enough (``load(path, trusted, options)``).
+Loader = Callable[..., Any]
 #: convert(model, example_inputs, options) -> Conversion
 ConvertFn = Callable[[Any, Mapping[str, Any], ConvertOptions], Conversion]
 #: run(model, inputs) -> outputs of the ORIGINAL model, in the order of the

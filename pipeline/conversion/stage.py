@@ -63,7 +63,8 @@ def ensure_usable(spec: ConverterSpec) -> None:
         )
 
 
-def load_model(spec: ConverterSpec, source: Source, trusted: bool, plugin: str = "") -> Any:
+def load_model(spec: ConverterSpec, source: Source, trusted: bool, plugin: str = "",
+               options: Optional[ConvertOptions] = None) -> Any:
     if not source.is_path:
         return source.obj
     suffix = detect.suffix_of(source.path)
@@ -75,6 +76,8 @@ def load_model(spec: ConverterSpec, source: Source, trusted: bool, plugin: str =
     if spec.load is None:
         raise UsageError(f"converter {spec.name!r} cannot read files; pass the model object")
     try:
+        if options is not None and _takes_options(spec.load):  # load(path, trusted, options)
+            return spec.load(source.path, trusted, options)
         return spec.load(source.path, trusted)
     except (UsageError, ConversionError):
         raise
@@ -82,6 +85,15 @@ def load_model(spec: ConverterSpec, source: Source, trusted: bool, plugin: str =
         raise UsageError(
             f"{source.path}: cannot load as {spec.framework} ({_origin(spec, plugin)}): {_one_line(exc)}"
         ) from exc
+
+
+def _takes_options(load) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(load).parameters) >= 3
+    except (TypeError, ValueError):
+        return False
 
 
 def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int,
@@ -129,7 +141,7 @@ def produce(
         raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
-    model = load_model(spec, source, trusted, plugin)
+    model = load_model(spec, source, trusted, plugin, options)
     timings["load_s"] = time.perf_counter() - t0
 
     dynamic_batch = options.dynamic_batch
