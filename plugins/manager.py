@@ -147,6 +147,8 @@ HOOK_TYPES = {
 def call_hooks(pm: PluginManager) -> Dict[str, Dict[str, list]]:
     """hook -> plugin -> its specs. A plugin whose hook raises or returns
     anything but specs joins ``pm.broken`` and contributes nothing."""
+    if not isinstance(pm, PluginManager):  # a bare pluggy manager built by the caller
+        pm.broken, pm.deprecations = getattr(pm, "broken", {}), getattr(pm, "deprecations", {})
     results: Dict[str, Dict[str, list]] = {hook: {} for hook in HOOK_TYPES}
     for hook_name, kind in HOOK_TYPES.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():

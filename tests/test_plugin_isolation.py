@@ -169,3 +169,53 @@ def test_plugins_check_reports_what_is_wrong(env):
     # by converter name, a spec that did come back from a broken plugin
     assert run_cli("plugins", "check", "badreturn", env=env).returncode == 1
     assert_clean_error(run_cli("plugins", "check", "no-such-plugin", env=env), 2)
+
+
+HEAVY = textwrap.dedent('''
+    import fakefw  # at module level: detection pays for the framework
+    from onnxgate.plugins import Conversion, ConverterSpec, hookimpl
+
+    @hookimpl
+    def onnxgate_converters():
+        yield ConverterSpec(name="heavy", framework="FakeFW", convert=lambda m, e, o: Conversion(None, "x"),
+                            run=None, load=lambda p, t: None, suffixes=(".fake",),
+                            requires=("fakefw", "notinstalled-dist", "fakefw>=2"))
+''')
+CLASH = textwrap.dedent('''
+    from onnxgate.plugins import Conversion, ConverterSpec, hookimpl
+
+    @hookimpl
+    def onnxgate_converters():
+        yield ConverterSpec(name="heavy", framework="Other", convert=lambda m, e, o: Conversion(None, "x"),
+                            run=None, object_types=("other.Model",))
+''')
+
+
+def test_plugins_check_finds_framework_imports_requirements_and_clashes(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "fakefw.py").write_text("VERSION = 1\n")
+    info = site / "fakefw-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakefw\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text("fakefw\n")
+    for module, dist, text in (("heavy_plugin", "heavy-plugin", HEAVY), ("clash_plugin", "clash-plugin", CLASH)):
+        (site / f"{module}.py").write_text(text)
+        info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[onnxgate]\n{module.split('_')[0]} = {module}\n")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    proc = run_cli("plugins", "check", "heavy", env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for line in (
+        "FAIL  onnxgate_converters: name 'heavy' is also claimed by plugin 'clash'",
+        "FAIL  converter 'heavy': requires 'notinstalled-dist', which is not installed here",
+        "FAIL  converter 'heavy': requires 'fakefw>=2' is not a distribution name",
+        "FAIL  detection imports fakefw: import the framework inside the spec's callables",
+    ):
+        assert line in proc.stdout, proc.stdout
+    # the clash itself stays an error for every other command, naming both
+    listed = run_cli("plugins", env=env)
+    assert_clean_error(listed, 2)
+    assert "'heavy' is claimed by both plugin" in listed.stderr

@@ -18,8 +18,12 @@ _DETECT_SCRIPT = r"""
 import json, sys
 from pathlib import Path
 from onnxgate.plugins import detect
-from onnxgate.plugins.manager import Registry
-specs = Registry().converters()
+from importlib import metadata
+from onnxgate.plugins.manager import ENTRY_POINT_GROUP, call_hooks, get_plugin_manager
+# this plugin alone: another plugin's module-level imports are not its fault
+ep = next(e for e in metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == sys.argv[2])
+pm = get_plugin_manager([ep.load()], load_entry_points=False)
+specs = [s for found in call_hooks(pm)["onnxgate_converters"].values() for s in found]
 for p in json.loads(sys.argv[1]):
     try:
         detect.for_path(Path(p), specs)
@@ -81,7 +85,7 @@ def check(name: str) -> Dict[str, Any]:
     if needed and len(checks) == requirement_problems:
         add(True, f"requirements installed: {', '.join(needed)}")
     if specs["onnxgate_converters"] and broken is None:
-        checks.append(_detection_check(specs["onnxgate_converters"]))
+        checks.append(_detection_check(plugin, specs["onnxgate_converters"]))
     return {
         "plugin": plugin,
         "from": f"{dist} {version}".strip() or "local",
@@ -167,7 +171,7 @@ def _framework_modules(specs) -> Set[str]:
     return modules - _BASE
 
 
-def _detection_check(specs) -> Dict[str, Any]:
+def _detection_check(plugin: str, specs) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for i, suffix in enumerate(sorted({x for s in specs for x in s.suffixes + s.unsafe_suffixes})):
@@ -177,7 +181,7 @@ def _detection_check(specs) -> Dict[str, Any]:
             else:
                 path.write_bytes(b"\x00probe")
             paths.append(str(path))
-        proc = subprocess.run([sys.executable, "-c", _DETECT_SCRIPT, json.dumps(paths)],
+        proc = subprocess.run([sys.executable, "-c", _DETECT_SCRIPT, json.dumps(paths), plugin],
                               capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
