@@ -115,9 +115,11 @@ def test_broken_plugins_are_listed_with_distribution_version_and_error(env):
 
 
 def test_converting_with_another_plugin_still_works(env, affine_file, tmp_path):
-    proc = run_cli("convert", str(affine_file), "-o", str(tmp_path / "m.onnx"), env=env)
+    report = tmp_path / "m.json"
+    proc = run_cli("convert", str(affine_file), "-o", str(tmp_path / "m.onnx"), "--report", str(report), env=env)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "m.onnx").stat().st_size > 0
+    converter = json.loads(report.read_text())["converter"]
+    assert (converter["plugin"], converter["distribution"], converter["version"]) == ("affine", "affine-plugin", "0.3")
 
 
 @pytest.mark.parametrize("framework, why", [

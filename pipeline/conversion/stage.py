@@ -196,6 +196,7 @@ def produce(
             "plugin": plugin or spec.name,
             "name": spec.name,
             "version": _plugin_version(plugin),
+            "distribution": _plugin_distribution_name(plugin),  # whom to tell when it fails
             "exporter": conversion.exporter,
             "opset": _default_domain_opset(onnx_model),
         },
@@ -336,6 +337,12 @@ def _default_domain_opset(onnx_model) -> int:
         if imp.domain in ("", "ai.onnx"):
             return int(imp.version)
     return 0
+
+
+def _plugin_distribution_name(plugin: str) -> str:
+    from onnxgate.plugins.manager import plugin_distribution
+
+    return plugin_distribution(plugin)[0] if plugin else ""
 
 
 def _plugin_version(plugin: str) -> str:
