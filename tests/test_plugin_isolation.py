@@ -4,13 +4,10 @@ exit-2 error saying why; a plugin failing inside load/convert/run is named,
 with its distribution, in the error and in the batch report."""
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-
 from onnxgate.plugins.testing import assert_clean_error, run_cli
 from test_third_party_plugin import PLUGIN as AFFINE_PLUGIN
 
@@ -99,7 +96,8 @@ def test_broken_plugins_are_listed_with_distribution_version_and_error(env):
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["affine"]["usable"] and rows["sklearn"]["usable"]
     expected = {
-        "brokenimport": "import of brokenimport_plugin failed: ModuleNotFoundError: No module named 'missing_dependency_xyz'",
+        "brokenimport": "import of brokenimport_plugin failed: "
+                        "ModuleNotFoundError: No module named 'missing_dependency_xyz'",
         "hookraises": "onnxgate_converters() raised RuntimeError: cannot find my config file",
         "badreturn": "onnxgate_converters() returned a dict, not a ConverterSpec",
         "misspelt": "unknown hook implementation onnxgate_converter (misspelled?)",

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from onnxgate.plugins.testing import assert_clean_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +71,8 @@ def test_generated_files(venv):
     found = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
     assert found == ["README.md", "onnxgate_toyfw/__init__.py", "onnxgate_toyfw/converter.py", "pyproject.toml",
                      "tests/test_contract.py", "tox.ini"]
-    assert '[project.entry-points.onnxgate]\ntoyfw = "onnxgate_toyfw.converter"' in (package / "pyproject.toml").read_text()
+    pyproject = (package / "pyproject.toml").read_text()
+    assert '[project.entry-points.onnxgate]\ntoyfw = "onnxgate_toyfw.converter"' in pyproject
 
 
 def test_refuses_to_overwrite_and_bad_names(venv):

@@ -4,7 +4,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from onnxgate.plugins import API_VERSION, Conversion, ConverterSpec, InputSpec, hookimpl
 from onnxgate.plugins.manager import PluginError, Registry, get_plugin_manager
 from onnxgate.plugins.versioning import SpecifierError, supports
@@ -67,8 +66,8 @@ def test_old_style_inputs_still_work_with_a_deprecation_warning():
 
 
 def test_an_old_style_plugin_converts_end_to_end(tmp_path):
-    from onnxgate.pipeline import convert
     from onnx import TensorProto, helper
+    from onnxgate.pipeline import convert
 
     def to_onnx(model, example, options):
         graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",

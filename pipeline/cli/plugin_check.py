@@ -38,7 +38,11 @@ _BASE = {"numpy", "onnx", "onnxruntime", "pluggy", "google"}
 
 def check(name: str) -> Dict[str, Any]:
     from onnxgate.plugins import versioning
-    from onnxgate.plugins.manager import call_hooks, get_plugin_manager, normalize_name, plugin_distribution
+    from onnxgate.plugins.manager import (
+        call_hooks,
+        get_plugin_manager,
+        plugin_distribution,
+    )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # collected per plugin, shown below
@@ -185,9 +189,14 @@ def _detection_check(plugin: str, specs) -> Dict[str, Any]:
                               capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        return {"ok": False, "level": "fail", "message": f"detection failed in a subprocess: {last}"}
+        return _finding(False, f"detection failed in a subprocess: {last}")
     heavy = sorted(set(json.loads(proc.stdout.strip().splitlines()[-1])) & _framework_modules(specs))
     if heavy:
-        return {"ok": False, "level": "fail", "message": f"detection imports {', '.join(heavy)}: import the framework inside "
-                                        "the spec's callables, not at module level"}
-    return {"ok": True, "level": "ok", "message": f"detection imports no framework (subprocess, {len(paths)} probe files)"}
+        return _finding(False, f"detection imports {', '.join(heavy)}: import the framework inside the spec's "
+                               "callables, not at module level")
+    probes = f"{len(paths)} probe file{'s' if len(paths) != 1 else ''}"
+    return _finding(True, f"detection imports no framework (the plugin alone in a subprocess, {probes})")
+
+
+def _finding(ok: bool, message: str) -> Dict[str, Any]:
+    return {"ok": ok, "level": "ok" if ok else "fail", "message": message}

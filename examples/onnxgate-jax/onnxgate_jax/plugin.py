@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import Any, List, Mapping, Optional
 
-from onnxgate.plugins import Conversion, ConverterSpec, ConvertOptions, InputSpec, Tolerance, UsageError, hookimpl
+from onnxgate.plugins import (
+    Conversion,
+    ConverterSpec,
+    ConvertOptions,
+    InputSpec,
+    Tolerance,
+    UsageError,
+    hookimpl,
+)
 
 #: The onnxgate plugin API versions this plugin is written for.
 ONNXGATE_API = ">=1.1,<2"

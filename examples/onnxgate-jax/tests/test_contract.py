@@ -3,7 +3,6 @@ as its author would: an NNX module declared through --option inputs, and a
 JAX function with bound params given by module:attr with a sample."""
 import numpy as np
 import pytest
-
 from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_cli
 
 
@@ -12,8 +11,8 @@ class TestNNXModule(ConverterContract):
     convert_kwargs = {"options": {"inputs": "x:B,4"}}
 
     def make_source(self, tmp_path):
-        from onnxgate_jax.examples import MLP
         from flax import nnx
+        from onnxgate_jax.examples import MLP
 
         return MLP((4, 8, 8, 2), rngs=nnx.Rngs(3))
 
