@@ -59,7 +59,7 @@ def _check_fitted(model) -> None:
         raise UsageError("the CatBoost model is not fitted")
 
 
-def signature(model):
+def signature(model, options=None):
     _check_fitted(model)
     return tc.features_signature(len(model.feature_names_))
 

@@ -124,7 +124,7 @@ def _feature_input(feature) -> InputSpec | None:
     return None  # strings and dictionaries cannot be synthesised
 
 
-def signature(model):
+def signature(model, options=None):
     inputs = [_feature_input(f) for f in spec_of(model).description.input]
     return None if any(i is None for i in inputs) else inputs
 

@@ -103,7 +103,7 @@ def _sv_features(model) -> int:
     return max((k for row in model.get_SV() for k in row if k > 0), default=0)
 
 
-def signature(model):
+def signature(model, options=None):
     n_features = _sv_features(model)
     return [InputSpec(name="X", shape=(None, n_features), dtype="float32")] if n_features else None
 

@@ -84,7 +84,7 @@ def is_classifier(model) -> bool:
     return sklearn_is_classifier(model)
 
 
-def signature(model):
+def signature(model, options=None):
     return tc.features_signature(_booster(model).num_feature())
 
 

@@ -153,7 +153,7 @@ def _dense_input_shapes(graph, params, inputs) -> Dict[str, tuple]:
     return found
 
 
-def signature(model: MXNetModel) -> Optional[List[InputSpec]]:
+def signature(model: MXNetModel, options=None) -> Optional[List[InputSpec]]:
     """The shapes MXNet infers from the parameters, or None (--sample needed).
 
     MXNet infers shapes forwards only, so a shape is known when the input

@@ -37,7 +37,7 @@ def load(path: Path, trusted: bool):
     return model
 
 
-def signature(model):
+def signature(model, options=None):
     """InputSpecs from the graph's declared inputs, to synthesise data."""
     from onnx import helper
 

@@ -44,7 +44,7 @@ def _untrusted(path, types):
     )
 
 
-def signature(model):
+def signature(model, options=None):
     n_features = getattr(model, "n_features_in_", None)
     if n_features is None:
         return None

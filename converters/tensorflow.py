@@ -151,7 +151,7 @@ def _interpreter(path: Path):
 
 # --- input signature -------------------------------------------------------
 
-def signature(model) -> Optional[List[InputSpec]]:
+def signature(model, options=None) -> Optional[List[InputSpec]]:
     _quiet_native_logs()
     if isinstance(model, TFLiteModel):
         return [

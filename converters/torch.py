@@ -61,7 +61,7 @@ def input_names(model):
     return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def signature(model):
+def signature(model, options=None):
     names = input_names(model)
     if _is_exported_program(model):
         specs = []

@@ -19,6 +19,7 @@ from .errors import (
 from .helpers import distribution_version, graph_inputs, installed_distribution, one_line
 from .hookspecs import hookimpl, hookspec
 from .options import OptionSpec, parse_options
+from .versioning import API_VERSION
 from .spec import (
     CompareContext,
     CompareRule,
@@ -35,6 +36,7 @@ from .spec import (
 )
 
 __all__ = [
+    "API_VERSION",
     "CompareContext",
     "CompareRule",
     "Conversion",

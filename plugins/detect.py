@@ -13,6 +13,14 @@ from typing import List, Optional, Sequence
 from .spec import ConverterSpec
 
 
+#: Modules whose import means a framework was loaded (detection must not).
+HEAVY_MODULES = (
+    "torch", "tensorflow", "keras", "sklearn", "skl2onnx", "tf2onnx", "onnxmltools", "xgboost",
+    "lightgbm", "catboost", "coremltools", "libsvm", "mxnet", "chainer", "onnx_chainer",
+    "jax", "flax", "jax2onnx",
+)
+
+
 class DetectionError(Exception):
     """No converter, or more than one equally good converter, fits a source."""
 

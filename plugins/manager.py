@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import pluggy
 
-from . import hookspecs
-from .helpers import distribution_version, installed_distribution  # noqa: F401 (re-exported)
+from . import hookspecs, versioning
+from .helpers import distribution_version, installed_distribution, one_line  # noqa: F401 (re-exported)
 from .spec import CompareRule, ConverterSpec, DeployTargetSpec, EnvironmentSpec, ReportFormat, normalize_name
 
 ENTRY_POINT_GROUP = "onnxgate"
@@ -21,40 +22,97 @@ class PluginError(Exception):
     """A plugin is broken or two plugins conflict."""
 
 
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that could not be used: its import failed, a hook raised or
+    returned something that is not a spec, or it declares another API version.
+    The rest of onnxgate works without it."""
+
+    plugin: str
+    distribution: str
+    version: str
+    error: str
+    #: Specs it did return before failing (for "selecting the broken one").
+    specs: Tuple[object, ...] = ()
+
+    @property
+    def origin(self) -> str:
+        return f"{self.distribution} {self.version}".strip() or "local"
+
+    def describe(self) -> str:
+        return f"plugin {self.plugin!r} ({self.origin}) is broken: {self.error}"
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager plus the entry-point plugins that failed to load."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.broken: Dict[str, BrokenPlugin] = {}
+        #: plugin -> DeprecationWarnings its hooks caused (``plugins check`` shows them).
+        self.deprecations: Dict[str, List[str]] = {}
+
+
 def disabled_plugins() -> set:
     raw = os.environ.get(DISABLE_ENV, "")
     return {normalize_name(n) for n in raw.split(",") if n.strip()}
 
 
-def get_plugin_manager(plugins: Iterable[object] = (), load_entry_points: bool = True) -> pluggy.PluginManager:
+def get_plugin_manager(plugins: Iterable[object] = (), load_entry_points: bool = True) -> PluginManager:
     """A fresh manager: the given plugin objects, then every entry point.
 
     Built-in converters are entry points too, so they load through exactly the
-    path a third-party plugin uses.
+    path a third-party plugin uses. An entry point that fails to import, has a
+    hook implementation no hookspec knows, or declares an API range this
+    onnxgate is not in is set aside in ``pm.broken`` (never raised): one bad
+    install must not take every framework down. Plugins given as objects
+    (tests, embedding) are checked strictly.
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     blocked = disabled_plugins()
     for plugin in plugins:
         # readable names in conflict messages (pluggy would use the object id)
-        pm.register(plugin, name=getattr(plugin, "__name__", None) or type(plugin).__name__)
-    if load_entry_points:
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if normalize_name(ep.name) in blocked or pm.has_plugin(ep.name):
-                continue
-            try:
-                module = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not kill the CLI
-                raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-            pm.register(module, name=ep.name)
-            dist = getattr(ep, "dist", None)
-            if dist is not None:
-                _PLUGIN_DISTS[ep.name] = (dist.metadata["Name"], dist.version)
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        refused = versioning.check_declared(plugin)
+        if refused:
+            raise PluginError(f"plugin {name!r} {refused}")
+        pm.register(plugin, name=name)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin {exc.plugin!r} has an unknown hook implementation: {exc}") from exc
+    if load_entry_points:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if normalize_name(ep.name) in blocked or pm.has_plugin(ep.name) or ep.name in pm.broken:
+                continue
+            dist = getattr(ep, "dist", None)
+            if dist is not None:
+                _PLUGIN_DISTS[ep.name] = (dist.metadata["Name"], dist.version)
+            error = _load_entry_point(pm, ep)
+            if error:
+                pm.broken[ep.name] = BrokenPlugin(ep.name, *plugin_distribution(ep.name), error)
     return pm
+
+
+def _load_entry_point(pm: PluginManager, ep) -> str:
+    """Register one entry point; the one-line reason it is unusable, or ""."""
+    try:
+        module = ep.load()
+    except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end onnxgate
+        return f"import of {ep.value} failed: {one_line(exc, with_type=True)}"
+    refused = versioning.check_declared(module)
+    if refused:
+        return refused
+    try:
+        pm.register(module, name=ep.name)
+    except Exception as exc:  # pluggy.PluginValidationError: a hook's arguments are wrong
+        return one_line(exc, with_type=True)
+    unknown = sorted(hc.name for hc in pm.get_hookcallers(module) or () if not hc.has_spec())
+    if unknown:
+        pm.unregister(module)
+        return f"unknown hook implementation {', '.join(unknown)} (misspelled?)"
+    return ""
 
 
 _PLUGIN_DISTS: Dict[str, Tuple[str, str]] = {}
@@ -65,34 +123,102 @@ def plugin_distribution(plugin_name: str) -> Tuple[str, str]:
     return _PLUGIN_DISTS.get(plugin_name, ("", ""))
 
 
+def plugin_origin(plugin_name: str) -> str:
+    """``"plugin 'x' from dist 1.0"``: whom to tell when the plugin fails."""
+    dist, version = plugin_distribution(plugin_name)
+    where = f" from {dist} {version}".rstrip() if dist else ""
+    return f"plugin {plugin_name!r}{where}"
+
+
 @dataclass(frozen=True)
 class Registered:
     spec: object
     plugin: str
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str) -> Dict[str, Registered]:
-    """Call one hook through pluggy, keep who said what, refuse duplicates.
+#: hook -> the spec type each of its results must be.
+HOOK_TYPES = {
+    "onnxgate_converters": ConverterSpec,
+    "onnxgate_environments": EnvironmentSpec,
+    "onnxgate_deploy_targets": DeployTargetSpec,
+    "onnxgate_compare_rules": CompareRule,
+    "onnxgate_report_formats": ReportFormat,
+}
+
+
+def call_hooks(pm: PluginManager) -> Dict[str, Dict[str, list]]:
+    """hook -> plugin -> its specs. A plugin whose hook raises or returns
+    anything but specs joins ``pm.broken`` and contributes nothing.
 
     Each declaring plugin is called through ``pm.subset_hook_caller`` (every
     other declaring plugin left out), so wrappers, blocking and tracing apply
-    as for any hook call while each spec stays attributed to its plugin.
-    """
-    caller = getattr(pm.hook, hook_name)
-    declaring = [impl for impl in caller.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)]
-    others = {impl.plugin_name: impl.plugin for impl in declaring}
+    as for any hook call, while one plugin's failure stays its own and each
+    spec stays attributed to its plugin."""
+    if not isinstance(pm, PluginManager):  # a bare pluggy manager built by the caller
+        pm.broken, pm.deprecations = getattr(pm, "broken", {}), getattr(pm, "deprecations", {})
+    results: Dict[str, Dict[str, list]] = {hook: {} for hook in HOOK_TYPES}
+    for hook_name, kind in HOOK_TYPES.items():
+        declaring = [impl for impl in getattr(pm.hook, hook_name).get_hookimpls()
+                     if not (impl.hookwrapper or impl.wrapper)]
+        for impl in declaring:
+            if impl.plugin_name in pm.broken:
+                continue
+            others = [i.plugin for i in declaring if i.plugin_name != impl.plugin_name]
+            call = pm.subset_hook_caller(hook_name, remove_plugins=others)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DeprecationWarning)
+                specs, error = _call_one(call, hook_name, kind)
+            _replay(caught, pm.deprecations.setdefault(impl.plugin_name, []))
+            if error:
+                pm.broken[impl.plugin_name] = BrokenPlugin(
+                    impl.plugin_name, *plugin_distribution(impl.plugin_name), error, tuple(specs))
+            else:
+                results[hook_name][impl.plugin_name] = specs
+    for per_plugin in results.values():  # a plugin broken in one hook is out of all of them
+        for name in list(per_plugin):
+            if name in pm.broken:
+                del per_plugin[name]
+    return results
+
+
+def _replay(caught, deprecations: List[str]) -> None:
+    """Keep the plugin's deprecations, and warn them again as they were."""
+    for w in caught:
+        if issubclass(w.category, DeprecationWarning):
+            deprecations.append(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _call_one(call, hook_name: str, kind: type) -> Tuple[list, str]:
+    try:
+        results = call()  # one plugin's implementation: a list of at most one result
+        returned = results[0] if results else None
+        if returned is None:
+            return [], ""
+        if isinstance(returned, kind) or not hasattr(returned, "__iter__"):
+            return [], f"{hook_name}() returned {type(returned).__name__}, not an iterable of {kind.__name__}"
+        specs = list(returned)  # generators run here
+    except Exception as exc:
+        return [], f"{hook_name}() raised {one_line(exc, with_type=True)}"
+    good = [s for s in specs if isinstance(s, kind)]
+    bad = [s for s in specs if not isinstance(s, kind)]
+    if bad:
+        return good, f"{hook_name}() returned a {type(bad[0]).__name__}, not a {kind.__name__}"
+    return specs, ""
+
+
+def _collect(results: Dict[str, list], hook_name: str) -> Dict[str, Registered]:
+    """One hook's specs keyed by name; two plugins claiming a name is an error."""
     found: Dict[str, Registered] = {}
-    for impl in declaring:
-        removed = [plugin for name, plugin in others.items() if name != impl.plugin_name]
-        for result in pm.subset_hook_caller(hook_name, remove_plugins=removed)():
-            for spec in result or ():
-                previous = found.get(spec.name)
-                if previous is not None:
-                    raise PluginError(
-                        f"{hook_name}: name {spec.name!r} is claimed by both plugin "
-                        f"{previous.plugin!r} and plugin {impl.plugin_name!r}"
-                    )
-                found[spec.name] = Registered(spec, impl.plugin_name)
+    for plugin, specs in results.items():
+        for spec in specs:
+            previous = found.get(spec.name)
+            if previous is not None:
+                raise PluginError(
+                    f"{hook_name}: name {spec.name!r} is claimed by both plugin "
+                    f"{previous.plugin!r} and plugin {plugin!r}"
+                )
+            found[spec.name] = Registered(spec, plugin)
     return found
 
 
@@ -101,11 +227,30 @@ class Registry:
 
     def __init__(self, pm: Optional[pluggy.PluginManager] = None):
         self.pm = pm or get_plugin_manager()
-        self._converters = _collect(self.pm, "onnxgate_converters")
-        self._environments = _collect(self.pm, "onnxgate_environments")
-        self._targets = _collect(self.pm, "onnxgate_deploy_targets")
-        self._rules = _collect(self.pm, "onnxgate_compare_rules")
-        self._formats = _collect(self.pm, "onnxgate_report_formats")
+        results = call_hooks(self.pm)
+        self._converters = _collect(results["onnxgate_converters"], "onnxgate_converters")
+        self._environments = _collect(results["onnxgate_environments"], "onnxgate_environments")
+        self._targets = _collect(results["onnxgate_deploy_targets"], "onnxgate_deploy_targets")
+        self._rules = _collect(results["onnxgate_compare_rules"], "onnxgate_compare_rules")
+        self._formats = _collect(results["onnxgate_report_formats"], "onnxgate_report_formats")
+
+    # broken plugins ---------------------------------------------------------
+    def broken(self) -> List[BrokenPlugin]:
+        return [self.pm.broken[name] for name in sorted(self.pm.broken)]
+
+    def broken_for(self, name: str) -> Optional[BrokenPlugin]:
+        """The broken plugin a converter name most likely belongs to: one that
+        returned a spec of that name, or whose plugin name it is."""
+        key = normalize_name(name)
+        for broken in self.broken():
+            if key == normalize_name(broken.plugin) or key in {getattr(s, "name", "") for s in broken.specs}:
+                return broken
+        return None
+
+    def broken_converters(self) -> List[ConverterSpec]:
+        """Converter specs broken plugins did return: detection consults them
+        only to say why a source cannot be converted."""
+        return [s for b in self.broken() for s in b.specs if isinstance(s, ConverterSpec)]
 
     # converters -----------------------------------------------------------
     def converters(self) -> List[ConverterSpec]:
@@ -114,6 +259,9 @@ class Registry:
     def converter(self, name: str) -> ConverterSpec:
         key = normalize_name(name)
         if key not in self._converters:
+            broken = self.broken_for(name)
+            if broken is not None:
+                raise KeyError(f"framework {name!r}: {broken.describe()}")
             known = ", ".join(sorted(self._converters)) or "none"
             raise KeyError(f"unknown framework {name!r} (known: {known})")
         return self._converters[key].spec

@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .options import OptionSpec
 
+from .versioning import adapt_inputs
+
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 #: A dimension is an int (fixed) or a str/None (dynamic, optionally named).
@@ -69,15 +71,19 @@ class Conversion:
 
 #: load(path, trusted) -> model object. ``trusted`` is True only when the user
 #: passed --trust-source; loaders must refuse anything that could run code
-#: otherwise.
-Loader = Callable[[Path, bool], Any]
+#: otherwise. A loader may take a third argument, the ConvertOptions, when the
+#: file alone is not enough (``load(path, trusted, options)``).
+Loader = Callable[..., Any]
 #: convert(model, example_inputs, options) -> Conversion
 ConvertFn = Callable[[Any, Mapping[str, Any], ConvertOptions], Conversion]
 #: run(model, inputs) -> outputs of the ORIGINAL model, in the order of the
 #: ONNX model's outputs (a sequence) or keyed by ONNX output name (a mapping).
 RunFn = Callable[[Any, Mapping[str, Any]], Union[Sequence[Any], Mapping[str, Any]]]
-#: inputs(model) -> the model's input signature, or None when it cannot be known.
-SignatureFn = Callable[[Any], Optional[Sequence[InputSpec]]]
+#: inputs(model, options) -> the model's input signature, or None when it
+#: cannot be known (then the user must give --sample). ``options`` is the
+#: ConvertOptions, so a plugin can take the signature from the user's
+#: ``--option``s. The API 1.0 form inputs(model) is deprecated.
+SignatureFn = Callable[[Any, ConvertOptions], Optional[Sequence[InputSpec]]]
 #: sniff(path) -> True when the file's content is this converter's format.
 SniffFn = Callable[[Path], bool]
 
@@ -155,6 +161,7 @@ class ConverterSpec:
         object.__setattr__(self, "name", normalize_name(self.name))
         object.__setattr__(self, "suffixes", tuple(s.lower() for s in self.suffixes))
         object.__setattr__(self, "unsafe_suffixes", tuple(s.lower() for s in self.unsafe_suffixes))
+        object.__setattr__(self, "inputs", adapt_inputs(self.inputs, self.name))
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import pytest
 
-#: Modules whose import means a framework was loaded.
-HEAVY_MODULES = (
-    "torch", "tensorflow", "keras", "sklearn", "skl2onnx", "tf2onnx", "onnxmltools", "xgboost",
-    "lightgbm", "catboost", "coremltools", "libsvm", "mxnet", "chainer", "onnx_chainer",
-)
+from .detect import HEAVY_MODULES
 
 _DETECT_SCRIPT = r"""
 import json, sys

@@ -46,6 +46,7 @@ PLUGIN = textwrap.dedent('''
         yield ConverterSpec(
             name="affine", framework="Affine", convert=convert,
             run=lambda model, inputs: [model.predict(inputs["x"])],
+            # inputs(model): the API 1.0 form, still accepted (with a DeprecationWarning)
             load=load, inputs=lambda m: [InputSpec("x", (None, m.W.shape[0]))],
             suffixes=(".affine",), sniff=sniff, object_types=("affine_plugin.Affine",),
             tolerance=Tolerance(rtol=1e-5, atol=1e-6), requires=("numpy",),

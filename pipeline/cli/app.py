@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "convert",
     "inspect",
     "plugins",
+    "plugin",
     "batch",
     "deploy",
     "env",

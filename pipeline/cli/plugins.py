@@ -6,9 +6,11 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="list converter plugins and whether they are usable; "
-                                       "describe one (its sources, options, tolerance, requirements)")
-    p.add_argument("name", nargs="?", help="describe this converter")
+    p = sub.add_parser("plugins", help="list converter plugins and whether they are usable; describe one "
+                                       "(onnxgate plugins NAME); check one (onnxgate plugins check NAME)")
+    p.add_argument("what", nargs="*", metavar="NAME | check NAME",
+                   help="a converter to describe, or 'check NAME' to check an installed plugin without pytest "
+                        "(specs, detection cost, requirements, clashes)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 
@@ -36,6 +38,18 @@ def rows(registry=None) -> list:
             "environment": spec.environment or "",
             "usable": not missing,
             "missing": missing,
+        })
+    for broken in registry.broken():
+        out.append({
+            "name": broken.plugin,
+            "framework": "",
+            "framework_version": "",
+            "plugin": broken.plugin,
+            "from": broken.origin,
+            "environment": "",
+            "usable": False,
+            "missing": [],
+            "broken": broken.error,
         })
     return out
 
@@ -94,8 +108,17 @@ def _print_description(d: dict) -> None:
 
 
 def run(args) -> int:
-    if args.name:
-        described = describe(args.name)
+    from onnxgate.plugins.errors import UsageError
+
+    what = list(args.what)
+    if what[:1] == ["check"]:
+        if len(what) != 2:
+            raise UsageError("usage: onnxgate plugins check NAME")
+        return run_check(what[1], args.json)
+    if len(what) > 1:
+        raise UsageError("usage: onnxgate plugins [NAME | check NAME]")
+    if what:
+        described = describe(what[0])
         if args.json:
             print(json.dumps(described, indent=2))
         else:
@@ -116,7 +139,7 @@ def run(args) -> int:
             "framework": r["framework"],
             "version": r["framework_version"] or "-",
             "from": r["from"],
-            "status": "ok" if r["usable"] else "missing: " + ", ".join(r["missing"]),
+            "status": _status(r),
         }
         for r in data
     ))
@@ -125,3 +148,21 @@ def run(args) -> int:
     print("report formats:   " + ", ".join(sorted(f.name for f in registry.report_formats())))
     print("deploy targets:   " + ", ".join(sorted(t.name for t in registry.deploy_targets())))
     return 0
+
+
+def _status(row: dict) -> str:
+    if row.get("broken"):
+        return "broken: " + row["broken"]
+    return "ok" if row["usable"] else "missing: " + ", ".join(row["missing"])
+
+
+def run_check(name: str, as_json: bool) -> int:
+    from onnxgate.pipeline.cli import plugin_check
+
+    findings = plugin_check.check(name)
+    if as_json:
+        print(json.dumps(findings, indent=2))
+    else:
+        for line in plugin_check.lines(findings):
+            print(line)
+    return 0 if findings["ok"] else 1

@@ -62,6 +62,15 @@ def _checked_path(path: Path) -> Path:
     return path
 
 
+def _callable_bare(fn) -> bool:
+    """Whether ``fn`` can be called without arguments (a factory)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
 def _import_reference(reference: str) -> Any:
     module_name, _, attr_path = reference.partition(":")
     try:
@@ -75,8 +84,9 @@ def _import_reference(reference: str) -> Any:
         except AttributeError:
             raise UsageError(f"{reference}: module {module_name!r} has no attribute {attr_path!r}") from None
     # A factory (function or class) is called with no arguments; a model
-    # instance is used as is even when it is callable (nn.Module is).
-    if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj):
+    # instance is used as is even when it is callable (nn.Module is), and so
+    # is a function that needs arguments: it is the model (a JAX function).
+    if inspect.isclass(obj) or (inspect.isfunction(obj) or inspect.ismethod(obj)) and _callable_bare(obj):
         try:
             obj = obj()
         except TypeError as exc:

@@ -29,11 +29,30 @@ def pick_converter(source: Source, registry: Registry, framework: Optional[str])
         except KeyError as exc:
             raise UsageError(str(exc.args[0])) from None
     try:
-        if source.is_path:
-            return detect.for_path(source.path, registry.converters())
-        return detect.for_object(source.obj, registry.converters())
+        return _detect(source, registry.converters())
     except detect.DetectionError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc) + _broken_hint(source, registry)) from None
+
+
+def _detect(source: Source, specs) -> ConverterSpec:
+    if source.is_path:
+        return detect.for_path(source.path, specs)
+    return detect.for_object(source.obj, specs)
+
+
+def _broken_hint(source: Source, registry: Registry) -> str:
+    """Why detection may have failed: a broken plugin that claims the source,
+    or else the broken plugins there are."""
+    try:
+        spec = _detect(source, registry.broken_converters())
+    except detect.DetectionError:
+        spec = None
+    if spec is not None:
+        return f"; converter {spec.name!r} reads it, but {registry.broken_for(spec.name).describe()}"
+    broken = registry.broken()
+    if broken:
+        return "; broken plugins were not consulted: " + "; ".join(b.describe() for b in broken)
+    return ""
 
 
 def ensure_usable(spec: ConverterSpec) -> None:
@@ -45,7 +64,8 @@ def ensure_usable(spec: ConverterSpec) -> None:
         )
 
 
-def load_model(spec: ConverterSpec, source: Source, trusted: bool) -> Any:
+def load_model(spec: ConverterSpec, source: Source, trusted: bool, plugin: str = "",
+               options: Optional[ConvertOptions] = None) -> Any:
     if not source.is_path:
         return source.obj
     suffix = detect.suffix_of(source.path)
@@ -57,15 +77,29 @@ def load_model(spec: ConverterSpec, source: Source, trusted: bool) -> Any:
     if spec.load is None:
         raise UsageError(f"converter {spec.name!r} cannot read files; pass the model object")
     try:
+        if options is not None and _takes_options(spec.load):  # load(path, trusted, options)
+            return spec.load(source.path, trusted, options)
         return spec.load(source.path, trusted)
     except (UsageError, ConversionError):
         raise
     except Exception as exc:  # any loader failure on user input is bad input
-        raise UsageError(f"{source.path}: cannot load as {spec.framework}: {one_line(exc, with_type=True)}") from exc
+        raise UsageError(
+            f"{source.path}: cannot load as {spec.framework} ({_origin(spec, plugin)}): {one_line(exc, with_type=True)}"
+        ) from exc
 
 
-def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int):
-    signature = spec.inputs(model) if spec.inputs else None
+def _takes_options(load) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(load).parameters) >= 3
+    except (TypeError, ValueError):
+        return False
+
+
+def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int,
+                options: ConvertOptions = ConvertOptions(), plugin: str = ""):
+    signature = input_signature(spec, model, options, plugin)
     if sample is not None:
         names = [s.name for s in signature] if signature else []
         loaded = inputs_mod.load_sample(Path(sample))
@@ -108,7 +142,7 @@ def produce(
         raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
-    model = load_model(spec, source, trusted)
+    model = load_model(spec, source, trusted, plugin, options)
     timings["load_s"] = time.perf_counter() - t0
 
     dynamic_batch = options.dynamic_batch
@@ -117,10 +151,10 @@ def produce(
 
         dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
     cases = _golden_cases(golden, model, sample, expected) or build_cases(
-        spec, model, sample, dynamic_batch and expected is None, seed)
+        spec, model, sample, dynamic_batch and expected is None, seed, options, plugin)
 
     t0 = time.perf_counter()
-    conversion = _convert(spec, model, cases[0].inputs, options)
+    conversion = _convert(spec, model, cases[0].inputs, options, plugin)
     timings["convert_s"] = time.perf_counter() - t0
     onnx_model = conversion.model
     notes = list(conversion.notes)
@@ -137,7 +171,8 @@ def produce(
     if expected is not None:
         cases[0].expected = load_expected(Path(expected), output_names, notes)
     elif runs_original:
-        cases, gate_info = _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed)
+        cases, gate_info = _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed,
+                                               options, plugin)
     timings["reference_s"] = time.perf_counter() - t0
     latency = {}
     if measure_latency and runs_original:
@@ -163,6 +198,7 @@ def produce(
             "plugin": plugin or spec.name,
             "name": spec.name,
             "version": _plugin_version(plugin),
+            "distribution": _plugin_distribution_name(plugin),  # whom to tell when it fails
             "exporter": conversion.exporter,
             "opset": _default_domain_opset(onnx_model),
         },
@@ -178,35 +214,59 @@ def produce(
     )
 
 
-def _convert(spec: ConverterSpec, model: Any, example, options: ConvertOptions):
+def input_signature(spec: ConverterSpec, model: Any, options: ConvertOptions, plugin: str = ""):
+    """The converter's ``inputs(model, options)``, its failure named after the plugin."""
+    if spec.inputs is None:
+        return None
+    try:
+        return spec.inputs(model, options)
+    except (UsageError, ConversionError):
+        raise
+    except Exception as exc:
+        raise ConversionError(
+            f"{spec.name}: inputs() failed ({_origin(spec, plugin)}): {one_line(exc, with_type=True)}"
+        ) from exc
+
+
+def _convert(spec: ConverterSpec, model: Any, example, options: ConvertOptions, plugin: str = ""):
     try:
         return spec.convert(model, example, options)
     except (UsageError, ConversionError):
         raise
     except Exception as exc:
-        raise ConversionError(f"{spec.name} conversion failed: {one_line(exc, with_type=True)}") from exc
+        raise ConversionError(
+            f"{spec.name} conversion failed ({_origin(spec, plugin)}): {one_line(exc, with_type=True)}"
+        ) from exc
 
 
-def _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed):
+def _origin(spec: ConverterSpec, plugin: str) -> str:
+    """Whom to tell: ``plugin 'x' from dist 1.0``."""
+    from onnxgate.plugins.manager import plugin_origin
+
+    return plugin_origin(plugin or spec.name)
+
+
+def _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed,
+                        options: ConvertOptions = ConvertOptions(), plugin: str = ""):
     """The original's outputs on every case, plus the sweep and edge-value
     cases (those the original rejects are marked skipped, not failed)."""
     from onnxgate.pipeline.conversion import sweep
 
-    extra, gate_info = sweep.extend(spec, model, onnx_model, cases, gate, seed)
+    extra, gate_info = sweep.extend(spec, model, onnx_model, cases, gate, seed, options)
     _cast_to_model_inputs(extra, onnx_model)
     for case in cases:
-        case.expected = _run_original(spec, model, case, output_names)
-    sweep.run_source(extra, lambda case: _run_original(spec, model, case, output_names))
+        case.expected = _run_original(spec, model, case, output_names, plugin)
+    sweep.run_source(extra, lambda case: _run_original(spec, model, case, output_names, plugin))
     return cases + extra, gate_info
 
 
-def _run_original(spec, model, case, output_names) -> Dict[str, np.ndarray]:
+def _run_original(spec, model, case, output_names, plugin: str = "") -> Dict[str, np.ndarray]:
     try:
         produced = spec.run(model, case.inputs)
     except Exception as exc:
         raise UsageError(
-            f"the original {spec.framework} model failed on the validation inputs "
-            f"({_shapes(case.inputs)}): {one_line(exc, with_type=True)}"
+            f"the original {spec.framework} model (run by {_origin(spec, plugin)}) failed on the "
+            f"validation inputs ({_shapes(case.inputs)}): {one_line(exc, with_type=True)}"
         ) from exc
     if isinstance(produced, Mapping):
         missing = [n for n in output_names if n not in produced]
@@ -280,6 +340,12 @@ def _default_domain_opset(onnx_model) -> int:
         if imp.domain in ("", "ai.onnx"):
             return int(imp.version)
     return 0
+
+
+def _plugin_distribution_name(plugin: str) -> str:
+    from onnxgate.plugins.manager import plugin_distribution
+
+    return plugin_distribution(plugin)[0] if plugin else ""
 
 
 def _plugin_version(plugin: str) -> str:

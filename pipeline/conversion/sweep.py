@@ -115,13 +115,14 @@ def _shape_key(inputs: Dict[str, np.ndarray]):
     return tuple(sorted((k, tuple(np.shape(v))) for k, v in inputs.items()))
 
 
-def extend(spec, model, onnx_model, cases: List[Case], gate, seed: int) -> Tuple[List[Case], Dict[str, Any]]:
+def extend(spec, model, onnx_model, cases: List[Case], gate, seed: int,
+           options: Any = None) -> Tuple[List[Case], Dict[str, Any]]:
     """Stage 1: the sweep and edge-value cases to add to ``cases``, and what
     stage 2 needs to report about dynamic axes."""
     from onnxgate.pipeline.conversion.inputs import edge_cases
 
     try:
-        signature = spec.inputs(model) if spec.inputs else None
+        signature = spec.inputs(model, options) if spec.inputs else None
     except Exception:  # a signature is a hint; the ONNX dims still drive the sweep
         signature = None
     groups, frozen = dynamic_groups(onnx_model, signature)
