@@ -182,9 +182,14 @@ def deploy(
     if traffic is not None and not 0 <= traffic <= 100:
         raise UsageError(f"traffic={traffic}: must be 0..100")
     servers: List[Any] = []
+    say = log or print
+
+    def progress(line: str) -> None:  # the handle, not `kill PID`, stops a server started from Python
+        say(line.split(" (stop it with:")[0] + " (until .stop())" if line.startswith("left running:") else line)
+
     with _model_file(model, name) as path:
         result = service.deploy(path, target, name=name, dry_run=dry_run, allow_unvalidated=allow_unvalidated,
-                                options=opts, log=log or print, keep_server=servers.append)
+                                options=opts, log=progress, keep_server=servers.append)
     deployed_name = str(result.get("name") or name or service.default_name(path))
     if result.get("target") == "local" or target == "local":
         return _local_handle(result, deployed_name, servers[0] if servers else None)
