@@ -45,3 +45,48 @@ def test_readme_links_the_api_reference_and_py_typed_ships():
     assert (ROOT / "pipeline" / "py.typed").is_file()
     cfg = (ROOT / "setup.cfg").read_text(encoding="utf-8")
     assert re.search(r"^onnxgate\.pipeline = py\.typed$", cfg, flags=re.M)
+
+
+USER_CODE = """
+import numpy as np
+from onnxgate.pipeline import LocalDeployment, Result, Tolerance, convert, deploy, validate
+
+r: Result = convert("model.skops", sample=np.zeros((2, 4)), tolerance=Tolerance(rtol=1e-3))
+ok: bool = r.passed
+data: bytes = r.onnx_bytes()
+v = validate("model.onnx", sample={"X": [[1.0, 2.0]]}, expected={"label": np.zeros(1)}, rtol=1e-3)
+d = deploy(r, registry="/tmp/r", keep_running=True)
+if isinstance(d, LocalDeployment):
+    out = d.predict(np.zeros((1, 4)))
+    d.stop()
+"""
+
+
+def _mypy(tmp_path, code):
+    """mypy on user code, resolving onnxgate from the source tree (an editable
+    install is an import hook mypy cannot follow): onnxgate/<pkg> -> <pkg>/."""
+    import os
+    import subprocess
+    import sys
+
+    tree = tmp_path / "src" / "onnxgate"
+    if not tree.exists():
+        tree.mkdir(parents=True)
+        for folder in ("pipeline", "plugins", "converters"):
+            (tree / folder).symlink_to(ROOT / folder, target_is_directory=True)
+    (tmp_path / "user.py").write_text(code, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--follow-imports=silent",
+         "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "user.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**os.environ, "MYPYPATH": str(tmp_path / "src")})
+
+
+def test_public_api_type_checks_with_mypy(tmp_path):
+    import pytest
+
+    pytest.importorskip("mypy")
+    proc = _mypy(tmp_path, USER_CODE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wrong = _mypy(tmp_path, USER_CODE + "\nconvert('m', seed='zero')\nr.passed.upper()\n")
+    assert wrong.returncode == 1 and 'incompatible type "str"' in wrong.stdout and "upper" in wrong.stdout

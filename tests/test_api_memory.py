@@ -4,6 +4,8 @@ usage errors a wrong value gets (onnxgate's own, naming what was given).
 
 Gate extras (sweep, latency) are off where they add time and not coverage.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -223,3 +225,17 @@ def test_gate_keywords_reach_the_report(iris):
     assert result.report["gate"]["edge_values"] is True and result.report["gate"]["optimizer_check"] is False
     assert any(c["kind"] == "edge" for c in result.report["cases"])
     assert "latency" not in result.report or not result.report["latency"]
+
+
+# ---- a converter in another Python environment: in-memory data crosses as files ---------
+def test_in_memory_sample_reaches_an_isolated_environment():
+    from test_mxnet_chainer import built
+
+    mlp = built()["chainer-mlp"]
+    path = Path(mlp["sample"])
+    arrays = dict(np.load(path)) if path.suffix == ".npz" else {None: np.load(path)}
+    sample = arrays[None] if None in arrays else arrays
+    result = convert(mlp["source"], framework="chainer", sample=sample, options=mlp["options"], **FAST)
+    assert result.passed, result.report["failures"]
+    rows = next(iter(arrays.values())).shape[0]
+    assert rows in [next(iter(c["input_shapes"].values()))[0] for c in result.report["cases"]]

@@ -110,7 +110,7 @@ def to_file(value: Any, folder: Path, stem: str) -> Path:
         np.save(path, arrays[None], allow_pickle=False)
     else:
         path = Path(folder) / f"{stem}.npz"
-        np.savez(path, **{str(k): v for k, v in arrays.items()})
+        np.savez(path, **{str(k): v for k, v in arrays.items()})  # type: ignore[arg-type]  # numpy's stub
     return path
 
 

@@ -243,7 +243,8 @@ class _model_file:
     """The model as a file: a path as given, or a Result written to a temporary folder."""
 
     def __init__(self, model: Any, name: Optional[str]):
-        self.model, self.name, self.tmp = model, name, None
+        self.model, self.name = model, name
+        self.tmp: Optional[Path] = None
 
     def __enter__(self) -> Path:
         if isinstance(self.model, (str, Path)):
@@ -255,9 +256,9 @@ class _model_file:
             )
         from onnxgate.pipeline.deployment import registry
 
-        self.tmp = Path(tempfile.mkdtemp(prefix="onnxgate-deploy-"))
+        tmp = self.tmp = Path(tempfile.mkdtemp(prefix="onnxgate-deploy-"))
         stem = registry.check_name(self.name) if self.name else _default_name(self.model)
-        path = self.tmp / f"{stem}.onnx"
+        path = tmp / f"{stem}.onnx"
         self.model.save(path)
         return path
 
