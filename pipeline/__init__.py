@@ -31,12 +31,15 @@ __all__ = [
     "ValidationFailed",
     "convert",
     "deploy",
+    "register",
     "validate",
 ]
 
 if TYPE_CHECKING:  # what type checkers see; at run time the names load lazily
     from onnxgate.pipeline.api import Result, convert, validate
-    from onnxgate.pipeline.deployment.handles import AzureMLDeployment, Deployment, LocalDeployment, deploy
+    from onnxgate.pipeline.deployment.handles import (
+        AzureMLDeployment, Deployment, LocalDeployment, deploy, register,
+    )
     from onnxgate.pipeline.deployment.record import DeployRefused
     from onnxgate.pipeline.gate.config import GateConfig, OutputRule
     from onnxgate.plugins.spec import Tolerance
@@ -47,6 +50,7 @@ _LAZY = {
     "validate": "onnxgate.pipeline.api",
     "Result": "onnxgate.pipeline.api",
     "deploy": "onnxgate.pipeline.deployment.handles",
+    "register": "onnxgate.pipeline.deployment.handles",
     "Deployment": "onnxgate.pipeline.deployment.handles",
     "LocalDeployment": "onnxgate.pipeline.deployment.handles",
     "AzureMLDeployment": "onnxgate.pipeline.deployment.handles",

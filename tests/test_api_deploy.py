@@ -194,3 +194,22 @@ def test_contract_azureml_deploy_with_the_callers_mlclient(tmp_path):
 
 def test_tolerance_is_exported():
     assert Tolerance(rtol=1e-3).atol == 1e-5
+
+
+def test_register_without_serving(iris, tmp_path):
+    from onnxgate.pipeline import register
+
+    first = register(iris[2], name="iris", registry=tmp_path / "registry")
+    assert first.created and first.version == 1 and first.model_path.read_bytes() == iris[2].onnx_bytes()
+    again = register(iris[2], name="iris", registry=tmp_path / "registry")
+    assert not again.created and again.version == 1
+    failed = convert(iris[0], sample=iris[1][:10], tolerance={"label": {"min_agreement": 1.5}}, **FAST)
+    with pytest.raises(DeployRefused):
+        register(failed, name="iris", registry=tmp_path / "registry")
+    assert [p.name for p in (tmp_path / "registry" / "iris").iterdir() if p.name.isdigit()] == ["1"]
+
+
+def test_local_dry_run_from_python_starts_nothing(iris, tmp_path):
+    plan = deploy(iris[2], registry=tmp_path / "registry", name="iris", dry_run=True, log=lambda line: None)
+    assert plan.dry_run and not plan.running and any("register iris" in step for step in plan.plan)
+    assert not (tmp_path / "registry" / "iris").exists()

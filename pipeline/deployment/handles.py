@@ -1,5 +1,6 @@
 """Deploy from Python: ``deploy(path_or_result, target=...)`` with the CLI's
-gate and refusal rules (it calls ``service.deploy``), returning a handle.
+gate and refusal rules (it calls ``service.deploy``), returning a handle;
+``register(path_or_result)`` registers in the local file registry only.
 
 - ``local``: a ``LocalDeployment`` holding the running server: ``.url``,
   ``.predict(inputs)`` (a real HTTP call), ``.stop()``; a context manager.
@@ -17,11 +18,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
 from onnxgate.plugins.errors import UsageError
+
+if TYPE_CHECKING:
+    from onnxgate.pipeline.deployment.registry import Version
 
 PathLike = Union[str, Path]
 
@@ -198,6 +202,23 @@ def deploy(
                                  deployment=str(result.get("deployment") or deployment or "blue"),
                                  scoring_uri=result.get("scoring_uri"), version=result.get("version"))
     return Deployment(str(result.get("target", target)), deployed_name, result)
+
+
+def register(model: Any, *, name: Optional[str] = None, registry: Optional[PathLike] = None,
+             allow_unvalidated: bool = False) -> "Version":
+    """Register a validated model in the local file registry without serving it.
+
+    The same gate as ``deploy``; the same bytes under the same name give back
+    the existing version (``version.created`` is False then). Returns the
+    ``registry.Version`` (``name``, ``version``, ``path``, ``model_path``).
+    """
+    from onnxgate.pipeline.deployment import service
+    from onnxgate.pipeline.deployment.registry import LocalRegistry
+
+    with _model_file(model, name) as path:
+        gate = service.check(path, allow_unvalidated)
+        return LocalRegistry(Path(registry) if registry is not None else None).register(
+            gate, name or service.default_name(path))
 
 
 _LOCAL_ONLY = ("registry", "port")
