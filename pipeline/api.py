@@ -313,6 +313,7 @@ def validate(
     expected: Data = None,
     golden: Optional[PathLike] = None,
     framework: Optional[str] = None,
+    opset: Optional[int] = None,
     trust_source: bool = False,
     static_batch: bool = False,
     seed: int = DEFAULT_SEED,
@@ -340,10 +341,12 @@ def validate(
 
     Without ``model``, ``source`` is itself the ONNX model (ready-made), checked
     as it is (``golden=DIR`` or ``expected=`` with ``sample=`` give its
-    expected outputs).
+    expected outputs). ``opset``: for a ready-made model, move it to this
+    opset first (onnx.version_converter).
     """
     kwargs: Dict[str, Any] = dict(
-        sample=sample, expected=expected, golden=golden, framework=framework, trust_source=trust_source,
+        sample=sample, expected=expected, golden=golden, framework=framework, opset=opset,
+        trust_source=trust_source,
         dynamic_batch=_dynamic(static_batch, dynamic_batch), seed=seed, options=dict(options or {}),
         accept_unverified=accept_unverified, latency=latency, registry=registry,
         **_gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
