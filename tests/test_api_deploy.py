@@ -88,6 +88,13 @@ def test_result_deploy_local_predict_and_stop(iris, venv, tmp_path):
         np.testing.assert_array_equal(out["label"], model.predict(X[:6]))
         np.testing.assert_allclose(out["probabilities"], model.predict_proba(X[:6]), rtol=1e-4, atol=1e-5)
         assert handle.predict({"X": X[:2].tolist()})["label"].shape == (2,)
+        import pandas as pd
+        import torch
+
+        for form in (pd.DataFrame(X[:3]), torch.tensor(X[:3])):  # every in-memory form predicts too
+            np.testing.assert_array_equal(handle.predict(form)["label"], model.predict(X[:3]))
+        with pytest.raises(UsageError, match="a set is not usable"):
+            handle.predict({1, 2})
         with pytest.raises(UsageError, match=r"HTTP 400.*expects \[None, 4\]"):
             handle.predict(np.ones((2, 3)))
         pid = handle.server.pid
