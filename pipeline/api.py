@@ -1,10 +1,15 @@
-"""The Python API, mirroring the CLI: ``convert`` and ``validate``."""
+"""The Python API, mirroring the CLI: ``convert``, ``validate`` and ``deploy``.
+
+Data arguments (``sample``, ``expected``) take a file path, as on the CLI,
+or the data itself: numpy arrays, lists, torch and TensorFlow tensors, pandas
+DataFrames, or dicts of these keyed by input (output) name. See docs/api.md.
+"""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
 from onnxgate.plugins.manager import Registry
 from onnxgate.plugins.options import parse_options
@@ -27,7 +32,15 @@ from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
 from onnxgate.pipeline.conversion.sources import resolve
 from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
 
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from onnxgate.pipeline.deployment.handles import Deployment
+    from onnxgate.pipeline.gate.keywords import ToleranceLike
+
 PathLike = Union[str, Path]
+#: A file path or in-memory data: ndarray, list, torch/TF tensor, DataFrame, or a dict of these by name.
+Data = Any
 
 
 @dataclass
@@ -62,8 +75,62 @@ class Result:
     def outputs(self) -> Dict[str, OutputStats]:
         return self.report.outputs
 
+    def _report_dict(self) -> Dict[str, Any]:
+        """The report as a plain dict (the one accessor the methods below read)."""
+        return self.report.to_dict()
+
     def model_bytes(self) -> bytes:
         return self.model.SerializeToString()
+
+    def onnx_bytes(self) -> bytes:
+        """The ONNX model, serialised (what ``save`` writes)."""
+        return self.model_bytes()
+
+    def session(self, providers: Optional[list] = None) -> "onnxruntime.InferenceSession":
+        """An onnxruntime session on this model, ready for ``session.run(None, {name: array})``."""
+        import onnxruntime as ort
+
+        from onnxgate.pipeline.core.session import load_session
+
+        if providers is None:
+            return load_session(self.model_bytes())
+        return ort.InferenceSession(self.model_bytes(), providers=providers)
+
+    def deploy(self, target: str = "local", **kwargs: Any) -> "Deployment":
+        """Register and deploy this model: ``onnxgate.pipeline.deploy(self, target, **kwargs)``.
+
+        A result that did not pass the gate is refused, as on the CLI.
+        """
+        from onnxgate.pipeline.deployment.handles import deploy
+
+        return deploy(self, target, **kwargs)
+
+    def __repr__(self) -> str:
+        from onnxgate.pipeline.report.summary import worst
+
+        report = self._report_dict()
+        conv, source = report.get("converter", {}), report.get("source", {})
+        cases = report.get("cases", [])
+        outputs = sum(len(c.get("outputs", [])) for c in cases)
+        text = (f"<Result {str(report.get('verdict', 'passed' if report.get('passed') else 'failed')).upper()}: "
+                f"{source.get('framework', '?')} via {conv.get('name', '?')} ({conv.get('exporter', '?')}), "
+                f"opset {conv.get('opset', '?')}; {len(cases)} cases, {outputs} outputs compared, "
+                f"max abs err {worst(report, 'max_abs_err'):.3g}")
+        failures = report.get("failures") or []
+        if failures:
+            text += f"; {len(failures)} failure{'s' if len(failures) > 1 else ''}: {str(failures[0])[:120]}"
+        return text + ">"
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the self-contained HTML report, inline (in an iframe, so its styles stay its own)."""
+        from html import escape
+
+        from onnxgate.pipeline.report.html import to_html
+
+        page = to_html(self._report_dict())
+        return (f'<iframe srcdoc="{escape(page, quote=True)}" sandbox="allow-scripts" '
+                'style="width:100%;height:640px;border:1px solid #e6e9f0;border-radius:8px" '
+                'title="onnxgate report"></iframe>')
 
     def save(self, path: PathLike, report_path: Optional[PathLike] = None) -> None:
         """Write the model (and the report) atomically, and the validation
@@ -152,10 +219,10 @@ def run(
         spec = _given_model_spec(spec, onnx_model)
     artifact = stage_convert.produce(
         spec, src,
-        sample=Path(sample) if sample is not None else None,
+        sample=_data(sample),
         options=convert_options, trusted=trust_source, seed=seed,
         plugin=registry.plugin_of(spec.name),
-        expected=Path(expected) if expected is not None else None,
+        expected=_data(expected),
         golden=Path(golden) if golden is not None else None,
         measure_latency=latency,
         gate=gate,
@@ -180,16 +247,95 @@ def run(
     return Result(model=artifact.model, report=report, artifact=artifact, runtime=ort)
 
 
-def convert(source: Any, output: Optional[PathLike] = None, report: Optional[PathLike] = None,
-            **kwargs: Any) -> Result:
-    """Convert a model object, file or ``module:attr`` and validate the result.
+_COMMON_DOC = """
+    Data (the CLI's ``--sample``/``--expected``, by the same names):
 
+    - ``sample``: validation inputs: a file (``.npz`` keyed by input name,
+      ``.npy``, ``.csv``) or the data itself: a numpy array, list, torch or
+      TensorFlow tensor or pandas DataFrame for a single-input model, or a
+      dict of these keyed by input name. Default: synthesised from the
+      model's declared inputs with ``seed``.
+    - ``expected``: the original's outputs on ``sample`` (when it cannot run
+      here): ``.npz`` keyed by ONNX output name, a dict of arrays keyed by
+      output name, or one array for a single-output model.
+    - ``golden``: a folder in the ONNX test-data layout.
+
+    Conversion: ``framework`` (default: detected), ``trust_source`` (allow
+    unpickling), ``static_batch`` (do not make the batch dynamic), ``seed``,
+    ``options`` (converter-specific, the CLI's ``--option KEY=VALUE``).
+
+    Gate: ``rtol``/``atol`` (default: the converter's), ``tolerance`` (a
+    ``Tolerance``, or per-output rules ``{"probabilities": Tolerance(...) or
+    {"rtol": 1e-3, "min_agreement": 0.99, ...}}``), ``gate_config`` (a .toml
+    or .json rules file), ``accept_unverified``, ``sweep``, ``edge_values``
+    (default: on when ``ci``), ``ci``, ``max_flip_rate``, ``target_runtime``,
+    ``optimizer_check``, ``baseline`` (a baseline file: drift check; none by
+    default), ``drift_factor``, ``drift_floor``, ``latency`` (time both
+    models). ``gate``: a ready ``GateConfig`` instead of the gate keywords.
+
+    Raises ``UsageError`` (bad input, exit 2 on the CLI), ``UntrustedSourceError``
+    and ``ConversionError`` (exit 3). A model that fails the gate is not an
+    exception: ``result.passed`` is False and ``result.report`` says why.
+"""
+
+
+def _gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
+          optimizer_check, baseline, drift_factor, drift_floor, model_path=None) -> Dict[str, Any]:
+    from onnxgate.pipeline.gate import keywords
+
+    rtol, atol, gate = keywords.resolve(
+        rtol=rtol, atol=atol, tolerance=tolerance, gate=gate, gate_config=gate_config, sweep=sweep,
+        edge_values=edge_values, ci=ci, max_flip_rate=max_flip_rate, target_runtime=target_runtime,
+        optimizer_check=optimizer_check, baseline=baseline, drift_factor=drift_factor, drift_floor=drift_floor,
+        model_path=model_path)
+    return {"rtol": rtol, "atol": atol, "gate": gate}
+
+
+def convert(
+    source: Any,
+    output: Optional[PathLike] = None,
+    report: Optional[PathLike] = None,
+    *,
+    sample: Data = None,
+    expected: Data = None,
+    golden: Optional[PathLike] = None,
+    framework: Optional[str] = None,
+    opset: Optional[int] = None,
+    trust_source: bool = False,
+    static_batch: bool = False,
+    seed: int = DEFAULT_SEED,
+    options: Optional[Mapping[str, Any]] = None,
+    rtol: Optional[float] = None,
+    atol: Optional[float] = None,
+    tolerance: "ToleranceLike" = None,
+    gate_config: Optional[PathLike] = None,
+    accept_unverified: bool = False,
+    sweep: bool = True,
+    edge_values: Optional[bool] = None,
+    ci: Optional[bool] = None,
+    max_flip_rate: float = 0.0,
+    target_runtime: Optional[str] = None,
+    optimizer_check: bool = True,
+    baseline: Optional[PathLike] = None,
+    drift_factor: float = 10.0,
+    drift_floor: float = 1e-6,
+    latency: bool = True,
+    gate: Optional[GateConfig] = None,
+    dynamic_batch: Optional[bool] = None,
+    registry: Optional[Registry] = None,
+) -> Result:
+    """Convert ``source`` to ONNX and validate it against the original.
+
+    ``source``: a model object (estimator, ``nn.Module``, Keras model...), a
+    model file or folder, or ``"package.module:attribute"``. ``opset``: the
+    target ONNX opset (default: the converter's).
+    ``dynamic_batch``: the inverse of ``static_batch`` (kept for older callers).
     ``output``: save the model there (with its validation record, and the
     JSON report at ``report``), as ``onnxgate convert -o`` does; its baseline
     ``OUTPUT.baseline.json``, when present, gates drift.
 
-    >>> result = convert(my_sklearn_model)          # doctest: +SKIP
-    >>> result.passed, result.save("model.onnx")     # doctest: +SKIP
+    >>> result = convert(model, sample=X[:10])     # doctest: +SKIP
+    >>> result.passed, result.save("model.onnx")   # doctest: +SKIP
     """
     if report is not None and output is None:
         raise UsageError("report= needs output=: the report describes the saved model")
@@ -197,27 +343,90 @@ def convert(source: Any, output: Optional[PathLike] = None, report: Optional[Pat
         atomic.check_writable(Path(output))  # before any costly work
         if report is not None:
             atomic.check_writable(Path(report))
-    result = run(source, model_path=output, **kwargs)
+    result = run(
+        source, sample=sample, expected=expected, golden=golden, framework=framework, opset=opset,
+        trust_source=trust_source, dynamic_batch=_dynamic(static_batch, dynamic_batch), seed=seed,
+        options=dict(options or {}), accept_unverified=accept_unverified, latency=latency, registry=registry,
+        model_path=output,
+        **_gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
+                optimizer_check, baseline, drift_factor, drift_floor, model_path=output),
+    )
     if output is not None:
         result.save(output, report)
     return result
 
 
-def validate(source: Any, model: Union[PathLike, Any, None] = None, **kwargs: Any) -> Result:
-    """Validate an existing ONNX model against the original ``source``.
+def validate(
+    source: Any,
+    model: Union[PathLike, Any, None] = None,
+    *,
+    sample: Data = None,
+    expected: Data = None,
+    golden: Optional[PathLike] = None,
+    framework: Optional[str] = None,
+    opset: Optional[int] = None,
+    trust_source: bool = False,
+    static_batch: bool = False,
+    seed: int = DEFAULT_SEED,
+    options: Optional[Mapping[str, Any]] = None,
+    rtol: Optional[float] = None,
+    atol: Optional[float] = None,
+    tolerance: "ToleranceLike" = None,
+    gate_config: Optional[PathLike] = None,
+    accept_unverified: bool = False,
+    sweep: bool = True,
+    edge_values: Optional[bool] = None,
+    ci: Optional[bool] = None,
+    max_flip_rate: float = 0.0,
+    target_runtime: Optional[str] = None,
+    optimizer_check: bool = True,
+    baseline: Optional[PathLike] = None,
+    drift_factor: float = 10.0,
+    drift_floor: float = 1e-6,
+    latency: bool = True,
+    gate: Optional[GateConfig] = None,
+    dynamic_batch: Optional[bool] = None,
+    registry: Optional[Registry] = None,
+) -> Result:
+    """Validate an existing ONNX ``model`` (a path or ``onnx.ModelProto``) against the original ``source``.
 
     Without ``model``, ``source`` is itself the ONNX model (ready-made), checked
     as it is (``golden=DIR`` or ``expected=`` with ``sample=`` give its
-    expected outputs).
+    expected outputs). ``opset``: for a ready-made model, move it to this
+    opset first (onnx.version_converter).
     """
     if model is None:
         path = Path(source) if isinstance(source, (str, Path)) and Path(source).is_file() else None
-        digest = sha256_path(path) if path else None
-        return run(source, onnx_sha256=digest, stamp=False, model_path=path, **kwargs)
-    onnx_model = load_onnx(model)  # checks the path first: a missing file is exit 2
-    path = Path(model) if isinstance(model, (str, Path)) else None
-    digest = sha256_path(path) if path else None
-    return run(source, onnx_model=onnx_model, onnx_sha256=digest, model_path=path, **kwargs)
+        onnx_model, extra = None, {"stamp": False}
+    else:
+        onnx_model = load_onnx(model)  # checks the path first: a missing file is exit 2
+        path = Path(model) if isinstance(model, (str, Path)) else None
+        extra = {"onnx_model": onnx_model}
+    return run(
+        source, onnx_sha256=sha256_path(path) if path else None, model_path=path, **extra,
+        sample=sample, expected=expected, golden=golden, framework=framework, opset=opset,
+        trust_source=trust_source, dynamic_batch=_dynamic(static_batch, dynamic_batch), seed=seed,
+        options=dict(options or {}), accept_unverified=accept_unverified, latency=latency, registry=registry,
+        **_gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
+                optimizer_check, baseline, drift_factor, drift_floor, model_path=path),
+    )
+
+
+convert.__doc__ = (convert.__doc__ or "") + _COMMON_DOC
+validate.__doc__ = (validate.__doc__ or "") + _COMMON_DOC
+
+
+def _dynamic(static_batch: bool, dynamic_batch: Optional[bool]) -> bool:
+    if dynamic_batch is not None:
+        if static_batch and dynamic_batch:
+            raise UsageError("static_batch=True and dynamic_batch=True contradict each other")
+        return dynamic_batch
+    return not static_batch
+
+
+def _data(value: Data) -> Any:
+    """Paths as Path; in-memory data as it is (conversion.samples reads both)."""
+    return Path(value) if isinstance(value, str) else value
 
 
 def load_onnx(model: Union[PathLike, Any]):

@@ -17,6 +17,7 @@ from onnxgate.plugins.helpers import one_line
 from onnxgate.plugins.manager import Registry, distribution_version, missing_requirements
 from onnxgate.plugins.spec import ConverterSpec, ConvertOptions
 from onnxgate.pipeline.conversion import inputs as inputs_mod
+from onnxgate.pipeline.conversion import samples as samples_mod
 from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
 from onnxgate.pipeline.conversion.sources import Source
 from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Artifact
@@ -97,12 +98,12 @@ def _takes_options(load) -> bool:
         return False
 
 
-def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int,
+def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Any], dynamic_batch: bool, seed: int,
                 options: ConvertOptions = ConvertOptions(), plugin: str = ""):
     signature = input_signature(spec, model, options, plugin)
     if sample is not None:
         names = [s.name for s in signature] if signature else []
-        loaded = inputs_mod.load_sample(Path(sample))
+        loaded = samples_mod.read_sample(sample, names)  # a file, or data from the Python API
         if None in loaded and not names:
             names = ["input"]
         arrays = inputs_mod.bind_sample(loaded, names)
@@ -169,7 +170,7 @@ def produce(
     runs_original = golden is None and expected is None and spec.run is not None
     gate_info: Dict[str, Any] = {}
     if expected is not None:
-        cases[0].expected = load_expected(Path(expected), output_names, notes)
+        cases[0].expected = load_expected(expected, output_names, notes)
     elif runs_original:
         cases, gate_info = _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed,
                                                options, plugin)
@@ -299,13 +300,18 @@ def _golden_cases(golden, model, sample, expected):
     return golden_mod.read(Path(golden), model)
 
 
-def load_expected(path: Path, output_names, notes) -> Dict[str, np.ndarray]:
-    """User-supplied outputs of the original model (e.g. computed on a Mac)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise UsageError(f"expected outputs {path}: unreadable: {exc}") from exc
+def load_expected(path: Any, output_names, notes) -> Dict[str, np.ndarray]:
+    """User-supplied outputs of the original model (e.g. computed on a Mac);
+    ``path`` may also be in-memory data from the Python API."""
+    if not samples_mod.is_path(path):
+        arrays = samples_mod.expected_from_memory(path, output_names)
+        path = "(in memory)"
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise UsageError(f"expected outputs {path}: unreadable: {exc}") from exc
     unknown = sorted(set(arrays) - set(output_names))
     if unknown or not arrays:
         raise UsageError(

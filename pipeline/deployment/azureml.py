@@ -50,8 +50,14 @@ class Workspace:
 
 
 def workspace_from(opts: Dict[str, Any]) -> Workspace:
-    """The workspace from ``--workspace-config`` or the three options (options win)."""
+    """The workspace from ``--workspace-config``, the caller's ``ml_client``,
+    or the three options (options win)."""
     found: Dict[str, str] = {}
+    client = opts.get("ml_client")
+    if client is not None:  # an azure.ai.ml.MLClient the caller already has (Azure ML notebooks do)
+        found = {"subscription_id": getattr(client, "subscription_id", "") or "",
+                 "resource_group": getattr(client, "resource_group_name", "") or "",
+                 "workspace": getattr(client, "workspace_name", "") or ""}
     cfg = opts.get("workspace_config")
     if cfg:
         try:
@@ -170,6 +176,7 @@ class _Deployer:
         self.credential = credential
         self.client_kwargs = client_kwargs
         self.changes: List[str] = []
+        self.scoring_uri: Optional[str] = None
 
     # -- plumbing -----------------------------------------------------------
     def client(self):
@@ -187,6 +194,8 @@ class _Deployer:
             if name.startswith("azure.ai.ml") and isinstance(logger, logging.Logger) and logger.handlers:
                 logger.setLevel(logging.ERROR)
 
+        if self.opts.get("ml_client") is not None:
+            return self.opts["ml_client"]
         credential = self.credential
         if credential is None:
             from azure.identity import DefaultAzureCredential
@@ -249,6 +258,7 @@ class _Deployer:
             "workspace": {"subscription_id": self.ws.subscription_id, "resource_group": self.ws.resource_group,
                           "workspace": self.ws.workspace},
             "endpoint": self.ep, "deployment": self.deployment, "environment": f"{env.name}:{env.version}",
+            "scoring_uri": self.scoring_uri,
             "traffic": traffic, "changes": self.changes, "smoke_test": smoke,
         }
 
@@ -344,6 +354,7 @@ class _Deployer:
 
     def set_traffic(self, traffic: Dict[str, int]) -> None:
         endpoint = self.ml.online_endpoints.get(self.ep)
+        self.scoring_uri = getattr(endpoint, "scoring_uri", None)
         current = {k: int(v) for k, v in (endpoint.traffic or {}).items()}
         if {k: v for k, v in current.items() if v} == {k: v for k, v in traffic.items() if v}:
             return

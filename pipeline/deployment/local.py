@@ -73,6 +73,8 @@ def deploy(request: DeployRequest) -> Dict[str, Any]:
         raise
     if opts.get("keep_running"):
         result.update(pid=server.pid, running=True)
+        if request.keep_server is not None:
+            request.keep_server(server)
         log(f"left running: {server.scoring_uri} (stop it with: kill {server.pid})")
     else:
         server.stop()

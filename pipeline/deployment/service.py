@@ -32,6 +32,9 @@ class DeployRequest:
     options: Dict[str, Any] = field(default_factory=dict)
     #: Where progress lines go (a callable taking one str); print by default.
     log: Any = print
+    #: Called with the server a target leaves running (``keep_running``), so
+    #: a Python caller can hold and stop it (``deployment.handles``).
+    keep_server: Any = None
 
     @property
     def record(self) -> Optional[Dict[str, Any]]:
@@ -57,7 +60,7 @@ def check(model_path: Path, allow_unvalidated: bool = False) -> record_mod.Gate:
 
 def deploy(model_path: Path, target: str = "local", *, name: Optional[str] = None, dry_run: bool = False,
            allow_unvalidated: bool = False, options: Optional[Dict[str, Any]] = None,
-           registry=None, log=print) -> Dict[str, Any]:
+           registry=None, log=print, keep_server=None) -> Dict[str, Any]:
     """Check the gate and hand the model to ``target``; returns the target's result dict."""
     from onnxgate.plugins.manager import Registry, missing_requirements
 
@@ -71,7 +74,7 @@ def deploy(model_path: Path, target: str = "local", *, name: Optional[str] = Non
     if missing and not dry_run:
         raise UsageError(f"deploy target {spec.name!r} needs {', '.join(missing)}: pip install 'onnxgate[{spec.name}]'")
     request = DeployRequest(gate=gate, name=name or default_name(model_path), dry_run=dry_run,
-                            options=dict(options or {}), log=log)
+                            options=dict(options or {}), log=log, keep_server=keep_server)
     result = spec.deploy(request)
     result.setdefault("target", spec.name)
     result.setdefault("model", {"path": str(model_path), "sha256": gate.sha256})

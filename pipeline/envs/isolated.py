@@ -304,6 +304,7 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
     module = _plugin_module(registry, spec, plugin)
     with tempfile.TemporaryDirectory(prefix="onnxgate-env-") as tmp:
         work = Path(tmp)
+        sample, files_and_gate = _spill_in_memory(sample, files_and_gate, work)
         request = {
             "converter": spec.name,
             "plugin_module": module,
@@ -350,6 +351,21 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
     if given is not None:
         artifact.model = given  # validate the caller's model byte for byte
     return artifact
+
+
+def _spill_in_memory(sample, files_and_gate, work: Path):
+    """Data given in memory (Python API) crosses to the worker as files."""
+    from onnxgate.pipeline.conversion import samples
+    from onnxgate.plugins.errors import UsageError
+
+    if sample is not None and not samples.is_path(sample):
+        sample = samples.to_file(sample, work, "sample")
+    expected = files_and_gate.get("expected")
+    if expected is not None and not samples.is_path(expected):
+        if not isinstance(expected, dict):
+            raise UsageError("expected: for a converter in another environment give a dict keyed by output name")
+        files_and_gate = {**files_and_gate, "expected": samples.to_file(expected, work, "expected")}
+    return sample, files_and_gate
 
 
 def _forward(kwargs) -> Dict[str, Any]:
