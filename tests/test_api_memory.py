@@ -41,10 +41,10 @@ def _sklearn_forms(X):
 def test_sklearn_sample_forms(iris, form):
     model, X = iris
     result = convert(model, sample=_sklearn_forms(X)[form], **FAST)
-    assert result.passed, result.report["failures"]
-    base = [c for c in result.report["cases"] if c["kind"] == "base"]
+    assert result.passed, result.report.to_dict()["failures"]
+    base = [c for c in result.report.to_dict()["cases"] if c["kind"] == "base"]
     assert sorted(c["input_shapes"]["X"][0] for c in base) == [1, 10]  # the sample's rows, not synthesised
-    assert not any("synthesised" in n for n in result.report["notes"])
+    assert not any("synthesised" in n for n in result.report.to_dict()["notes"])
 
 
 def test_sklearn_expected_in_memory_is_what_the_gate_compares(iris, tmp_path):
@@ -53,10 +53,10 @@ def test_sklearn_expected_in_memory_is_what_the_gate_compares(iris, tmp_path):
     convert(model, sample=X[:8], **FAST).save(onnx_path)
     right = {"label": model.predict(X[:8]), "probabilities": model.predict_proba(X[:8]).astype(np.float32)}
     ok = validate(onnx_path, sample=X[:8].astype(np.float32), expected=right, **FAST)
-    assert ok.passed, ok.report["failures"]
+    assert ok.passed, ok.report.to_dict()["failures"]
     wrong = dict(right, probabilities=right["probabilities"][:, ::-1].copy())
     bad = validate(onnx_path, sample=X[:8].astype(np.float32), expected=wrong, **FAST)
-    assert not bad.passed and any("probabilities" in f for f in bad.report["failures"])
+    assert not bad.passed and any("probabilities" in f for f in bad.report.to_dict()["failures"])
 
 
 # ---- PyTorch --------------------------------------------------------------------
@@ -83,15 +83,15 @@ def test_torch_sample_forms(form):
     x = torch.randn(7, 6, generator=torch.Generator().manual_seed(1))
     sample = {"tensor": x, "ndarray": x.numpy(), "list": x.tolist(), "dict by source name": {"input": x}}[form]
     result = convert(_mlp(), sample=sample, **FAST)
-    assert result.passed, result.report["failures"]
-    assert 7 in [c["input_shapes"]["input"][0] for c in result.report["cases"]]
+    assert result.passed, result.report.to_dict()["failures"]
+    assert 7 in [c["input_shapes"]["input"][0] for c in result.report.to_dict()["cases"]]
 
 
 def test_torch_two_inputs_by_forward_argument_name_and_grad_tensors():
     left = torch.randn(4, 3, requires_grad=True)  # a tensor still attached to autograd
     result = convert(TwoInputs().eval(), sample={"left": left, "right": np.ones((4, 5), np.float32)}, **FAST)
-    assert result.passed, result.report["failures"]
-    assert {i["name"] for i in result.report["onnx"]["inputs"]} == {"left", "right"}
+    assert result.passed, result.report.to_dict()["failures"]
+    assert {i["name"] for i in result.report.to_dict()["onnx"]["inputs"]} == {"left", "right"}
 
 
 def test_torch_validate_existing_onnx_with_tensor_sample(tmp_path):
@@ -99,7 +99,7 @@ def test_torch_validate_existing_onnx_with_tensor_sample(tmp_path):
     path = tmp_path / "mlp.onnx"
     convert(model, **FAST).save(path)
     result = validate(model, path, sample=torch.randn(3, 6), **FAST)
-    assert result.passed and 3 in [c["input_shapes"]["input"][0] for c in result.report["cases"]]
+    assert result.passed and 3 in [c["input_shapes"]["input"][0] for c in result.report.to_dict()["cases"]]
 
 
 # ---- TensorFlow -------------------------------------------------------------------
@@ -119,8 +119,8 @@ def test_tensorflow_sample_forms(keras_model, form):
     sample = {"tf tensor": tf.constant(x), "ndarray": x, "dict by input name": {"features": tf.constant(x)},
               "list": x.tolist()}[form]
     result = convert(keras_model, sample=sample, **FAST)
-    assert result.passed, result.report["failures"]
-    assert 6 in [c["input_shapes"]["features"][0] for c in result.report["cases"]]
+    assert result.passed, result.report.to_dict()["failures"]
+    assert 6 in [c["input_shapes"]["features"][0] for c in result.report.to_dict()["cases"]]
 
 
 # ---- ONNX (ready-made) ---------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_onnx_dataframe_column_per_input_with_expected_array(tmp_path):
     path = _onnx_add(tmp_path)
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, 0.25, 4.0], "unused": [9, 9, 9]})
     ok = validate(path, sample=frame, expected=np.array([[2.0], [2.5], [11.0]], np.float32), **FAST)
-    assert ok.passed, ok.report["failures"]
+    assert ok.passed, ok.report.to_dict()["failures"]
     bad = validate(path, sample=frame, expected={"out": np.array([[2.0], [2.5], [12.0]], np.float32)}, **FAST)
     assert not bad.passed
 
@@ -157,7 +157,7 @@ def test_onnx_dict_sample_and_expected_dict(tmp_path):
     path = _onnx_add(tmp_path)
     a, b = np.ones((2, 1), np.float32), np.full((2, 1), 3.0, np.float32)
     result = validate(str(path), sample={"a": a, "b": b.tolist()}, expected={"out": a + 2 * b}, **FAST)
-    assert result.passed and result.report["verdict"] == "passed"
+    assert result.passed and result.report.to_dict()["verdict"] == "passed"
 
 
 # ---- errors: onnxgate's own, naming what was given and what is accepted ----------------
@@ -194,14 +194,14 @@ def test_missing_sample_file_is_still_a_usage_error(iris, tmp_path):
 def test_tolerance_objects_and_per_output_rules(iris):
     model, X = iris
     strict = convert(model, sample=X[:10], tolerance=Tolerance(rtol=0.0, atol=0.0), **FAST)
-    assert strict.report["tolerance"] == {"rtol": 0.0, "atol": 0.0}
+    assert strict.report.to_dict()["tolerance"] == {"rtol": 0.0, "atol": 0.0}
     rules = convert(model, sample=X[:10], tolerance={"probabilities": Tolerance(rtol=1e-2, atol=1e-3),
                                                      "label": {"min_agreement": 0.9}}, **FAST)
     assert rules.passed
-    assert rules.report["gate"]["outputs"] == {"probabilities": {"rtol": 1e-2, "atol": 1e-3},
+    assert rules.report.to_dict()["gate"]["outputs"] == {"probabilities": {"rtol": 1e-2, "atol": 1e-3},
                                                "label": {"min_agreement": 0.9}}
     also = convert(model, sample=X[:10], tolerance={"label": OutputRule(min_agreement=0.5)}, **FAST)
-    assert also.report["gate"]["outputs"] == {"label": {"min_agreement": 0.5}}
+    assert also.report.to_dict()["gate"]["outputs"] == {"label": {"min_agreement": 0.5}}
 
 
 @pytest.mark.parametrize("kwargs,needle", [
@@ -222,9 +222,9 @@ def test_bad_keywords_are_usage_errors(iris, kwargs, needle):
 def test_gate_keywords_reach_the_report(iris):
     model, X = iris
     result = convert(model, sample=X[:6], edge_values=True, optimizer_check=False, latency=False)
-    assert result.report["gate"]["edge_values"] is True and result.report["gate"]["optimizer_check"] is False
-    assert any(c["kind"] == "edge" for c in result.report["cases"])
-    assert "latency" not in result.report or not result.report["latency"]
+    assert result.report.to_dict()["gate"]["edge_values"] is True and result.report.to_dict()["gate"]["optimizer_check"] is False
+    assert any(c["kind"] == "edge" for c in result.report.to_dict()["cases"])
+    assert "latency" not in result.report.to_dict() or not result.report.to_dict()["latency"]
 
 
 # ---- a converter in another Python environment: in-memory data crosses as files ---------
@@ -236,6 +236,6 @@ def test_in_memory_sample_reaches_an_isolated_environment():
     arrays = dict(np.load(path)) if path.suffix == ".npz" else {None: np.load(path)}
     sample = arrays[None] if None in arrays else arrays
     result = convert(mlp["source"], framework="chainer", sample=sample, options=mlp["options"], **FAST)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.report.to_dict()["failures"]
     rows = next(iter(arrays.values())).shape[0]
-    assert rows in [next(iter(c["input_shapes"].values()))[0] for c in result.report["cases"]]
+    assert rows in [next(iter(c["input_shapes"].values()))[0] for c in result.report.to_dict()["cases"]]

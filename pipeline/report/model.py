@@ -44,6 +44,8 @@ class ConverterInfo:
     version: str = ""
     exporter: str = ""
     opset: int = 0
+    #: The plugin's distribution: whom to tell when the conversion is wrong.
+    distribution: str = ""
 
 
 @dataclass
