@@ -24,6 +24,7 @@ from onnxgate.pipeline.gate.config import GateConfig
 from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
 from onnxgate.pipeline.conversion.sources import resolve
 from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
+from onnxgate.plugins.spec import Conversion
 
 PathLike = Union[str, Path]
 
@@ -220,7 +221,6 @@ def _given_model_spec(spec, onnx_model):
     """The source's converter, with ``convert`` returning the given model."""
     from dataclasses import replace
 
-    from onnxgate.plugins.spec import Conversion
 
     def given(model, example, options):
         return Conversion(onnx_model, exporter="given")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from onnxgate.plugins.helpers import one_line
+from onnxgate.pipeline.core.atomic import check_writable
 
 
 def add_report_options(p: argparse.ArgumentParser, diagnose_flag: bool = True) -> None:
@@ -21,8 +22,6 @@ def add_report_options(p: argparse.ArgumentParser, diagnose_flag: bool = True) -
 
 def check_outputs(args) -> None:
     """Fail before any costly work when an output cannot be written."""
-    from onnxgate.pipeline.core.atomic import check_writable
-
     for name in ("junit", "html", "summary"):
         path = getattr(args, name, None)
         if path is not None:
@@ -50,7 +49,7 @@ def diagnose_if_asked(result, args, always: bool = False) -> None:
 
 
 def write_renderings(report, args, json_path=None) -> None:
-    from onnxgate.pipeline.report.document import write_outputs
+    from onnxgate.pipeline.report.document import write_outputs  # renderers: not needed for --help
 
     write_outputs(report, json_path=json_path, junit=getattr(args, "junit", None), html=getattr(args, "html", None),
                   summary=getattr(args, "summary", None))

@@ -37,6 +37,9 @@ from typing import Any, Dict, List, Optional
 
 from onnxgate.pipeline.envs import venv
 from onnxgate.pipeline.envs.venv import MARKER, dist_key, last_line, lock, python_of, read_marker
+from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
+from onnxgate.plugins.manager import Registry
+from onnxgate.plugins.spec import ConvertOptions, Tolerance
 
 #: Overrides where onnxgate keeps its data (environments under ``envs/``).
 HOME_ENV = "ONNXGATE_HOME"
@@ -128,8 +131,6 @@ def converter_status(registry, converter):
 
 def require(spec):
     """The environment's status, or a UsageError naming the command to run."""
-    from onnxgate.plugins.errors import UsageError
-
     st = status(spec)
     if not st.ready:
         raise UsageError(st.hint())
@@ -143,8 +144,6 @@ def create(spec, force: bool = False, log=None) -> Status:
     ``log(line)`` receives progress lines. pip's own output goes to a log
     file under ``envs/.logs`` whose last lines end up in the error on failure.
     """
-    from onnxgate.plugins.errors import UsageError
-
     log = log or (lambda line: None)
     current = status(spec)
     if current.ready and not force:
@@ -178,8 +177,6 @@ def create(spec, force: bool = False, log=None) -> Status:
 
 
 def _base_python(python: str) -> str:
-    from onnxgate.plugins.errors import UsageError
-
     found = python if os.path.isabs(python) and os.path.exists(python) else shutil.which(python)
     if not found:
         raise UsageError(f"environment needs the interpreter {python!r}, which is not on PATH")
@@ -215,10 +212,6 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
     ``files_and_gate``: the rest of ``stage_convert.produce``'s keywords
     (``expected``/``golden`` paths, ``gate``), forwarded when set.
     """
-    from onnxgate.plugins.manager import Registry
-    from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
-
-    from onnxgate.plugins.spec import ConvertOptions
 
     registry = registry or Registry()
     options = options or ConvertOptions()
@@ -310,7 +303,6 @@ def _plugin_module(registry, spec, plugin: str) -> str:
         name = getattr(module, "__name__", None)
         if isinstance(name, str) and sys.modules.get(name) is module and hasattr(module, "onnxgate_converters"):
             return name
-    from onnxgate.plugins.errors import UsageError
 
     raise UsageError(f"converter {spec.name!r}: its plugin is not an importable module, "
                      "so it cannot run in another environment")
@@ -421,7 +413,6 @@ def read_artifact(folder: Path):
     import numpy as np
     import onnx
 
-    from onnxgate.plugins.spec import Tolerance
     from onnxgate.pipeline.core.artifact import Case
     from onnxgate.pipeline.core.artifact import Artifact
 
