@@ -31,6 +31,7 @@ from onnxgate.pipeline.gate.config import GateConfig
 from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
 from onnxgate.pipeline.conversion.sources import resolve
 from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
+from onnxgate.plugins.spec import Conversion
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -447,7 +448,6 @@ def _given_model_spec(spec, onnx_model):
     """The source's converter, with ``convert`` returning the given model."""
     from dataclasses import replace
 
-    from onnxgate.plugins.spec import Conversion
 
     def given(model, example, options):
         return Conversion(onnx_model, exporter="given")

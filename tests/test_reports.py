@@ -95,6 +95,13 @@ def test_typed_report_round_trips_through_json_and_renders_the_same(failing, tmp
     assert to_markdown(again) == to_markdown(report) and to_html(again) == to_html(report)
 
 
+def test_versions_name_the_source_framework(passing):
+    from importlib import metadata
+
+    assert passing.report.versions["scikit-learn"] == metadata.version("scikit-learn")
+    assert passing.report.versions["onnxruntime"] == metadata.version("onnxruntime")
+
+
 def test_result_outputs_are_per_output_stats(passing, failing):
     assert set(passing.outputs) == {"label", "probabilities"} and all(o.passed for o in passing.outputs.values())
     probs = failing.outputs["probabilities"]

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 from onnxgate.plugins.errors import EXIT_OK, EXIT_VALIDATION_FAILED, UsageError
+from onnxgate.pipeline.gate import drift
+from onnxgate.pipeline.report.summary import table
 
 
 def add_parser(sub) -> None:
@@ -41,8 +43,6 @@ def _read_report(path: Path) -> dict:
 
 
 def run(args) -> int:
-    from onnxgate.pipeline.gate import drift
-
     if getattr(args, "verb", None) == "accept":
         report = _read_report(args.report)
         output = args.output
@@ -57,7 +57,6 @@ def run(args) -> int:
     if getattr(args, "verb", None) == "compare":
         report = _read_report(args.report)
         section = drift.compare(report, drift.load(args.baseline), args.drift_factor, args.drift_floor)
-        from onnxgate.pipeline.report.summary import table
 
         print(table({"output": r["name"], "baseline": f"{r.get('baseline_max_abs_err', float('nan')):.3g}",
                      "now": f"{r.get('max_abs_err', float('nan')):.3g}", "growth": f"x{r.get('growth', 0):.3g}",

@@ -7,6 +7,9 @@ from pathlib import Path
 from onnxgate.pipeline.cli import args as cli_args
 from onnxgate.pipeline.cli import outputs
 from onnxgate.plugins.errors import EXIT_OK, EXIT_VALIDATION_FAILED, UsageError
+from onnxgate.pipeline.core.atomic import check_writable
+from onnxgate.pipeline.deployment import record
+from onnxgate.pipeline.report.summary import one_line
 
 
 def add_parser(sub) -> None:
@@ -39,7 +42,6 @@ def default_output(source: str) -> Path:
 
 def run_convert(args) -> int:
     from onnxgate.pipeline import api
-    from onnxgate.pipeline.core.atomic import check_writable
 
     output = args.output or default_output(args.source)
     if Path(args.source).exists() and output.resolve() == Path(args.source).resolve():
@@ -58,7 +60,6 @@ def run_convert(args) -> int:
 
 def run_validate(args) -> int:
     from onnxgate.pipeline import api
-    from onnxgate.pipeline.core.atomic import check_writable
 
     if args.report:
         check_writable(args.report)
@@ -68,7 +69,6 @@ def run_validate(args) -> int:
     outputs.diagnose_if_asked(result, args)
     outputs.write_renderings(result.report, args, json_path=args.report)
     # record the verdict against this file's bytes, for deploy's gate
-    from onnxgate.pipeline.deployment import record
 
     record.write_for(result, model_path)
     cli_args.accept_if_asked(result, args, model_path)
@@ -76,8 +76,6 @@ def run_validate(args) -> int:
 
 
 def _finish(result, output: Path) -> int:
-    from onnxgate.pipeline.report.summary import one_line
-
     print(one_line(result.report, output))
     if not result.passed:
         for failure in result.failures:

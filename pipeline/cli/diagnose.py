@@ -7,6 +7,8 @@ from pathlib import Path
 from onnxgate.pipeline.cli import args as cli_args
 from onnxgate.pipeline.cli import outputs
 from onnxgate.plugins.errors import EXIT_OK, EXIT_VALIDATION_FAILED, UsageError
+from onnxgate.pipeline.core.atomic import check_writable
+from onnxgate.pipeline.report.summary import one_line
 
 
 def add_parser(sub) -> None:
@@ -24,8 +26,6 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from onnxgate.pipeline import api
-    from onnxgate.pipeline.core.atomic import check_writable
-    from onnxgate.pipeline.report.summary import one_line
 
     if not args.model.is_file():  # before api.validate hashes it
         raise UsageError(f"{args.model}: no such ONNX file")

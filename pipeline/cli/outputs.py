@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from onnxgate.plugins.helpers import one_line
+from onnxgate.pipeline.core.atomic import check_writable
 
 
 def add_report_options(p: argparse.ArgumentParser, diagnose_flag: bool = True) -> None:
@@ -35,7 +36,6 @@ def _renderings(args) -> list:
 def check_outputs(args) -> None:
     """Fail before any costly work when an output cannot be written or its
     format is unknown."""
-    from onnxgate.pipeline.core.atomic import check_writable
 
     for _, path in _renderings(args):
         check_writable(path)

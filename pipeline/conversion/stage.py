@@ -21,6 +21,11 @@ from onnxgate.pipeline.conversion import samples as samples_mod
 from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
 from onnxgate.pipeline.conversion.sources import Source
 from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Artifact
+from onnxgate.pipeline.envs import isolated as environments
+from onnxgate.pipeline.core.session import frozen_batch_inputs
+from onnxgate.pipeline.conversion import golden as golden_mod, sweep
+from onnxgate.pipeline.core import latency as latency_mod
+from onnxgate.plugins.manager import plugin_distribution
 
 
 def pick_converter(source: Source, registry: Registry, framework: Optional[str]) -> ConverterSpec:
@@ -132,7 +137,6 @@ def produce(
     measure_latency: bool = True,
 ) -> Artifact:
     if spec.environment:  # stage 1 runs in the converter's own Python environment
-        from onnxgate.pipeline.envs import isolated as environments
 
         return environments.produce(
             spec, source, sample=sample, options=options, trusted=trusted, seed=seed, plugin=plugin,
@@ -148,7 +152,6 @@ def produce(
 
     dynamic_batch = options.dynamic_batch
     if _is_onnx_model(model):  # ready-made: nothing converts, so the batch is as declared, not as asked
-        from onnxgate.pipeline.core.session import frozen_batch_inputs
 
         dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
     cases = _golden_cases(golden, model, sample, expected) or build_cases(
@@ -160,7 +163,6 @@ def produce(
     onnx_model = conversion.model
     notes = list(conversion.notes)
     if golden is not None and not _is_onnx_model(model):  # keyed by the converted model's names
-        from onnxgate.pipeline.conversion import golden as golden_mod
 
         cases = golden_mod.read(Path(golden), onnx_model)
     _cast_to_model_inputs(cases, onnx_model)
@@ -177,8 +179,6 @@ def produce(
     timings["reference_s"] = time.perf_counter() - t0
     latency = {}
     if measure_latency and runs_original:
-        from onnxgate.pipeline.core import latency as latency_mod
-
         latency = latency_mod.measure_original(spec.run, model, cases)
     if sample is None and golden is None and not any(c.expected is not None for c in cases):
         notes.append(f"inputs synthesised from the model's declared inputs (seed {seed})")
@@ -251,8 +251,6 @@ def _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed
                         options: ConvertOptions = ConvertOptions(), plugin: str = ""):
     """The original's outputs on every case, plus the sweep and edge-value
     cases (those the original rejects are marked skipped, not failed)."""
-    from onnxgate.pipeline.conversion import sweep
-
     extra, gate_info = sweep.extend(spec, model, onnx_model, cases, gate, seed, options)
     _cast_to_model_inputs(extra, onnx_model)
     for case in cases:
@@ -295,7 +293,6 @@ def _golden_cases(golden, model, sample, expected):
         raise UsageError("--golden holds both inputs and expected outputs: drop --sample and --expected")
     if not _is_onnx_model(model):
         return None  # read against the converted model, after conversion
-    from onnxgate.pipeline.conversion import golden as golden_mod
 
     return golden_mod.read(Path(golden), model)
 
@@ -355,8 +352,6 @@ def _plugin_distribution_name(plugin: str) -> str:
 
 
 def _plugin_version(plugin: str) -> str:
-    from onnxgate.plugins.manager import plugin_distribution
-
     return plugin_distribution(plugin)[1] if plugin else ""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from onnxgate.plugins.helpers import one_line
 from onnxgate.pipeline.core.artifact import Case
+from onnxgate.pipeline.conversion.inputs import edge_cases
 
 #: 1, a small even, an odd and a larger size.
 SIZES = (1, 2, 5, 16)
@@ -119,8 +120,6 @@ def extend(spec, model, onnx_model, cases: List[Case], gate, seed: int,
            options: Any = None) -> Tuple[List[Case], Dict[str, Any]]:
     """Stage 1: the sweep and edge-value cases to add to ``cases``, and what
     stage 2 needs to report about dynamic axes."""
-    from onnxgate.pipeline.conversion.inputs import edge_cases
-
     try:
         signature = spec.inputs(model, options) if spec.inputs else None
     except Exception:  # a signature is a hint; the ONNX dims still drive the sweep

@@ -33,6 +33,7 @@ from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.plugins.errors import UsageError
 from onnxgate.plugins.helpers import one_line
 from onnxgate.pipeline.deployment.registry import tags as model_tags
+from onnxgate.pipeline.deployment.serve import SmokeTestFailed, compare_response
 
 #: Azure's base image for custom inference environments; the conda file adds
 #: the pinned onnxruntime and the inference server on top.
@@ -364,8 +365,6 @@ class _Deployer:
         self.log(f"traffic on {self.ep}: {traffic}")
 
     def smoke(self) -> Dict[str, Any]:
-        from onnxgate.pipeline.deployment.serve import SmokeTestFailed, compare_response
-
         rec = self.request.record or {}
         if not rec.get("smoke"):
             self.log("WARNING: no validated sample for this model: the smoke test could not run")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
-from onnxgate.pipeline.report.document import as_dict, dumps, package_versions
+from onnxgate.pipeline.report.model import as_dict, dumps
 from onnxgate.pipeline.report.summary import worst
 from onnxgate.plugins.errors import UsageError
 
@@ -90,6 +90,8 @@ def smoke_sample(model_bytes: bytes, cases, runtime: Optional[Runtime] = None) -
 def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=None,
           runtime: Optional[Runtime] = None) -> Dict[str, Any]:
     """The record for ``model_bytes`` from a finished gate report (JSON form)."""
+    from onnxgate.pipeline.report.document import package_versions  # importlib.metadata: not for --help
+
     versions = package_versions()
     return {
         "kind": RECORD_KIND,

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from onnxgate.plugins.errors import OnnxgateError, UsageError, EXIT_CONVERSION_FAILED, EXIT_VALIDATION_FAILED
+from onnxgate.plugins.spec import Tolerance
+from onnxgate.pipeline.envs import serving as serving_env
 
 HOST = "127.0.0.1"
 APP = "azureml_inference_server_http.server.entry:app"
@@ -182,7 +184,6 @@ class SmokeResult:
 
 def compare_response(answer: Any, smoke: Dict[str, Any], tolerance: Dict[str, float]) -> SmokeResult:
     """Compare an endpoint's JSON answer with the record's expected response."""
-    from onnxgate.plugins.spec import Tolerance
     from onnxgate.pipeline.gate.compare import compare_output
 
     expected = smoke["response"]["outputs"]
@@ -227,8 +228,6 @@ def smoke_test(scoring_uri: str, record: Optional[Dict[str, Any]]) -> SmokeResul
 
 
 def ensure_venv_for(ort_version: str) -> Path:
-    from onnxgate.pipeline.envs import serving as serving_env
-
     if not ort_version:
         raise UsageError("cannot tell which onnxruntime validated this model")
     return serving_env.find(ort_version)

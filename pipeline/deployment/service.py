@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 
 from onnxgate.pipeline.deployment import record as record_mod
 from onnxgate.plugins.errors import EXIT_CONVERSION_FAILED, OnnxgateError, UsageError
+from onnxgate.plugins.manager import Registry, missing_requirements
 
 
 class DeployError(OnnxgateError):
@@ -62,8 +63,6 @@ def deploy(model_path: Path, target: str = "local", *, name: Optional[str] = Non
            allow_unvalidated: bool = False, options: Optional[Dict[str, Any]] = None,
            registry=None, log=print, keep_server=None) -> Dict[str, Any]:
     """Check the gate and hand the model to ``target``; returns the target's result dict."""
-    from onnxgate.plugins.manager import Registry, missing_requirements
-
     registry = registry or Registry()
     try:
         spec = registry.deploy_target(target)

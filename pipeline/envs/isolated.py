@@ -4,7 +4,8 @@ A plugin declares an environment (``onnxgate_environments`` hook ->
 ``EnvironmentSpec``) and names it in ``ConverterSpec.environment``. onnxgate
 then:
 
-- creates it on request (``onnxgate env create NAME``): a venv built in a
+- creates it on request (``onnxgate env create NAME``): a venv built (by
+  ``envs.venv``, the builder the serving environment uses too) in a
   temporary folder beside its final place and renamed into place only once
   every install step succeeded, with a marker file holding the spec's hash,
   so re-running is a no-op and an interrupted create leaves nothing behind;
@@ -34,6 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from onnxgate.pipeline.envs import venv
+from onnxgate.pipeline.envs.venv import MARKER, dist_key, last_line, lock, python_of, read_marker
+from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
+from onnxgate.plugins.manager import Registry
+from onnxgate.plugins.spec import ConvertOptions, Tolerance
+
 #: Overrides where onnxgate keeps its data (environments under ``envs/``).
 HOME_ENV = "ONNXGATE_HOME"
 #: What the worker itself needs besides the plugin's own steps: onnxgate's
@@ -41,7 +48,6 @@ HOME_ENV = "ONNXGATE_HOME"
 WORKER_REQUIREMENTS = ("pluggy>=1.3,<2",)
 #: Bump when the layout or the worker's needs change: existing envs go stale.
 LAYOUT_VERSION = 1
-MARKER = "onnxgate-env.json"
 WORKER = Path(__file__).with_name("worker.py")
 
 
@@ -60,10 +66,6 @@ def envs_dir() -> Path:
 
 def env_path(name: str) -> Path:
     return envs_dir() / name
-
-
-def python_of(path: Path) -> Path:
-    return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def spec_hash(spec) -> str:
@@ -103,12 +105,10 @@ class Status:
 def status(spec) -> Status:
     """Cheap: reads the marker file, imports nothing."""
     path = env_path(spec.name)
-    marker = path / MARKER
-    if not marker.is_file() or not python_of(path).exists():
+    if not (path / MARKER).is_file() or not python_of(path).exists():
         return Status(spec.name, path, "missing")
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    recorded = read_marker(path)
+    if recorded is None:
         return Status(spec.name, path, "stale", "unreadable marker")
     if recorded.get("hash") != spec_hash(spec):
         return Status(spec.name, path, "stale", "its recipe changed")
@@ -125,18 +125,12 @@ def converter_status(registry, converter):
     if not st.ready:
         return [f"environment {spec.name!r} ({st.state}; run: onnxgate env create {spec.name})"], ""
     packages = st.packages or {}
-    missing = [r for r in converter.requires if _dist_key(r) not in packages]
-    return missing, packages.get(_dist_key(converter.framework_distribution or ""), "")
-
-
-def _dist_key(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
+    missing = [r for r in converter.requires if dist_key(r) not in packages]
+    return missing, packages.get(dist_key(converter.framework_distribution or ""), "")
 
 
 def require(spec):
     """The environment's status, or a UsageError naming the command to run."""
-    from onnxgate.plugins.errors import UsageError
-
     st = status(spec)
     if not st.ready:
         raise UsageError(st.hint())
@@ -150,8 +144,6 @@ def create(spec, force: bool = False, log=None) -> Status:
     ``log(line)`` receives progress lines. pip's own output goes to a log
     file under ``envs/.logs`` whose last lines end up in the error on failure.
     """
-    from onnxgate.plugins.errors import UsageError
-
     log = log or (lambda line: None)
     current = status(spec)
     if current.ready and not force:
@@ -160,21 +152,19 @@ def create(spec, force: bool = False, log=None) -> Status:
     python = _base_python(spec.python)
     root = envs_dir()
     root.mkdir(parents=True, exist_ok=True)
-    with _lock(root / f".{spec.name}.lock"):
+    with lock(root / f".{spec.name}.lock"):
         current = status(spec)  # someone else may have built it while we waited
         if current.ready and not force:
             log(f"environment {spec.name!r} is ready at {current.path} (nothing to do)")
             return current
         for leftover in root.glob(f".{spec.name}.build-*"):  # a create killed outright
             shutil.rmtree(leftover, ignore_errors=True)
-        logs = root / ".logs"
-        logs.mkdir(exist_ok=True)
-        log_path = logs / f"{spec.name}.log"
         build = Path(tempfile.mkdtemp(prefix=f".{spec.name}.build-", dir=root))
         started = time.perf_counter()
         try:
-            with open(log_path, "w", encoding="utf-8") as log_fh:
-                _build(spec, python, build, log_fh, log)
+            venv.build(build, python, _steps(spec), log_path=root / ".logs" / f"{spec.name}.log",
+                       marker={"name": spec.name, "hash": spec_hash(spec)},
+                       constraints=getattr(spec, "constraints", ()), log=log)
             _install(build, current.path)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
@@ -187,47 +177,10 @@ def create(spec, force: bool = False, log=None) -> Status:
 
 
 def _base_python(python: str) -> str:
-    from onnxgate.plugins.errors import UsageError
-
     found = python if os.path.isabs(python) and os.path.exists(python) else shutil.which(python)
     if not found:
         raise UsageError(f"environment needs the interpreter {python!r}, which is not on PATH")
     return found
-
-
-def _build(spec, python: str, build: Path, log_fh, log) -> None:
-    _run([python, "-m", "venv", str(build)], log_fh, "creating the venv")
-    env_python = str(python_of(build))
-    constraints_args: List[str] = []
-    if getattr(spec, "constraints", ()):
-        cfile = build / "onnxgate-constraints.txt"
-        cfile.write_text("\n".join(spec.constraints) + "\n", encoding="utf-8")
-        constraints_args = ["-c", str(cfile)]
-    steps = _steps(spec)
-    for i, step in enumerate(steps, 1):
-        log(f"[{i}/{len(steps)}] pip install {' '.join(step)}")
-        _run([env_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-              *constraints_args, *step], log_fh, f"pip install {' '.join(step)}")
-    probe = ("import json, sys; from importlib import metadata; print(json.dumps([sys.version.split()[0], "
-             "{d.metadata['Name']: d.version for d in metadata.distributions()}]))")
-    version, found = json.loads(subprocess.run([env_python, "-I", "-c", probe], capture_output=True,
-                                               text=True, check=True).stdout)
-    packages = {_dist_key(name): v for name, v in sorted(found.items())}
-    marker = {"name": spec.name, "hash": spec_hash(spec), "python_version": version, "packages": packages,
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    (build / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-
-
-def _run(cmd: List[str], log_fh, what: str) -> None:
-    from onnxgate.plugins.errors import UsageError
-
-    log_fh.write(f"$ {' '.join(cmd)}\n")
-    log_fh.flush()
-    proc = subprocess.run(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        log_fh.flush()
-        tail = _last_line(Path(log_fh.name))
-        raise UsageError(f"{what} failed (exit {proc.returncode}): {tail} (full log: {log_fh.name})")
 
 
 def _install(build: Path, final: Path) -> None:
@@ -251,35 +204,6 @@ def remove(spec) -> bool:
     return True
 
 
-class _lock:
-    """An exclusive file lock: two concurrent creates build the env once."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        self.fh = open(self.path, "w")
-        try:
-            import fcntl
-
-            fcntl.flock(self.fh, fcntl.LOCK_EX)
-        except ImportError:  # no fcntl (Windows): no cross-process lock
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        self.fh.close()
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    errors = [ln for ln in lines if ln.startswith("ERROR") or "Error" in ln]
-    return (errors or lines or [""])[-1][:300]
-
-
 # -- running stage 1 there -------------------------------------------------------
 def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, plugin="", registry=None,
             **files_and_gate):
@@ -288,10 +212,6 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
     ``files_and_gate``: the rest of ``stage_convert.produce``'s keywords
     (``expected``/``golden`` paths, ``gate``), forwarded when set.
     """
-    from onnxgate.plugins.manager import Registry
-    from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
-
-    from onnxgate.plugins.spec import ConvertOptions
 
     registry = registry or Registry()
     options = options or ConvertOptions()
@@ -345,7 +265,7 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
         if proc.returncode != 0 or not (out / "artifact.json").is_file():
             raise ConversionError(
                 f"{spec.name}: the worker in environment {env_spec.name!r} failed (exit {proc.returncode}): "
-                f"{_last_line(work / 'worker.log')}"
+                f"{last_line(work / 'worker.log')}"
             )
         artifact = read_artifact(out)
     if given is not None:
@@ -399,7 +319,6 @@ def _plugin_module(registry, spec, plugin: str) -> str:
         name = getattr(module, "__name__", None)
         if isinstance(name, str) and sys.modules.get(name) is module and hasattr(module, "onnxgate_converters"):
             return name
-    from onnxgate.plugins.errors import UsageError
 
     raise UsageError(f"converter {spec.name!r}: its plugin is not an importable module, "
                      "so it cannot run in another environment")
@@ -510,7 +429,6 @@ def read_artifact(folder: Path):
     import numpy as np
     import onnx
 
-    from onnxgate.plugins.spec import Tolerance
     from onnxgate.pipeline.core.artifact import Case
     from onnxgate.pipeline.core.artifact import Artifact
 

@@ -3,21 +3,23 @@
 ``azureml-inference-server-http`` pins flask, pydantic and opentelemetry in
 ways that fight ``azure-ai-ml`` inside one venv, so the server runs from its
 own venv, one per onnxruntime version (a model is served by the onnxruntime
-release that validated it). Created by ``onnxgate serve --setup``.
+release that validated it). Created by ``onnxgate serve --setup`` with the
+builder the isolated environments use (``envs.venv``), in place.
 
 Location: ``$ONNXGATE_SERVING_HOME/ort-<version>``; the default home is
 ``$ONNXGATE_HOME/serving`` (``~/.local/share/onnxgate/serving``).
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
+from onnxgate.pipeline.envs import venv
+from onnxgate.pipeline.envs.isolated import home as onnxgate_home
+from onnxgate.pipeline.envs.venv import lock, read_marker
 from onnxgate.plugins.errors import UsageError
 
 HOME_ENV = "ONNXGATE_SERVING_HOME"
@@ -26,14 +28,14 @@ SERVER_REQUIREMENT = "azureml-inference-server-http==1.5.1"
 NUMPY_REQUIREMENT = "numpy>=1.24,<3"
 #: The Python minor version the Azure environment file asks for.
 PYTHON_VERSION = "3.11"
+#: What marked a finished serving venv before ``envs.venv``'s marker.
+LEGACY_MARKER = ".onnxgate-ready"
 
 
 def home() -> Path:
     """``$ONNXGATE_SERVING_HOME``, else ``serving/`` under onnxgate's home."""
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV])
-    from onnxgate.pipeline.envs.isolated import home as onnxgate_home
-
     return onnxgate_home() / "serving"
 
 
@@ -54,14 +56,22 @@ def requirements(ort_version: str) -> list:
     return [SERVER_REQUIREMENT, f"onnxruntime=={ort_version}", NUMPY_REQUIREMENT]
 
 
-def python_of(venv: Path) -> Path:
-    return venv / "bin" / "python"
+def install_steps(ort_version: str) -> list:
+    """pip install steps, in order."""
+    # the pip that a fresh venv ships sometimes crashes resolving Azure packages
+    return [["--upgrade", "pip>=24"], requirements(ort_version)]
+
+
+def is_ready(path: Path) -> bool:
+    """Built to the end: the builder's marker (or, for a venv built before
+    onnxgate used one builder for every venv, its old ``.onnxgate-ready``)."""
+    return read_marker(path) is not None or (path / LEGACY_MARKER).is_file()
 
 
 def find(ort_version: str) -> Path:
     """The ready venv for ``ort_version``, or a UsageError saying how to make it."""
     venv = venv_dir(ort_version)
-    if not (venv / ".onnxgate-ready").is_file():
+    if not is_ready(venv):
         raise UsageError(
             f"no serving environment for onnxruntime {ort_version} at {venv}; create it with "
             f"`onnxgate serve --setup --onnxruntime {ort_version}` (needs PyPI, ~30 s)"
@@ -74,40 +84,20 @@ def create(ort_version: Optional[str] = None, python: Optional[str] = None, quie
     ort_version = ort_version or current_onnxruntime()
     if not ort_version:
         raise UsageError("no onnxruntime version given and none installed here; pass --onnxruntime VERSION")
-    venv = venv_dir(ort_version)
-    marker = venv / ".onnxgate-ready"
-    if marker.is_file():
-        return venv
-    venv.parent.mkdir(parents=True, exist_ok=True)
+    path = venv_dir(ort_version)
+    if is_ready(path):
+        return path
     # built in place (a renamed venv keeps the old path in its scripts' shebangs,
     # and the server is started through bin/gunicorn); the marker is written
     # last, so an interrupted create is finished by the next one
-    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.is_file():  # built by someone else while we waited
-            return venv
-        _build(venv, marker, ort_version, python, quiet)
-    return venv
-
-
-def _build(venv: Path, marker: Path, ort_version: str, python: Optional[str], quiet: bool) -> None:
-    started = time.perf_counter()
-    # from the base interpreter, not from inside onnxgate's own venv
-    base = python or getattr(sys, "_base_executable", None) or sys.executable
-    steps = [
-        [base, "-m", "venv", str(venv)],
-        # the pip that a fresh venv ships sometimes crashes resolving Azure packages
-        [str(python_of(venv)), "-m", "pip", "install", "-q", "--upgrade", "pip>=24"],
-        [str(python_of(venv)), "-m", "pip", "install", "-q", *requirements(ort_version)],
-    ]
-    for step in steps:
-        if not quiet:
-            print("+ " + " ".join(step), file=sys.stderr)
-        proc = subprocess.run(step, capture_output=True, text=True)
-        if proc.returncode != 0:
-            lines = (proc.stderr or proc.stdout or "").strip().splitlines()
-            raise UsageError(f"creating the serving environment failed at `{' '.join(step[:4])} ...`: "
-                             f"{lines[-1] if lines else 'exit ' + str(proc.returncode)}")
-    marker.write_text(f"{' '.join(requirements(ort_version))}\n", "utf-8")
-    if not quiet:
-        print(f"serving environment ready at {venv} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    with lock(path.parent / f".{path.name}.lock"):
+        if is_ready(path):  # built by someone else while we waited
+            return path
+        started = time.perf_counter()
+        # from the base interpreter, not from inside onnxgate's own venv
+        base = python or getattr(sys, "_base_executable", None) or sys.executable
+        say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
+        venv.build(path, base, install_steps(ort_version), log_path=path.parent / ".logs" / f"{path.name}.log",
+                   marker={"name": f"serving {path.name}", "requirements": requirements(ort_version)}, log=say)
+        say(f"serving environment ready at {path} ({time.perf_counter() - started:.0f} s)")
+    return path

@@ -25,6 +25,10 @@ import numpy as np
 from onnxgate.plugins.helpers import one_line
 from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.core.arrays import abs_diff
+from onnxgate.pipeline.core.session import load_session
+from onnxgate.plugins.manager import Registry
+from onnxgate.pipeline.conversion import stage as stage_convert
+from onnxgate.pipeline.conversion.sources import resolve
 
 
 def expose(model, names: Optional[set] = None):
@@ -57,8 +61,6 @@ def expose(model, names: Optional[set] = None):
 
 def run_unoptimized(model, inputs: Mapping[str, np.ndarray]) -> Dict[str, Any]:
     """Every graph output of ``model`` from onnxruntime with optimisations off."""
-    from onnxgate.pipeline.core.session import load_session
-
     session = load_session(model.SerializeToString(), optimized=False)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, dict(inputs))))
@@ -199,10 +201,6 @@ def for_result(result, source: Any, *, framework: Optional[str] = None, trust_so
     The source is loaded again: the artifact deliberately holds no framework
     object.
     """
-    from onnxgate.plugins.manager import Registry
-    from onnxgate.pipeline.conversion import stage as stage_convert
-    from onnxgate.pipeline.conversion.sources import resolve
-
     artifact = result.artifact
     case = _pick_case(artifact.cases, result.report)
     tolerance = tol or result.report.tolerance
