@@ -57,7 +57,7 @@ def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
     t0 = time.perf_counter()
     checks = check_model(artifact.model)
     runtime = runtime or Runtime(artifact.model.SerializeToString())
-    session = runtime.session()
+    runtime.session()  # load now: a model onnxruntime rejects fails here, before any case
     checks.append({"name": "onnxruntime_load", "passed": True, "message": "onnxruntime loaded the model"})
     compat, compat_check = runtime_compat.check(artifact.model, gate.target_runtime)
     checks.append(compat_check)
