@@ -73,7 +73,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OnnxgateError as exc:
         if debug:
             raise
-        print(f"onnxgate: error: {exc}", file=sys.stderr)
+        from onnxgate.pipeline.core.text import terminal
+
+        # messages quote names from models and paths: no escapes reach the terminal
+        print(f"onnxgate: error: {terminal(exc, keep_newlines=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)
@@ -84,7 +87,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from onnxgate.plugins.manager import PluginError
 
         code = EXIT_USAGE if isinstance(exc, PluginError) else 3
-        print(f"onnxgate: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        from onnxgate.pipeline.core.text import terminal
+
+        print(f"onnxgate: error: {type(exc).__name__}: {terminal(exc)} (run with --debug for the traceback)",
+              file=sys.stderr)
         return code
 
 

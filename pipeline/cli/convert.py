@@ -81,11 +81,13 @@ def run_validate(args) -> int:
 
 
 def _finish(result, output: Path) -> int:
+    from onnxgate.pipeline.core.text import terminal
     from onnxgate.pipeline.report.summary import one_line
 
-    print(one_line(result.report, output))
+    # failures name the model's outputs: no escapes or line breaks reach the terminal
+    print(terminal(one_line(result.report, output)))
     if not result.passed:
         for failure in result.report["failures"]:
-            print(f"  FAIL {failure}", file=sys.stderr)
+            print(f"  FAIL {terminal(failure)}", file=sys.stderr)
         return EXIT_VALIDATION_FAILED
     return EXIT_OK
