@@ -120,7 +120,9 @@ def run(
     validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate)
     _apply_unverified(artifact, validation, accept_unverified)
     validation.update(latency_mod.runtime_pass(artifact, measure=latency))  # latency, error histograms
-    digest = onnx_sha256 or hashlib.sha256(artifact.model.SerializeToString()).hexdigest()
+    # a file's digest describes the validated model only when that file is the ONNX model itself
+    file_is_model = onnx_model is not None or spec.framework == "ONNX"
+    digest = (onnx_sha256 if file_is_model else None) or hashlib.sha256(artifact.model.SerializeToString()).hexdigest()
     info = report_mod.onnx_info(artifact.model, "", digest)
     report = report_mod.build(artifact, validation, info, started)
     if gate.baseline is not None:  # drift: compare with the accepted baseline

@@ -72,12 +72,21 @@ def run_validate(args) -> int:
 
         report.write(result.report, args.report)
     outputs.write_renderings(result.report, args)
-    # record the verdict against this file's bytes, for deploy's gate
+    # record the verdict against this file's bytes, for deploy's gate; without
+    # MODEL a non-ONNX SOURCE was converted in memory: no file holds what was validated
     from onnxgate.pipeline.deployment import record
 
-    record.write_for(result, model_path)
+    if args.model is not None or _is_validated_file(model_path, result.report):
+        record.write_for(result, model_path)
     cli_args.accept_if_asked(result, args, model_path)
     return _finish(result, model_path)
+
+
+def _is_validated_file(path: Path, report) -> bool:
+    from onnxgate.pipeline.deployment import record
+
+    validated = report.get("onnx", {}).get("sha256")
+    return path.is_file() and bool(validated) and record.sha256_file(path) == validated
 
 
 def _finish(result, output: Path) -> int:

@@ -41,13 +41,16 @@ class OutputRule:
     topk: Optional[int] = None
     #: False: do not gate on elementwise error (then gate on cosine/top-k/agreement).
     elementwise: Optional[bool] = None
+    #: Where the rule was written (file and table, or the --tolerance flag), for error messages.
+    origin: Optional[str] = field(default=None, compare=False)
 
     def tolerance(self, base: Tolerance) -> Tolerance:
         return Tolerance(rtol=base.rtol if self.rtol is None else self.rtol,
                          atol=base.atol if self.atol is None else self.atol)
 
     def as_dict(self) -> Dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "origin" and getattr(self, f.name) is not None}
 
 
 _RULE_TYPES = {"rtol": float, "atol": float, "min_agreement": float, "min_cosine": float,
@@ -112,22 +115,53 @@ def parse_rule(text: str) -> tuple:
     return name.strip(), _rule(values, f"--tolerance {text!r}")
 
 
+#: Allowed range of each key: (low, high), both inclusive.
+_RULE_RANGES = {"rtol": (0.0, None), "atol": (0.0, None), "min_agreement": (0.0, 1.0),
+                "min_cosine": (-1.0, 1.0), "min_topk": (0.0, 1.0), "topk": (1, None)}
+
+
 def _rule(values: Mapping[str, Any], where: str) -> OutputRule:
+    """Strict: a bool is not a number (``atol = true`` would loosen the gate),
+    a number is not a bool, tolerances are finite and not negative."""
     out = {}
     for key, value in values.items():
         kind = _RULE_TYPES.get(key)
         if kind is None:
             raise UsageError(f"{where}: unknown key {key!r} (known: {', '.join(_RULE_TYPES)})")
+        out[key] = _typed(key, value, kind, where)
+        low, high = _RULE_RANGES.get(key, (None, None))
+        if kind is not bool and ((low is not None and out[key] < low) or (high is not None and out[key] > high)):
+            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise UsageError(f"{where}: {key}={value!r} is out of range (must be {bounds})")
+    return OutputRule(**out, origin=where)
+
+
+def _typed(key: str, value: Any, kind: type, where: str) -> Any:
+    import math
+
+    wrong = UsageError(f"{where}: {key}={value!r} is not a {kind.__name__}")
+    if isinstance(value, str):  # from --tolerance OUTPUT:key=value
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise wrong
+            return value.lower() in ("true", "1")
         try:
-            if kind is bool and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(value)
-                out[key] = value.lower() in ("true", "1")
-            else:
-                out[key] = kind(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"{where}: {key}={value!r} is not a {kind.__name__}") from None
-    return OutputRule(**out)
+            value = float(value) if kind is float else int(value)
+        except ValueError:
+            raise wrong from None
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise wrong
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise wrong
+        return int(value)
+    if not math.isfinite(value):
+        raise UsageError(f"{where}: {key}={value!r} is not a finite number")
+    return float(value)
 
 
 def load_file(path: Path) -> Dict[str, OutputRule]:
@@ -151,7 +185,21 @@ def load_file(path: Path) -> Dict[str, OutputRule]:
     outputs = data.get("outputs", {}) if isinstance(data, dict) else None
     if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
         raise UsageError(f"gate config {path}: expected an 'outputs' table of tables")
+    unknown = sorted(set(data) - {"outputs"})
+    if unknown:
+        raise UsageError(f"gate config {path}: unknown key {unknown[0]!r} (only [outputs.NAME] tables)")
     return {name: _rule(values, f"gate config {path} [outputs.{name}]") for name, values in outputs.items()}
+
+
+def check_output_names(rules: Mapping[str, OutputRule], outputs) -> None:
+    """A rule for an output the model does not have is a typo that would
+    silently leave the real output on the default tolerance: exit 2."""
+    outputs = list(outputs)
+    for name, rule in rules.items():
+        if name not in outputs:
+            where = rule.origin or f"output rule {name!r}"
+            raise UsageError(f"{where}: output {name!r} matches no output of the model "
+                             f"(outputs: {', '.join(outputs)})")
 
 
 def merge(*maps: Mapping[str, OutputRule]) -> Dict[str, OutputRule]:
@@ -160,5 +208,5 @@ def merge(*maps: Mapping[str, OutputRule]) -> Dict[str, OutputRule]:
     for rules in maps:
         for name, rule in rules.items():
             base = merged.get(name, OutputRule())
-            merged[name] = replace(base, **rule.as_dict())
+            merged[name] = replace(base, **rule.as_dict(), origin=rule.origin or base.origin)
     return merged

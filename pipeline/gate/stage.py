@@ -18,7 +18,7 @@ from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.gate import runtime_compat
 from onnxgate.pipeline.gate import tasks
 from onnxgate.pipeline.gate import trees
-from onnxgate.pipeline.gate.config import GateConfig, OutputRule, merge
+from onnxgate.pipeline.gate.config import GateConfig, OutputRule, check_output_names, merge
 from onnxgate.plugins.errors import ConversionError
 from onnxgate.pipeline.core.artifact import Artifact
 from onnxgate.pipeline.core.session import frozen_batch_inputs, load_session, run_case
@@ -48,11 +48,13 @@ def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
              per_output: Optional[Dict[str, Tolerance]] = None, gate: Optional[GateConfig] = None) -> Dict[str, Any]:
     """Run the gate on an artifact; returns the report's validation part."""
     tol = tolerance or artifact.tolerance
+    user_rules = (gate or GateConfig()).outputs  # the converter's own per-output rules are not checked
     gate = _with_per_output(gate or GateConfig(), per_output or {})
     t0 = time.perf_counter()
     checks = check_model(artifact.model)
     model_bytes = artifact.model.SerializeToString()
     session = load_session(model_bytes)
+    check_output_names(user_rules, [o.name for o in session.get_outputs()])
     checks.append({"name": "onnxruntime_load", "passed": True, "message": "onnxruntime loaded the model"})
     compat, compat_check = runtime_compat.check(artifact.model, gate.target_runtime)
     checks.append(compat_check)
