@@ -104,6 +104,9 @@ def _fill(gate: Gate, root: Path, max_request_bytes: Optional[int]) -> None:
         _dump(root / "expected-response.json", smoke["response"])
     if gate.record:
         _dump(root / "validation-record.json", gate.record)
+    if (gate.record or {}).get("model", {}).get("sha256") == gate.sha256:
+        # score.py checks the model against it at init(): the record travels with the code
+        _dump(root / "code" / "validation-record.json", gate.record)
     files = sorted(p for p in root.rglob("*") if p.is_file())
     _dump(root / "manifest.json", {
         "model_sha256": gate.sha256,

@@ -208,7 +208,15 @@ def _array(value):
 
     from onnxgate.pipeline.core.arrays import as_array
 
-    return as_array(value) if isinstance(value, list) and value and isinstance(value[0], dict) else np.asarray(value)
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return as_array(value)
+    array = np.asarray(value)
+    if array.dtype.kind == "U":  # non-finite floats travel as "NaN", "Infinity", "-Infinity"
+        try:
+            return array.astype(np.float64)
+        except ValueError:
+            pass
+    return array
 
 
 def smoke_test(scoring_uri: str, record: Optional[Dict[str, Any]]) -> SmokeResult:
