@@ -175,7 +175,6 @@ def _start_for(args):
     from onnxgate.pipeline.deployment import service as deploy
     from onnxgate.pipeline.deployment import package
     from onnxgate.pipeline.deployment import serve as serve_mod
-    from onnxgate.pipeline.deployment.record import Gate
     from onnxgate.pipeline.deployment.registry import LocalRegistry
 
     path = Path(args.model)
@@ -193,15 +192,9 @@ def _start_for(args):
             raise UsageError(f"{args.model}: no such file")
         ver = reg.get(name, int(version) if version else None)
         from onnxgate.pipeline.deployment import local as deploy_local
-        from onnxgate.pipeline.deployment import record as record_mod
 
         # registered bytes are re-checked against their record: the registry is files a user can touch
-        gate = Gate(ver.model_path, record_mod.sha256_file(ver.model_path), ver.record)
-        if gate.sha256 != ver.sha256 or not (ver.record or {}).get("passed"):
-            if not args.allow_unvalidated:
-                raise record_mod.DeployRefused(
-                    f"{args.model}: registered bytes or record do not pass the gate (override: {OVERRIDE})")
-            gate.override = "registered model does not pass the gate"
+        gate = deploy_local.gate_for_version(ver, args.allow_unvalidated)
         pkg = deploy_local.ensure_package(ver, gate)
     venv = serve_mod.ensure_venv_for(package.ort_version_of(gate))
     return serve_mod.start(pkg, venv, port=args.port, workers=args.workers), gate.record

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from onnxgate.plugins.errors import UsageError
-from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG, sha256_file
+from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG, copy_model
 
 ROOT_ENV = "ONNXGATE_REGISTRY"
 MODEL_FILE = "model.onnx"
@@ -117,8 +117,7 @@ class LocalRegistry:
             number = max((v.version for v in self.versions(name)), default=0) + 1
             tmp = Path(tempfile.mkdtemp(prefix=".register.", dir=folder))
             try:
-                shutil.copyfile(gate.model_path, tmp / MODEL_FILE)
-                if sha256_file(tmp / MODEL_FILE) != gate.sha256:
+                if copy_model(gate.model_path, tmp, MODEL_FILE) != gate.sha256:  # with its external data
                     raise UsageError(f"{gate.model_path}: changed while it was being registered")
                 if gate.record:
                     (tmp / "validation-record.json").write_text(json.dumps(gate.record, indent=2) + "\n", "utf-8")

@@ -143,7 +143,7 @@ def init():
     # validation record (shipped beside this file) names them.
     expected = _validated_sha256(here)
     files = {"onnx": hashlib.sha256(data).hexdigest(), "external": {}}
-    for location in (expected or {}).get("external", {}):
+    for location in (expected or {}).get("external") or _settings.get("external_files", []):
         files["external"][location] = file_sha256(os.path.join(os.path.dirname(path), location))
     digest = model_digest(files)
     if _settings.get("sha256") and digest != _settings["sha256"]:
