@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import List, Optional
 
 from onnxgate.plugins.errors import EXIT_USAGE, OnnxgateError
@@ -68,6 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     debug = args.debug or bool(os.environ.get("ONNXGATE_DEBUG"))
+    previous = _sigterm_as_interrupt()
     try:
         return int(args.run(args) or 0)
     except OnnxgateError as exc:
@@ -92,6 +95,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"onnxgate: error: {type(exc).__name__}: {terminal(exc)} (run with --debug for the traceback)",
               file=sys.stderr)
         return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (CI timeouts, ``kill``) runs the same clean-up as Ctrl-C: servers
+    stopped, temporary files removed. The previous handler, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 def entry() -> None:

@@ -96,6 +96,11 @@ def _target_options(args) -> dict:
     return given
 
 
+def _check_port(port) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be between 1 and 65535")
+
+
 def run_deploy(args) -> int:
     from onnxgate.pipeline.deployment import service as deploy
     from onnxgate.pipeline.report import document as report
@@ -106,6 +111,7 @@ def run_deploy(args) -> int:
         check_writable(args.report)
     if args.traffic is not None and not 0 <= args.traffic <= 100:
         raise UsageError(f"--traffic {args.traffic}: must be 0..100")
+    _check_port(args.port)
     try:
         result = deploy.deploy(args.model, args.target, name=args.name, dry_run=args.dry_run,
                                allow_unvalidated=args.allow_unvalidated, options=_target_options(args))
@@ -148,6 +154,7 @@ def run_serve(args) -> int:
         return EXIT_OK
     if not args.model:
         raise UsageError("serve: give MODEL.onnx, NAME or NAME:VERSION (or --setup)")
+    _check_port(args.port)
     from onnxgate.pipeline.deployment import serve as serve_mod
 
     server, record = _start_for(args)
@@ -169,6 +176,7 @@ def run_serve(args) -> int:
 def _start_for(args):
     """Start a server for a model file (packaged into a temp folder) or a registered version."""
     import atexit
+    import os
     import shutil
     import tempfile
 
@@ -180,7 +188,11 @@ def _start_for(args):
     path = Path(args.model)
     if path.is_file():
         gate = deploy.check(path, args.allow_unvalidated)
-        tmp = Path(tempfile.mkdtemp(prefix="onnxgate-serve-"))
+        from onnxgate.pipeline.core import atomic
+
+        # the pid in the name lets the next run remove it when this one is killed
+        atomic.clean_stale(Path(tempfile.gettempdir()), "onnxgate-serve-", "-")
+        tmp = Path(tempfile.mkdtemp(prefix=f"onnxgate-serve-{os.getpid()}-"))
         atexit.register(shutil.rmtree, tmp, True)
         pkg = package.build(gate, tmp / "package")
     else:
@@ -197,7 +209,7 @@ def _start_for(args):
         gate = deploy_local.gate_for_version(ver, args.allow_unvalidated)
         pkg = deploy_local.ensure_package(ver, gate)
     venv = serve_mod.ensure_venv_for(package.ort_version_of(gate))
-    return serve_mod.start(pkg, venv, port=args.port, workers=args.workers), gate.record
+    return serve_mod.start(pkg, venv, port=args.port, workers=args.workers, expected_sha256=gate.sha256), gate.record
 
 
 def run_package(args) -> int:

@@ -95,7 +95,8 @@ def deploy(request: DeployRequest) -> Dict[str, Any]:
         + ("" if version.created else " (these bytes were already registered)") + f" at {version.path}")
     pkg = ensure_package(version, gate)
     t0 = time.perf_counter()
-    server = serve.start(pkg, venv, port=opts.get("port"), workers=int(opts.get("workers") or 1))
+    server = serve.start(pkg, venv, port=opts.get("port"), workers=int(opts.get("workers") or 1),
+                         expected_sha256=validated_sha256(version, gate))
     started_s = time.perf_counter() - t0
     log(f"server healthy at {server.url} (pid {server.pid}, {started_s:.1f} s)")
     result: Dict[str, Any] = {
@@ -108,7 +109,11 @@ def deploy(request: DeployRequest) -> Dict[str, Any]:
     except BaseException:
         server.stop()
         raise
+    if server.process.poll() is not None:  # answered, then died: nothing is serving
+        raise serve.ServeError(f"the server exited (code {server.process.returncode}) after the smoke test; "
+                               f"log:\n{server.log_tail()}")
     if opts.get("keep_running"):
+        server.detach()
         result.update(pid=server.pid, running=True)
         log(f"left running: {server.scoring_uri} (stop it with: kill {server.pid})")
     else:

@@ -76,14 +76,22 @@ def build(gate: Gate, out: Path, max_request_bytes: Optional[int] = None) -> Pat
         raise UsageError(f"{out}: exists and is not an empty folder; choose another -o")
     if not out.parent.is_dir():
         raise UsageError(f"{out}: folder {out.parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    from onnxgate.pipeline.core import atomic
+
+    atomic.clean_stale(out.parent, f".{out.name}.")  # left by a killed run
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", dir=out.parent))
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write in {out.parent}: {exc.strerror or exc}") from None
     try:
         _fill(gate, tmp, max_request_bytes)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # full disk, read-only folder: an unusable output place
+            raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
         raise
     return out
 

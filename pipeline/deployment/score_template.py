@@ -302,7 +302,8 @@ def run(request):
         return _error(405, 'POST a JSON body {"inputs": {...}} to /score')
     limit = int(_settings.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES))
     if request.content_length is not None and request.content_length > limit:
-        _drain(request.stream, request.content_length)
+        if request.content_length <= DRAIN_LIMIT_BYTES:  # beyond, a drain would only wait on a liar
+            _drain(request.stream, request.content_length)
         return _error(413, f"request body is {request.content_length} bytes; the limit is {limit}")
     # read at most limit + 1 bytes: a chunked body (no Content-Length) is never buffered beyond the limit
     raw = _read_at_most(request.stream, limit + 1)
