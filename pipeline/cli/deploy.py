@@ -55,6 +55,10 @@ def add_parser(sub) -> None:
                     help="traffic share for this deployment; the rest goes to the endpoint's other deployment "
                          "(default: 100 on a new endpoint, unchanged otherwise)")
     az.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each long-running operation")
+    az.add_argument("--request-timeout", type=float, metavar="SECONDS",
+                    help="scoring request timeout of the deployment (default 90, at most 180; Azure's own is 5)")
+    az.add_argument("--max-concurrent-requests", type=int, metavar="N",
+                    help="requests one instance works on at once (default 1)")
     d.set_defaults(run=run_deploy)
 
     s = sub.add_parser("serve", help="serve a validated model on 127.0.0.1 with Azure ML's inference server",
@@ -81,12 +85,13 @@ def add_parser(sub) -> None:
 
 LOCAL_ONLY = ("registry", "keep_running", "port")
 AZUREML_ONLY = ("workspace_config", "subscription_id", "resource_group", "workspace", "endpoint",
-                "instance_type", "traffic")
+                "instance_type", "traffic", "request_timeout", "max_concurrent_requests")
 
 
 def _target_options(args) -> dict:
     keys = LOCAL_ONLY + AZUREML_ONLY + ("deployment", "instance_count", "timeout")
-    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) not in (None, False)}
+    # `is not`: a 0 given on the command line is a value to check, not "unset"
+    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None and getattr(args, k) is not False}
     # an option of the other built-in target is a mistake, not something to ignore silently
     wrong = {"local": AZUREML_ONLY, "azureml": LOCAL_ONLY}.get(args.target, ())
     misplaced = [k for k in wrong if k in given]
