@@ -145,7 +145,9 @@ def test_npz_that_expands_beyond_the_limit_is_refused(tmp_path):
 
 
 def test_cli_max_sample_bytes_is_exit_2_before_any_work(tmp_path, skops_source, capsys, monkeypatch):
-    monkeypatch.delenv(inputs.MAX_SAMPLE_BYTES_ENV, raising=False)  # the CLI sets it for this process
+    # the CLI sets it for this process: setenv first so monkeypatch restores its absence afterwards
+    monkeypatch.setenv(inputs.MAX_SAMPLE_BYTES_ENV, str(inputs.DEFAULT_MAX_SAMPLE_BYTES))
+    monkeypatch.delenv(inputs.MAX_SAMPLE_BYTES_ENV)
     path = tmp_path / "x.npy"
     np.save(path, np.zeros((1000, 4), np.float32))
     out = tmp_path / "m.onnx"
@@ -153,6 +155,12 @@ def test_cli_max_sample_bytes_is_exit_2_before_any_work(tmp_path, skops_source, 
     err = capsys.readouterr().err
     assert code == 2 and "--max-sample-bytes 1000" in err and not out.exists()
     assert main(["convert", str(skops_source), "-o", str(out), "--max-sample-bytes", "-5"]) == 2
+
+
+def test_cli_limit_does_not_outlive_the_test():
+    import os
+
+    assert inputs.MAX_SAMPLE_BYTES_ENV not in os.environ
 
 
 # ---- item 16: validate SOURCE without MODEL --------------------------------------------------

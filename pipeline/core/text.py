@@ -7,18 +7,20 @@ import re
 
 # CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \), other two-char ESC sequences
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]")
-# C0 and C1 controls and DEL; newlines and tabs become spaces (one printed line stays one line)
+# C0 and C1 controls and DEL, except tab and newline
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_LINE_BREAKS = re.compile(r"\r\n|[\r\n\t]")
 # what XML 1.0 forbids: C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def terminal(text: object, keep_newlines: bool = False) -> str:
-    """``text`` without escape sequences or control characters."""
+    """``text`` without escape sequences or control characters; line breaks
+    become spaces (one printed line stays one line) unless ``keep_newlines``."""
     out = _ESCAPES.sub("", str(text))
     if not keep_newlines:
-        out = out.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
-    return _CONTROLS.sub("", out) if not keep_newlines else re.sub(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]", "", out)
+        out = _LINE_BREAKS.sub(" ", out)
+    return _CONTROLS.sub("", out)
 
 
 def xml(text: object) -> str:
