@@ -145,3 +145,16 @@ def test_contract_model_name_rules():
     with pytest.raises(UsageError, match="3-32"):
         deploy_azureml.check_name("deployment", "-x-")
     assert deploy_azureml.check_name("deployment", "green-2") == "green-2"
+
+
+# ---- item 3 in Azure: external-data files are registered with the model -----------------------
+def test_contract_external_data_files_are_uploaded_with_the_model(tmp_path, fake):
+    from test_hostile_record import _external_model
+
+    path = _external_model(tmp_path)
+    assert cli.main(["validate", str(path), str(path), "--accept-unverified", "--no-latency"]) == 0
+    fake.score = _answer_like_validated(path)
+    _deploy(path, fake, name="ext")
+    uploaded = {k.rsplit("/", 1)[-1]: v["data"] for k, v in fake.blobs.items() if "LocalUpload" in k}
+    assert uploaded.get("model.onnx") == path.read_bytes()
+    assert uploaded.get("w.bin") == (tmp_path / "w.bin").read_bytes()

@@ -310,7 +310,7 @@ class _Deployer:
             "onnxgate.validated_with": json.dumps(rec.get("validated_with", {}), sort_keys=True),
         }
         model = Model(
-            path=str(package_mod.model_dir(self.pkg) / package_mod.MODEL_FILE), type=AssetTypes.CUSTOM_MODEL,
+            path=str(self.model_path()), type=AssetTypes.CUSTOM_MODEL,
             name=self.request.name, version=version, tags=model_tags(self.request.gate), properties=props,
             description="ONNX model " + ("validated by onnxgate" if not self.request.gate.override
                                          else "deployed WITHOUT passing onnxgate's validation"),
@@ -320,6 +320,14 @@ class _Deployer:
         self.changes.append(f"model {created.name}:{created.version} registered")
         self.log(f"registered model {created.name}:{created.version}")
         return created
+
+    def model_path(self) -> Path:
+        """The file, or the folder when external-data files belong to the model
+        (score.py finds model.onnx inside it, its external files beside it)."""
+        from onnxgate.pipeline.deployment.record import external_locations
+
+        single = package_mod.model_dir(self.pkg) / package_mod.MODEL_FILE
+        return package_mod.model_dir(self.pkg) if external_locations(single) else single
 
     def environment(self):
         from azure.ai.ml.entities import Environment
