@@ -19,7 +19,6 @@ from test_azureml_contract import (  # noqa: E402  (the fake and its fixtures)
 from onnxgate.pipeline.cli import app as cli  # noqa: E402
 from onnxgate.pipeline.deployment import azureml as deploy_azureml  # noqa: E402
 from onnxgate.pipeline.deployment import record  # noqa: E402
-from onnxgate.pipeline.deployment.service import DeployError  # noqa: E402
 from onnxgate.plugins.errors import UsageError  # noqa: E402
 
 __all__ = ["fake", "model"]  # pytest fixtures, imported for use here

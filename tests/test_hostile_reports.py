@@ -7,9 +7,7 @@ import copy
 import types
 import xml.etree.ElementTree as ET
 
-import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper
 
 from onnxgate.pipeline.cli import main
