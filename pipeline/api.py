@@ -241,7 +241,9 @@ def run(
     ort = Runtime(artifact.model.SerializeToString())  # one session per optimisation level, for every use
     validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate, runtime=ort)
     runtime = latency_mod.runtime_pass(artifact, ort, measure=latency)  # latency, error histograms
-    digest = onnx_sha256 or sha256_bytes(ort.model_bytes)
+    # a file's digest describes the validated model only when that file is the ONNX model itself
+    file_is_model = onnx_model is not None or spec.framework == "ONNX"
+    digest = (onnx_sha256 if file_is_model else None) or sha256_bytes(ort.model_bytes)
     onnx = report_build.onnx_info(artifact.model, str(model_path or ""), digest)
     report = report_build.build(artifact, validation, runtime, onnx=onnx, started=started,
                                 accept_unverified=accept_unverified, gate=gate)

@@ -192,6 +192,11 @@ class FakeAzureML:
 
     def _list_models(self, body, q, name):
         versions = list(self.models.get(name, {}).values())
+        view = (q.get("listViewType") or ["ActiveOnly"])[0]
+        if view == "ActiveOnly":  # Azure's default hides archived versions
+            versions = [d for d in versions if not d["properties"].get("isArchived")]
+        elif view == "ArchivedOnly":
+            versions = [d for d in versions if d["properties"].get("isArchived")]
         if "$orderBy" in q:
             versions = sorted(versions, key=lambda d: int(d["name"]), reverse=True)[:1]
         return self._json(200, {"value": versions})
@@ -275,6 +280,8 @@ class FakeAzureML:
         if headers.get("Authorization") != f"Bearer {ENDPOINT_KEY}":
             return self._json(401, {"message": "bad key"})
         status, answer = self.score(json.loads(body))
+        if isinstance(answer, str):  # an HTML error page from a gateway
+            return status, {"Content-Type": "text/html"}, answer
         return self._json(status, answer)
 
 class _Unexpected(Exception):

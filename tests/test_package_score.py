@@ -171,7 +171,7 @@ def test_registry_never_overwrites_a_version(model, tmp_path):
     (tmp_path / "reg" / "iris" / "2").mkdir()  # a version folder someone left half-made
     (tmp_path / "reg" / "iris" / "2" / "junk").write_text("x")
     model.write_bytes(model.read_bytes() + b"\0")
-    with pytest.raises(OSError):  # renaming onto an existing version fails; nothing replaced
+    with pytest.raises(UsageError, match="cannot write"):  # renaming onto an existing version fails
         reg.register(record.check(model, allow_unvalidated=True), "iris")
     assert v1.model_path.read_bytes() == before
     assert (tmp_path / "reg" / "iris" / "2" / "junk").read_text() == "x"

@@ -106,7 +106,7 @@ BAD = [
     (b'{"inputs": {"X": [[1, 2, 3]]}}', 400, "expects [None, 4]"),
     (b'{"inputs": {"X": [[1, 2], [3]]}}', 400, "not a rectangular array"),
     (b'{"inputs": {"X": [["a", "b", "c", "d"]]}}', 400, "must hold numbers"),
-    (b'{"inputs": {"X": [[true, 1, 2, 3]]}}', 200, ""),  # JSON booleans are numbers to numpy: accepted
+    (b'{"inputs": {"X": [[true, 1, 2, 3]]}}', 400, "booleans"),  # never silently 1.0
 ]
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import List, Optional
 
 from onnxgate.pipeline.cli.parser import CommandParser
@@ -70,12 +72,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     debug = args.debug or bool(os.environ.get("ONNXGATE_DEBUG"))
+    previous = _sigterm_as_interrupt()
     try:
         return int(args.run(args) or 0)
     except OnnxgateError as exc:
         if debug:
             raise
-        print(f"onnxgate: error: {exc}", file=sys.stderr)
+        from onnxgate.pipeline.core.text import terminal
+
+        # messages quote names from models and paths: no escapes reach the terminal
+        print(f"onnxgate: error: {terminal(exc, keep_newlines=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)
@@ -86,8 +92,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         from onnxgate.plugins.manager import PluginError
 
         code = EXIT_USAGE if isinstance(exc, PluginError) else 3
-        print(f"onnxgate: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        from onnxgate.pipeline.core.text import terminal
+
+        print(f"onnxgate: error: {type(exc).__name__}: {terminal(exc)} (run with --debug for the traceback)",
+              file=sys.stderr)
         return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (CI timeouts, ``kill``) runs the same clean-up as Ctrl-C: servers
+    stopped, temporary files removed. The previous handler, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 def entry() -> None:

@@ -22,6 +22,8 @@ from onnxgate.plugins.errors import UsageError
 def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--framework", help="converter to use (default: detected from the source)")
     p.add_argument("--sample", type=Path, help="validation inputs: .npz keyed by input name, .npy, or .csv")
+    p.add_argument("--max-sample-bytes", type=int, metavar="N",
+                   help="refuse a --sample file (or .npz content) larger than N bytes (default 268435456, 256 MiB)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: the converter's)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: the converter's)")
     p.add_argument("--report", type=Path, help="write the JSON report here")
@@ -52,7 +54,24 @@ def converter_options(pairs):
     return options
 
 
+def apply_sample_limit(args) -> None:
+    """``--max-sample-bytes``: checked here, before any work, and passed on
+    through the environment so isolated framework environments apply it too."""
+    import os
+
+    from onnxgate.pipeline.conversion import inputs
+
+    limit = getattr(args, "max_sample_bytes", None)
+    if limit is not None:
+        if limit <= 0:
+            raise UsageError(f"--max-sample-bytes {limit}: must be a positive number of bytes")
+        os.environ[inputs.MAX_SAMPLE_BYTES_ENV] = str(limit)
+    if args.sample is not None and Path(args.sample).is_file():
+        inputs.check_sample_size(Path(args.sample), limit)
+
+
 def run_kwargs(args) -> dict:
+    apply_sample_limit(args)
     return dict(
         framework=args.framework, sample=args.sample, rtol=args.rtol, atol=args.atol,
         trust_source=args.trust_source, dynamic_batch=not args.static_batch, seed=args.seed,

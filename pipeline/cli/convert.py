@@ -8,6 +8,8 @@ from onnxgate.pipeline.cli import args as cli_args
 from onnxgate.pipeline.cli import outputs
 from onnxgate.plugins.errors import EXIT_OK, EXIT_VALIDATION_FAILED, UsageError
 from onnxgate.pipeline.core.atomic import check_writable
+from onnxgate.pipeline.core.digest import sha256_path
+from onnxgate.pipeline.core.text import terminal
 from onnxgate.pipeline.deployment import record
 from onnxgate.pipeline.report.summary import one_line
 
@@ -68,17 +70,25 @@ def run_validate(args) -> int:
     result = api.validate(args.source, args.model, gate=cli_args.gate_from_args(args, model_path), **cli_args.run_kwargs(args))
     outputs.diagnose_if_asked(result, args)
     outputs.write_renderings(result.report, args, json_path=args.report)
-    # record the verdict against this file's bytes, for deploy's gate
+    # record the verdict against this file's bytes, for deploy's gate; without
+    # MODEL a non-ONNX SOURCE was converted in memory: no file holds what was validated
 
-    record.write_for(result, model_path)
+    if args.model is not None or _is_validated_file(model_path, result.report):
+        record.write_for(result, model_path)
     cli_args.accept_if_asked(result, args, model_path)
     return _finish(result, model_path)
 
 
+def _is_validated_file(path: Path, report) -> bool:
+    validated = report.onnx.sha256
+    return path.is_file() and bool(validated) and sha256_path(path) == validated
+
+
 def _finish(result, output: Path) -> int:
-    print(one_line(result.report, output))
+    # failures name the model's outputs: no escapes or line breaks reach the terminal
+    print(terminal(one_line(result.report, output)))
     if not result.passed:
         for failure in result.failures:
-            print(f"  FAIL {failure}", file=sys.stderr)
+            print(f"  FAIL {terminal(failure)}", file=sys.stderr)
         return EXIT_VALIDATION_FAILED
     return EXIT_OK

@@ -121,6 +121,11 @@ def _target_options(args) -> dict:
     return values
 
 
+def _check_port(port) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be between 1 and 65535")
+
+
 def run_deploy(args) -> int:
     from onnxgate.pipeline.deployment import service as deploy
     from onnxgate.pipeline.report import document as report
@@ -129,6 +134,7 @@ def run_deploy(args) -> int:
         from onnxgate.pipeline.core.atomic import check_writable
 
         check_writable(args.report)
+    _check_port(getattr(args, "port", None))
     try:
         result = deploy.deploy(args.model, args.target, name=args.name, dry_run=args.dry_run,
                                allow_unvalidated=args.allow_unvalidated, options=_target_options(args))
@@ -171,6 +177,7 @@ def run_serve(args) -> int:
         return EXIT_OK
     if not args.model:
         raise UsageError("serve: give MODEL.onnx, NAME or NAME:VERSION (or --setup)")
+    _check_port(args.port)
     from onnxgate.pipeline.deployment import serve as serve_mod
 
     server, record = _start_for(args)
@@ -192,19 +199,23 @@ def run_serve(args) -> int:
 def _start_for(args):
     """Start a server for a model file (packaged into a temp folder) or a registered version."""
     import atexit
+    import os
     import shutil
     import tempfile
 
     from onnxgate.pipeline.deployment import service as deploy
     from onnxgate.pipeline.deployment import package
     from onnxgate.pipeline.deployment import serve as serve_mod
-    from onnxgate.pipeline.deployment.record import Gate
     from onnxgate.pipeline.deployment.registry import LocalRegistry
 
     path = Path(args.model)
     if path.is_file():
         gate = deploy.check(path, args.allow_unvalidated)
-        tmp = Path(tempfile.mkdtemp(prefix="onnxgate-serve-"))
+        from onnxgate.pipeline.core import atomic
+
+        # the pid in the name lets the next run remove it when this one is killed
+        atomic.clean_stale(Path(tempfile.gettempdir()), "onnxgate-serve-", "-")
+        tmp = Path(tempfile.mkdtemp(prefix=f"onnxgate-serve-{os.getpid()}-"))
         atexit.register(shutil.rmtree, tmp, True)
         pkg = package.build(gate, tmp / "package")
     else:
@@ -216,7 +227,6 @@ def _start_for(args):
             raise UsageError(f"{args.model}: no such file")
         ver = reg.get(name, int(version) if version else None)
         from onnxgate.pipeline.deployment import local as deploy_local
-        from onnxgate.pipeline.deployment import record as record_mod
 
         # registered bytes are re-checked against their record: the registry is files a user can touch
         gate = Gate(ver.model_path, sha256_path(ver.model_path), ver.record)
@@ -227,7 +237,7 @@ def _start_for(args):
             gate.override = "registered model does not pass the gate"
         pkg = deploy_local.ensure_package(ver, gate)
     venv = serve_mod.ensure_venv_for(package.ort_version_of(gate))
-    return serve_mod.start(pkg, venv, port=args.port, workers=args.workers), gate.record
+    return serve_mod.start(pkg, venv, port=args.port, workers=args.workers, expected_sha256=gate.sha256), gate.record
 
 
 def run_package(args) -> int:

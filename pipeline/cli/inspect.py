@@ -31,18 +31,22 @@ def describe(path: Path) -> dict:
 
 
 def run(args) -> int:
+    from onnxgate.pipeline.core.text import terminal
+
     info = describe(args.model)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{info['path']}  sha256 {info['sha256'][:16]}…  IR {info['ir_version']}  producer {info['producer'] or '?'}")
-    print("opsets:  " + ", ".join(f"{d} {v}" for d, v in info["opsets"].items()))
+    # names, producer and provenance come from the file: no escapes or line breaks reach the terminal
+    print(terminal(f"{info['path']}  sha256 {info['sha256'][:16]}…  IR {info['ir_version']}  "
+                   f"producer {info['producer'] or '?'}"))
+    print(terminal("opsets:  " + ", ".join(f"{d} {v}" for d, v in info["opsets"].items())))
     for kind in ("inputs", "outputs"):
         print(f"{kind}:")
         for v in info[kind]:
-            print(f"  {v['name']}: {v['dtype']} {v['shape']}")
+            print("  " + terminal(f"{v['name']}: {v['dtype']} {v['shape']}"))
     if info["provenance"]:
         print("provenance:")
         for k, v in info["provenance"].items():
-            print(f"  {k}: {v}")
+            print("  " + terminal(f"{k}: {v}"))
     return 0

@@ -57,8 +57,10 @@ def diagnose_if_asked(result, args, always: bool = False) -> None:
         part = {"status": "error", "message": reason}
         found = {"runtime": part, "source": dict(part), "summary": f"diagnosis failed: {reason}"}
     result.report.diagnosis = found
+    from onnxgate.pipeline.core.text import terminal
+
     for line in diagnose.print_lines(found):
-        print(line)
+        print(terminal(line))
 
 
 def write_renderings(report, args, json_path=None) -> None:

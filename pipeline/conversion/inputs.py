@@ -1,6 +1,8 @@
 """Validation inputs: loaded from a sample file or synthesised from a signature."""
 from __future__ import annotations
 
+import csv
+import os
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -17,12 +19,37 @@ SYNTH_BATCH = 4
 SYNTH_DIM = 8
 
 
-def load_sample(path: Path) -> Dict[Optional[str], np.ndarray]:
+#: Largest sample file (or .npz content) read, in bytes: a sample is a few
+#: representative rows, and a huge one would take the process down with it.
+DEFAULT_MAX_SAMPLE_BYTES = 256 * 1024 * 1024
+#: ``--max-sample-bytes`` travels in this variable, so isolated framework
+#: environments (another process) apply the same limit.
+MAX_SAMPLE_BYTES_ENV = "ONNXGATE_MAX_SAMPLE_BYTES"
+
+
+def max_sample_bytes() -> int:
+    value = os.environ.get(MAX_SAMPLE_BYTES_ENV, "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_SAMPLE_BYTES
+
+
+def check_sample_size(path: Path, max_bytes: Optional[int] = None) -> None:
+    """UsageError when the file, or what an .npz expands to, exceeds the limit."""
+    limit = max_bytes if max_bytes is not None else max_sample_bytes()
+    size = path.stat().st_size
+    if path.suffix.lower() == ".npz" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            size = max(size, sum(info.file_size for info in zf.infolist()))
+    if size > limit:
+        raise UsageError(f"sample {path}: {size} bytes is over the limit (--max-sample-bytes {limit})")
+
+
+def load_sample(path: Path, max_bytes: Optional[int] = None) -> Dict[Optional[str], np.ndarray]:
     """``.npz`` keyed by input name; ``.npy``/``.csv`` give one unnamed input."""
     if not path.is_file():
         raise UsageError(f"sample {path}: no such file")
     suffix = path.suffix.lower()
     try:
+        check_sample_size(path, max_bytes)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
@@ -35,24 +62,36 @@ def load_sample(path: Path) -> Dict[Optional[str], np.ndarray]:
             return {None: _load_csv(path)}
     except UsageError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"sample {path}: unreadable: {exc}") from exc
     raise UsageError(f"sample {path}: unsupported format {suffix!r} (use .npz, .npy or .csv)")
 
 
 def _load_csv(path: Path) -> np.ndarray:
-    """Numeric CSV; a first line that is not numeric is taken as a header."""
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline()
-    try:
-        [float(v) for v in first.strip().split(",")]
-        skip = 0
-    except ValueError:
-        skip = 1
-    data = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float32, ndmin=2)
-    if data.size == 0:
+    """Numeric CSV read with the csv module (quoting, a UTF-8 BOM); a first
+    row that is not numeric is a header. Every row has the same column count."""
+    rows: List[List[float]] = []
+    width = None
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        for number, row in enumerate(csv.reader(fh), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            try:
+                values = [float(cell) for cell in row]
+            except ValueError:
+                if number == 1:
+                    width = len(row)  # a header: fixes the column count
+                    continue
+                raise UsageError(f"sample {path}: line {number} is not numbers: {','.join(row)[:80]!r}") from None
+            if width is None:
+                width = len(values)
+            elif len(values) != width:
+                raise UsageError(f"sample {path}: line {number} has {len(values)} columns; "
+                                 f"the first row has {width}")
+            rows.append(values)
+    if not rows:
         raise UsageError(f"sample {path}: no rows")
-    return data
+    return np.asarray(rows, dtype=np.float32)
 
 
 def bind_sample(sample: Dict[Optional[str], np.ndarray], names: Sequence[str]) -> Dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import List, Union
 
 from onnxgate.plugins.errors import UsageError
 
@@ -63,7 +63,8 @@ def write_bytes(path: Path, data: Union[bytes, str]) -> None:
     if isinstance(data, str):
         data = data.encode("utf-8")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        clean_stale(path.parent or Path("."), f".{path.name}.", ".", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent or ".")
     except OSError as exc:
         raise UsageError(f"output {path}: cannot write: {exc.strerror}") from None
     try:
@@ -73,9 +74,46 @@ def write_bytes(path: Path, data: Union[bytes, str]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # a full disk, a read-only mount: an unusable output place
+            raise UsageError(f"output {path}: cannot write: {exc.strerror or exc}") from None
         raise
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def clean_stale(folder: Path, prefix: str, separator: str = ".", suffix: str = "") -> List[Path]:
+    """Remove temp files and folders named ``PREFIX<pid><separator>...SUFFIX``
+    whose process is gone (left by a killed run); the paths removed."""
+    import shutil
+
+    removed = []
+    try:
+        candidates = [p for p in Path(folder).iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
+    except OSError:
+        return removed
+    for path in candidates:
+        pid = path.name[len(prefix):].split(separator, 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed

@@ -41,6 +41,14 @@ BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 DEFAULT_TIMEOUT_S = 1800.0
 #: The smallest size Azure ML recommends for general-purpose online endpoints.
 DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
+#: Seconds a scoring request may take (Azure's own default, 5 s, is too short
+#: for large models; Azure allows at most 180 s).
+DEFAULT_REQUEST_TIMEOUT_S = 90
+MAX_REQUEST_TIMEOUT_S = 180
+#: Requests one instance works on at once (score.py runs one worker per instance).
+DEFAULT_MAX_CONCURRENT = 1
+#: Azure's rule for endpoint and deployment names.
+_NAME_RULE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 
 
 @dataclass
@@ -79,14 +87,33 @@ def workspace_from(opts: Dict[str, Any]) -> Workspace:
     return Workspace(**{k: found[k] for k in ("subscription_id", "resource_group", "workspace")})
 
 
+def check_name(kind: str, name: str) -> str:
+    """Azure's rule for endpoint and deployment names, checked before anything is sent."""
+    if not _NAME_RULE.match(name or ""):
+        raise UsageError(f"{kind} name {name!r}: Azure needs 3-32 letters, digits or '-', starting with a letter "
+                         "and not ending with '-'")
+    return name
+
+
 def endpoint_name(opts: Dict[str, Any], model_name: str) -> str:
     if opts.get("endpoint"):
         name = str(opts["endpoint"])
-    else:  # Azure: 3-32 chars, a letter first, letters/digits/'-'
+    else:
         name = re.sub(r"[^A-Za-z0-9-]", "-", f"onnxgate-{model_name}").strip("-")[:32].rstrip("-")
-    if not re.match(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$", name):
-        raise UsageError(f"endpoint name {name!r}: 3-32 letters, digits or '-', starting with a letter")
-    return name
+    return check_name("endpoint", name)
+
+
+def request_settings(opts: Dict[str, Any]) -> Dict[str, int]:
+    """``--request-timeout`` (seconds) and ``--max-concurrent-requests``, checked."""
+    timeout = opts.get("request_timeout")
+    timeout = DEFAULT_REQUEST_TIMEOUT_S if timeout is None else timeout
+    concurrent = opts.get("max_concurrent_requests")
+    concurrent = DEFAULT_MAX_CONCURRENT if concurrent is None else concurrent
+    if not 1 <= float(timeout) <= MAX_REQUEST_TIMEOUT_S:
+        raise UsageError(f"--request-timeout {timeout}: Azure allows 1..{MAX_REQUEST_TIMEOUT_S} seconds")
+    if int(concurrent) < 1:
+        raise UsageError(f"--max-concurrent-requests {concurrent}: must be at least 1")
+    return {"request_timeout_ms": int(float(timeout) * 1000), "max_concurrent_requests_per_instance": int(concurrent)}
 
 
 def environment_identity(ort_version: str) -> tuple:
@@ -141,7 +168,9 @@ def _plan(request: DeployRequest, ws: Workspace, ep: str) -> List[str]:
         f"endpoint: {ep} (managed online, auth_mode key), created if missing",
         f"deployment: {opts.get('deployment') or 'blue'} on {ep}: model {request.name}, environment "
         f"{env_name}:{env_version}, code score.py, instance {opts.get('instance_type') or DEFAULT_INSTANCE_TYPE} x "
-        f"{opts.get('instance_count') or 1}, created or updated if any of these differ",
+        f"{opts.get('instance_count') or 1}, request timeout {request_settings(opts)['request_timeout_ms'] // 1000} s, "
+        f"{request_settings(opts)['max_concurrent_requests_per_instance']} concurrent request(s) per instance, "
+        "created or updated if any of these differ",
         f"traffic: {'unchanged on an existing endpoint, 100% on a new one' if share is None else f'{share}% to this deployment, the rest to the others'}",
         "smoke test: invoke the deployment with the sample request, compare with the validated outputs",
     ]
@@ -153,6 +182,8 @@ def deploy(request: DeployRequest, credential: Any = None, client_kwargs: Option
     opts = request.options
     ws = workspace_from(opts)
     ep = endpoint_name(opts, request.name)
+    check_name("deployment", str(opts.get("deployment") or "blue"))
+    request_settings(opts)
     if opts.get("traffic") is not None and not 0 <= int(opts["traffic"]) <= 100:
         raise UsageError(f"--traffic {opts['traffic']}: must be 0..100")
     if request.dry_run:
@@ -269,7 +300,11 @@ class _Deployer:
         from azure.ai.ml.entities import Model
 
         sha = self.request.gate.sha256
-        versions = self._missing(lambda: list(self.ml.models.list(name=self.request.name))) or []
+        from azure.ai.ml.constants import ListViewType
+
+        # archived versions too: the same bytes may sit in one, and its number is taken
+        versions = self._missing(lambda: list(self.ml.models.list(
+            name=self.request.name, list_view_type=ListViewType.ALL))) or []
         for m in versions:
             if (m.tags or {}).get("onnxgate.model_sha256") == sha:
                 self.log(f"model {m.name}:{m.version} already holds these bytes")
@@ -285,7 +320,7 @@ class _Deployer:
             "onnxgate.validated_with": json.dumps(rec.get("validated_with", {}), sort_keys=True),
         }
         model = Model(
-            path=str(package_mod.model_dir(self.pkg) / package_mod.MODEL_FILE), type=AssetTypes.CUSTOM_MODEL,
+            path=str(self.model_path()), type=AssetTypes.CUSTOM_MODEL,
             name=self.request.name, version=version, tags=model_tags(self.request.gate), properties=props,
             description="ONNX model " + ("validated by onnxgate" if not self.request.gate.override
                                          else "deployed WITHOUT passing onnxgate's validation"),
@@ -295,6 +330,14 @@ class _Deployer:
         self.changes.append(f"model {created.name}:{created.version} registered")
         self.log(f"registered model {created.name}:{created.version}")
         return created
+
+    def model_path(self) -> Path:
+        """The file, or the folder when external-data files belong to the model
+        (score.py finds model.onnx inside it, its external files beside it)."""
+        from onnxgate.pipeline.deployment.record import external_locations
+
+        single = package_mod.model_dir(self.pkg) / package_mod.MODEL_FILE
+        return package_mod.model_dir(self.pkg) if external_locations(single) else single
 
     def environment(self):
         from azure.ai.ml.entities import Environment
@@ -326,11 +369,14 @@ class _Deployer:
         return endpoint
 
     def create_deployment(self, model, env) -> None:
-        from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment
+        from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment, OnlineRequestSettings
 
         instance_type = self.opts.get("instance_type") or DEFAULT_INSTANCE_TYPE
         count = int(self.opts.get("instance_count") or 1)
+        settings = request_settings(self.opts)
         want = {
+            "onnxgate.request_settings": f"{settings['request_timeout_ms']}ms/"
+                                         f"{settings['max_concurrent_requests_per_instance']}",
             "onnxgate.model": f"{model.name}:{model.version}",
             "onnxgate.environment": f"{env.name}:{env.version}",
             "onnxgate.code_sha256": code_sha256(package_mod.code_dir(self.pkg)),
@@ -348,6 +394,7 @@ class _Deployer:
                 environment=f"azureml:{env.name}:{env.version}",
                 code_configuration=CodeConfiguration(code=str(package_mod.code_dir(self.pkg)), scoring_script="score.py"),
                 instance_type=instance_type, instance_count=count, tags=want,
+                request_settings=OnlineRequestSettings(**settings),
             ))
         self.wait(poller, f"deployment {self.deployment}")
         self.changes.append(f"deployment {self.deployment} {'updated' if current is not None else 'created'}")
@@ -369,8 +416,7 @@ class _Deployer:
         if not rec.get("smoke"):
             self.log("WARNING: no validated sample for this model: the smoke test could not run")
             return {"passed": None, "message": "not run: no validation record (override)"}
-        request_file = self.pkg / "sample-request.json"
-        raw = self.ml.online_endpoints.invoke(self.ep, request_file=str(request_file), deployment_name=self.deployment)
+        raw = self.score((self.pkg / "sample-request.json").read_bytes())
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -380,6 +426,49 @@ class _Deployer:
             raise SmokeTestFailed(f"smoke test failed on {self.ep}/{self.deployment}: {result.message}")
         self.log(f"smoke test passed: {result.message}")
         return result.as_dict()
+
+
+    def score(self, body: bytes) -> str:
+        """POST to the deployment ourselves: the SDK's invoke() crashes mapping
+        some statuses (408: TypeError), and hides which failure it was."""
+        import requests
+
+        endpoint = self.ml.online_endpoints.get(self.ep)
+        key = self.ml.online_endpoints.get_keys(self.ep).primary_key
+        timeout_s = request_settings(self.opts)["request_timeout_ms"] / 1000
+        where = f"smoke test on {self.ep}/{self.deployment}"
+        try:
+            resp = requests.post(endpoint.scoring_uri, data=body, timeout=timeout_s + 30, headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {key}",
+                "azureml-model-deployment": self.deployment})
+        except requests.Timeout:
+            raise DeployError(f"{where}: no answer within {timeout_s + 30:.0f} s") from None
+        except requests.RequestException as exc:
+            raise DeployError(f"{where}: cannot reach the endpoint: {_first_line(exc)}") from None
+        status = resp.status_code
+        if status == 200:
+            return resp.text
+        detail = _answer_text(resp.text)
+        if status in (401, 403):
+            raise DeployError(f"{where}: the endpoint rejected the key (HTTP {status}): {detail}")
+        if status in (408, 504):
+            raise DeployError(f"{where}: the request timed out (HTTP {status}) within the deployment's "
+                              f"{timeout_s:.0f} s; raise it with --request-timeout (at most {MAX_REQUEST_TIMEOUT_S})")
+        if status >= 500:
+            raise DeployError(f"{where}: the endpoint failed (HTTP {status}): {detail}")
+        raise DeployError(f"{where}: the endpoint answered HTTP {status}: {detail}")
+
+
+def _answer_text(text: str) -> str:
+    """An error answer in one short line: its JSON message, or an HTML page's text."""
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict) and data.get("message"):
+            return _first_line_text(str(data["message"]))[:300]
+    except ValueError:
+        pass
+    plain = re.sub(r"<(script|style)[^>]*>.*?</\1>|<[^>]+>", " ", text, flags=re.S | re.I)
+    return " ".join(plain.split())[:300] or "(empty answer)"
 
 
 def _quiet_upload():

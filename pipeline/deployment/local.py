@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from onnxgate.pipeline.deployment import package as package_mod
+from onnxgate.pipeline.deployment import record as record_mod
 from onnxgate.pipeline.deployment import serve
 from onnxgate.pipeline.envs import serving as serving_env
 from onnxgate.pipeline.deployment.service import DeployRequest
@@ -18,12 +19,48 @@ from onnxgate.pipeline.deployment.record import Gate
 from onnxgate.pipeline.deployment.registry import LocalRegistry, Version
 
 
+def validated_sha256(version: Version, gate: Gate) -> str:
+    """What the served bytes must hash to: the version's validation record
+    (never meta.json, which anyone editing the registry can edit too), or,
+    for an override without a record, the bytes the user handed over."""
+    return (version.record or {}).get("model", {}).get("sha256") or gate.sha256
+
+
 def ensure_package(version: Version, gate: Gate) -> Path:
-    """The version's package folder, built on first use (atomically)."""
+    """The version's package folder, built on first use (atomically); a
+    package already there is verified against the record before it is reused."""
+    expected = validated_sha256(version, gate)
     pkg = version.path / "package"
-    if not (pkg / "manifest.json").is_file():
-        package_mod.build(Gate(version.model_path, version.sha256, version.record or gate.record, gate.override), pkg)
+    if (pkg / "manifest.json").is_file():
+        got = record_mod.sha256_model(pkg / "model" / package_mod.MODEL_FILE)
+        if got != expected:
+            raise record_mod.DeployRefused(
+                f"{pkg}: the package's model (sha256 {got[:12]}) is not the validated model ({expected[:12]}); "
+                "remove the package folder to rebuild it from the registry")
+        return pkg
+    package_mod.build(Gate(version.model_path, expected, version.record or gate.record, gate.override), pkg)
     return pkg
+
+
+def gate_for_version(version: Version, allow_unvalidated: bool) -> Gate:
+    """The gate for a registered version: its files hashed now, against its record."""
+    digest = record_mod.sha256_model(version.model_path)
+    rec = version.record
+    problem = ""
+    if not rec:
+        problem = "it has no validation record"
+    elif rec.get("model", {}).get("sha256") != digest:
+        problem = (f"its bytes are not the validated model's (sha256 {digest[:12]} != recorded "
+                   f"{str(rec.get('model', {}).get('sha256', ''))[:12]})")
+    elif not rec.get("passed"):
+        problem = "its validation failed"
+    elif not record_mod._signature_ok(rec, version.path / "validation-record.json"):
+        problem = f"its validation record's signature does not match {record_mod.KEY_ENV}"
+    gate = Gate(version.model_path, digest, rec if not problem else None, problem)
+    if problem and not allow_unvalidated:
+        raise record_mod.DeployRefused(f"{version.name}:{version.version} in {version.path.parent.parent}: "
+                                       f"{problem} (override: {record_mod.OVERRIDE_FLAG})")
+    return gate
 
 
 def ort_version(gate: Gate) -> str:
@@ -58,7 +95,8 @@ def deploy(request: DeployRequest) -> Dict[str, Any]:
         + ("" if version.created else " (these bytes were already registered)") + f" at {version.path}")
     pkg = ensure_package(version, gate)
     t0 = time.perf_counter()
-    server = serve.start(pkg, venv, port=opts.get("port"), workers=int(opts.get("workers") or 1))
+    server = serve.start(pkg, venv, port=opts.get("port"), workers=int(opts.get("workers") or 1),
+                         expected_sha256=validated_sha256(version, gate))
     started_s = time.perf_counter() - t0
     log(f"server healthy at {server.url} (pid {server.pid}, {started_s:.1f} s)")
     result: Dict[str, Any] = {
@@ -71,7 +109,11 @@ def deploy(request: DeployRequest) -> Dict[str, Any]:
     except BaseException:
         server.stop()
         raise
+    if server.process.poll() is not None:  # answered, then died: nothing is serving
+        raise serve.ServeError(f"the server exited (code {server.process.returncode}) after the smoke test; "
+                               f"log:\n{server.log_tail()}")
     if opts.get("keep_running"):
+        server.detach()
         result.update(pid=server.pid, running=True)
         if request.keep_server is not None:
             request.keep_server(server)

@@ -26,8 +26,8 @@ from typing import Any, Dict, Optional
 from onnxgate.pipeline.envs import serving as serving_env
 from onnxgate.pipeline.core import atomic
 from onnxgate.plugins.errors import UsageError
-from onnxgate.pipeline.core.digest import sha256_path
-from onnxgate.pipeline.deployment.record import Gate
+from onnxgate.pipeline.deployment import record
+from onnxgate.pipeline.deployment.record import DeployRefused, Gate
 
 MODEL_FILE = "model.onnx"
 SCORE_TEMPLATE = Path(__file__).with_name("score_template.py")
@@ -47,12 +47,13 @@ def conda_yaml(ort_version: str) -> str:
     )
 
 
-def serving_settings(sha256: str, max_request_bytes: Optional[int] = None) -> Dict[str, Any]:
+def serving_settings(sha256: str, max_request_bytes: Optional[int] = None, external=()) -> Dict[str, Any]:
     from onnxgate.pipeline.deployment import score_template
 
     return {
         "model_file": MODEL_FILE,
         "sha256": sha256,
+        "external_files": sorted(external),
         "max_request_bytes": int(max_request_bytes or score_template.DEFAULT_MAX_REQUEST_BYTES),
         "max_elements": score_template.DEFAULT_MAX_ELEMENTS,
     }
@@ -75,14 +76,20 @@ def build(gate: Gate, out: Path, max_request_bytes: Optional[int] = None) -> Pat
         raise UsageError(f"{out}: exists and is not an empty folder; choose another -o")
     if not out.parent.is_dir():
         raise UsageError(f"{out}: folder {out.parent} does not exist")
-    tmp = atomic.temp_dir(out.parent, f".{out.name}.")
+    atomic.clean_stale(out.parent, f".{out.name}.")  # left by a killed run
+    try:
+        tmp = atomic.temp_dir(out.parent, f".{out.name}.{os.getpid()}.")
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write in {out.parent}: {exc.strerror or exc}") from None
     try:
         _fill(gate, tmp, max_request_bytes)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # full disk, read-only folder: an unusable output place
+            raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
         raise
     return out
 
@@ -90,12 +97,14 @@ def build(gate: Gate, out: Path, max_request_bytes: Optional[int] = None) -> Pat
 def _fill(gate: Gate, root: Path, max_request_bytes: Optional[int]) -> None:
     ort = ort_version_of(gate)
     (root / "model").mkdir()
-    shutil.copyfile(gate.model_path, root / "model" / MODEL_FILE)
-    if sha256_path(root / "model" / MODEL_FILE) != gate.sha256:
-        raise UsageError(f"{gate.model_path}: changed while it was being packaged")
+    # the model with its external-data files; the copy must hash to the checked sha256
+    if record.copy_model(gate.model_path, root / "model", MODEL_FILE) != gate.sha256:
+        raise DeployRefused(f"{gate.model_path}: its bytes are not the validated model's (or changed while "
+                            "it was being packaged)")
+    external = record.external_locations(root / "model" / MODEL_FILE)
     (root / "code").mkdir()
     shutil.copyfile(SCORE_TEMPLATE, root / "code" / "score.py")
-    _dump(root / "code" / "onnxgate-serving.json", serving_settings(gate.sha256, max_request_bytes))
+    _dump(root / "code" / "onnxgate-serving.json", serving_settings(gate.sha256, max_request_bytes, external))
     (root / "environment").mkdir()
     (root / "environment" / "conda.yaml").write_text(conda_yaml(ort), "utf-8")
     (root / "environment" / "requirements.txt").write_text("\n".join(environment_pins(ort)) + "\n", "utf-8")
@@ -105,6 +114,9 @@ def _fill(gate: Gate, root: Path, max_request_bytes: Optional[int]) -> None:
         _dump(root / "expected-response.json", smoke["response"])
     if gate.record:
         _dump(root / "validation-record.json", gate.record)
+    if (gate.record or {}).get("model", {}).get("sha256") == gate.sha256:
+        # score.py checks the model against it at init(): the record travels with the code
+        _dump(root / "code" / "validation-record.json", gate.record)
     files = sorted(p for p in root.rglob("*") if p.is_file())
     _dump(root / "manifest.json", {
         "model_sha256": gate.sha256,

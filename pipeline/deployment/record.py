@@ -6,10 +6,19 @@ refuse a model without a record, with a failed record, or whose bytes no longer
 hash to the record's sha256. The record also carries the smoke test: a sample
 request built from the validation inputs and the response the validated model
 gave in onnxruntime, so a deployed endpoint can be compared with it.
+
+The model's sha256 covers every file that makes it up: the .onnx file's own
+sha256 when it has no external data, otherwise the sha256 of
+``{"onnx": sha, "external": {location: sha}}`` (``sha256_model``; score.py
+computes the same). The record is plain JSON: with ``ONNXGATE_RECORD_KEY``
+set it is signed (HMAC-SHA256) when written and verified by the gate.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +40,8 @@ RECORD_VERSION = 1
 SMOKE_MAX_ROWS = 32
 #: The override's name, everywhere it appears (CLI flag, tags, reports).
 OVERRIDE_FLAG = "--deploy-unvalidated-i-know-what-im-doing"
+#: A shared secret: records are signed with it, and the gate requires a valid signature.
+KEY_ENV = "ONNXGATE_RECORD_KEY"
 
 
 class DeployRefused(UsageError):
@@ -40,6 +51,87 @@ class DeployRefused(UsageError):
 def path_for(model_path: Path) -> Path:
     model_path = Path(model_path)
     return model_path.with_name(model_path.name + RECORD_SUFFIX)
+
+
+def external_locations(model_path: Path) -> list:
+    """Relative paths of the model's external-data files (none for most models)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # not an ONNX file: the gate refuses it elsewhere
+        return []
+    folder = Path(model_path).resolve().parent
+    found = []
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if not location or os.path.isabs(location) or folder not in target.parents:
+            raise UsageError(f"{model_path}: external data {location!r} lies outside the model's folder")
+        if location not in found:
+            found.append(location)
+    return sorted(found)
+
+
+def model_files(model_path: Path) -> Dict[str, Any]:
+    """``{"onnx": sha256, "external": {location: sha256}}`` of every file of the model."""
+    model_path = Path(model_path)
+    external = {}
+    for location in external_locations(model_path):
+        path = model_path.parent / location
+        if not path.is_file():
+            raise UsageError(f"{model_path}: its external data file {location} is missing")
+        external[location] = sha256_path(path)
+    return {"onnx": sha256_path(model_path), "external": external}
+
+
+def sha256_model(model_path: Path) -> str:
+    """The one hash of a model on disk, external data included (see the module doc)."""
+    from onnxgate.pipeline.deployment.score_template import model_digest
+
+    return model_digest(model_files(model_path))
+
+
+def copy_model(model_path: Path, folder: Path, name: str) -> str:
+    """Copy the model as ``folder/name`` with its external-data files; the copy's sha256."""
+    import shutil
+
+    model_path = Path(model_path)
+    shutil.copyfile(model_path, folder / name)
+    for location in external_locations(model_path):
+        (folder / location).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_path.parent / location, folder / location)
+    return sha256_model(folder / name)
+
+
+def signature(rec: Dict[str, Any], key: str) -> str:
+    body = json.dumps({k: v for k, v in rec.items() if k != "hmac"}, sort_keys=True, separators=(",", ":"))
+    return hmac.new(key.encode("utf-8"), body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def sign(rec: Dict[str, Any]) -> Dict[str, Any]:
+    """``rec`` with an ``hmac`` entry when ONNXGATE_RECORD_KEY is set (unchanged otherwise)."""
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        return rec
+    rec = json.loads(json.dumps({k: v for k, v in rec.items() if k != "hmac"}))  # exactly what is read back
+    rec["hmac"] = {"alg": "hmac-sha256", "value": signature(rec, key)}
+    return rec
+
+
+def verify_signature(rec: Dict[str, Any], where: Path) -> None:
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        return
+    mac = rec.get("hmac")
+    if not isinstance(mac, dict) or not mac.get("value"):
+        raise DeployRefused(f"{where}: the validation record is not signed, and {KEY_ENV} is set")
+    if not hmac.compare_digest(str(mac["value"]), signature(rec, key)):
+        raise DeployRefused(f"{where}: the validation record's signature does not match {KEY_ENV} "
+                            "(edited, or signed with another key)")
 
 
 def _summary(report: Dict[str, Any]) -> Dict[str, Any]:
@@ -88,16 +180,22 @@ def smoke_sample(model_bytes: bytes, cases, runtime: Optional[Runtime] = None) -
 
 
 def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=None,
-          runtime: Optional[Runtime] = None) -> Dict[str, Any]:
-    """The record for ``model_bytes`` from a finished gate report (JSON form)."""
+          runtime: Optional[Runtime] = None, files: Optional[Dict[str, Any]] = None,
+          model_path: Optional[Path] = None) -> Dict[str, Any]:
+    """The record for ``model_bytes`` (with its external-data ``files``) from a
+    finished gate report (JSON form). ``runtime``: the run's sessions, reused."""
+    from onnxgate.pipeline.deployment.score_template import model_digest
     from onnxgate.pipeline.report.document import package_versions  # importlib.metadata: not for --help
 
     versions = package_versions()
+    files = files or {"onnx": sha256_bytes(model_bytes), "external": {}}
+    # a model with external data loads from its path (the bytes alone lack the weights)
+    session_source = str(model_path) if files["external"] and model_path else model_bytes
     return {
         "kind": RECORD_KIND,
         "record_version": RECORD_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"file": model_name, "sha256": sha256_bytes(model_bytes), "size": len(model_bytes)},
+        "model": {"file": model_name, "sha256": model_digest(files), "size": len(model_bytes), "files": files},
         "passed": bool(report["passed"]),
         # "unverified" (accepted with --accept-unverified) passes, and says so in every tag
         "verdict": report.get("verdict") or ("passed" if report["passed"] else "failed"),
@@ -113,7 +211,8 @@ def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=Non
         "source": {k: report.get("source", {}).get(k, "") for k in ("framework", "framework_version", "sha256", "path")},
         "converter": {k: report.get("converter", {}).get(k, "") for k in ("name", "exporter", "opset")},
         "signature": {k: report.get("onnx", {}).get(k, []) for k in ("inputs", "outputs")},
-        "smoke": smoke_sample(model_bytes, cases, runtime) if cases else None,
+        "smoke": smoke_sample(session_source, cases, runtime if session_source is model_bytes else None)
+        if cases else None,
     }
 
 
@@ -126,7 +225,9 @@ def write_for(result, model_path: Path) -> Path:
     if validated and validated != sha256_bytes(data):
         raise UsageError(f"{model_path}: the file changed while it was being validated; validate it again")
     cases = getattr(result.artifact, "cases", None)
-    rec = build(report, data, model_path.name, cases, getattr(result, "runtime", None))
+    files = model_files(model_path)
+    rec = sign(build(report, data, model_path.name, cases, getattr(result, "runtime", None), files=files,
+                     model_path=model_path))
     out = path_for(model_path)
     atomic.write_bytes(out, dumps(rec))
     return out
@@ -168,9 +269,10 @@ def check(model_path: Path, allow_unvalidated: bool = False) -> Gate:
     model_path = Path(model_path)
     if not model_path.is_file():
         raise UsageError(f"{model_path}: no such model file")
-    digest = sha256_path(model_path)
+    digest = sha256_model(model_path)
     try:
         rec = load(model_path)
+        verify_signature(rec, path_for(model_path))
         if rec.get("model", {}).get("sha256") != digest:
             raise DeployRefused(
                 f"{model_path}: its bytes changed since validation (sha256 {digest[:12]} != "
@@ -183,8 +285,17 @@ def check(model_path: Path, allow_unvalidated: bool = False) -> Gate:
         if not allow_unvalidated:
             raise DeployRefused(f"{exc} (override: {OVERRIDE_FLAG})") from None
         rec = _try_load(model_path)
-        return Gate(model_path, digest, rec if rec and rec.get("model", {}).get("sha256") == digest else None, str(exc))
+        trusted = rec and rec.get("model", {}).get("sha256") == digest and _signature_ok(rec, model_path)
+        return Gate(model_path, digest, rec if trusted else None, str(exc))
     return Gate(model_path, digest, rec)
+
+
+def _signature_ok(rec: Dict[str, Any], model_path: Path) -> bool:
+    try:
+        verify_signature(rec, model_path)
+    except DeployRefused:
+        return False
+    return True
 
 
 def _try_load(model_path: Path) -> Optional[Dict[str, Any]]:

@@ -23,8 +23,7 @@ from typing import Any, Dict, List, Optional
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.plugins.errors import UsageError
-from onnxgate.pipeline.core.digest import sha256_path
-from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG
+from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG, copy_model
 
 ROOT_ENV = "ONNXGATE_REGISTRY"
 MODEL_FILE = "model.onnx"
@@ -109,17 +108,24 @@ class LocalRegistry:
         return None
 
     def register(self, gate: Gate, name: str) -> Version:
-        """Register the checked model; the same bytes give back the existing version."""
+        """Register the checked model; the same bytes give back the existing version.
+        A registry that cannot be written (read-only, full disk) is exit 2."""
         check_name(name)
+        try:
+            return self._register(gate, name)
+        except OSError as exc:
+            raise UsageError(f"registry {self.root}: cannot write: {exc.strerror or exc}") from None
+
+    def _register(self, gate: Gate, name: str) -> Version:
         with self._lock(name) as folder:
             existing = self.find_bytes(name, gate.sha256)
             if existing is not None:
                 return existing
             number = max((v.version for v in self.versions(name)), default=0) + 1
-            tmp = atomic.temp_dir(folder, ".register.")
+            atomic.clean_stale(folder, ".register.")  # left by a killed run (we hold the lock)
+            tmp = atomic.temp_dir(folder, f".register.{os.getpid()}.")
             try:
-                shutil.copyfile(gate.model_path, tmp / MODEL_FILE)
-                if sha256_path(tmp / MODEL_FILE) != gate.sha256:
+                if copy_model(gate.model_path, tmp, MODEL_FILE) != gate.sha256:  # with its external data
                     raise UsageError(f"{gate.model_path}: changed while it was being registered")
                 if gate.record:
                     (tmp / "validation-record.json").write_text(json.dumps(gate.record, indent=2) + "\n", "utf-8")

@@ -10,12 +10,20 @@ request. It needs only numpy, onnxruntime and the server
 Request:  ``{"inputs": {"<input name>": <nested list>, ...}}``
 Response: ``{"outputs": {"<output name>": <nested list>, ...}}``
 
-Every bad request gets a 4xx with ``{"message": ...}``; only a fault of the
-server itself may give a 5xx.
+Answers are strict JSON: a non-finite float is the string ``"NaN"``,
+``"Infinity"`` or ``"-Infinity"`` (what ``float()`` and numpy read back).
+Requests may use the ``NaN``/``Infinity`` literals; JSON booleans are refused
+for number inputs. Every bad request gets a 4xx with ``{"message": ...}``;
+only a fault of the server itself may give a 5xx.
+
+``init()`` serves only the validated model: every file that makes it up must
+hash to what the validation record beside this file says.
 """
 import hashlib
 import json
+import math
 import os
+import re
 
 import numpy as np
 
@@ -29,6 +37,13 @@ except ImportError:  # imported by onnxgate itself for the JSON helpers below
     AMLResponse = None
 
 SETTINGS_FILE = "onnxgate-serving.json"
+RECORD_FILE = "validation-record.json"
+#: Deeper JSON is refused before numpy sees it (numpy stops at 64 dimensions).
+MAX_NESTING = 64
+#: Set by onnxgate when it starts the server; GET /score?onnxgate=identity echoes it.
+NONCE_ENV = "ONNXGATE_SERVER_NONCE"
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_BOOL_TOKEN = re.compile(r"\b(?:true|false)\b")
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_ELEMENTS = 4 * 1024 * 1024
 #: Bodies larger than this are refused without being read to the end.
@@ -37,6 +52,7 @@ DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
 _session = None
 _inputs = {}
 _settings = {}
+_model_sha256 = ""
 
 # onnxruntime type strings -> numpy dtypes for the tensor types a request can carry
 _ORT_TYPES = {
@@ -54,20 +70,51 @@ class BadRequest(Exception):
 
 
 def to_json_value(value):
-    """Arrays, sequences of maps (ZipMap) and scalars as plain JSON values."""
+    """Arrays, sequences of maps (ZipMap) and scalars as strict JSON values."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "O":
             return [to_json_value(v) for v in value.tolist()]
+        if value.dtype.kind in "fc" and value.size and not np.isfinite(value).all():
+            return [to_json_value(v) for v in value.tolist()] if value.ndim else _finite(value.item())
         return value.tolist()
     if isinstance(value, dict):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json_value(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        return _finite(value.item())
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    return _finite(value)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE[str(value)]
     return value
+
+
+def dumps(body):
+    """Strict JSON text (a bare NaN here is a bug, not an answer)."""
+    return json.dumps(body, allow_nan=False)
+
+
+def model_digest(files):
+    """The validated model's sha256 from ``{"onnx": sha, "external": {location: sha}}``:
+    the .onnx file's own sha256 when it has no external data."""
+    if not files.get("external"):
+        return files["onnx"]
+    canonical = json.dumps({"onnx": files["onnx"], "external": dict(sorted(files["external"].items()))},
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _model_path(model_dir, name):
@@ -83,7 +130,7 @@ def _model_path(model_dir, name):
 
 
 def init():
-    global _session, _inputs, _settings
+    global _session, _inputs, _settings, _model_sha256
     import onnxruntime as ort
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -92,19 +139,48 @@ def init():
     path = _model_path(os.environ.get("AZUREML_MODEL_DIR", here), _settings["model_file"])
     with open(path, "rb") as fh:
         data = fh.read()
-    # The gate holds here too: serve only the bytes that were validated.
-    digest = hashlib.sha256(data).hexdigest()
+    # The gate holds here too: serve only the bytes that were validated, as the
+    # validation record (shipped beside this file) names them.
+    expected = _validated_sha256(here)
+    files = {"onnx": hashlib.sha256(data).hexdigest(), "external": {}}
+    for location in (expected or {}).get("external") or _settings.get("external_files", []):
+        files["external"][location] = file_sha256(os.path.join(os.path.dirname(path), location))
+    digest = model_digest(files)
     if _settings.get("sha256") and digest != _settings["sha256"]:
         raise RuntimeError(f"{path}: sha256 {digest} is not the packaged model's {_settings['sha256']}")
+    if expected is not None and digest != expected["sha256"]:
+        raise RuntimeError(f"{path}: sha256 {digest} is not the validated model's {expected['sha256']} "
+                           f"(validation record {RECORD_FILE})")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = int(os.environ.get("ONNXGATE_ORT_THREADS", "1"))
-    _session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    # external data is read from files (verified just above); a plain model from the verified bytes
+    source = path if files["external"] else data
+    _session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     _inputs = {i.name: i for i in _session.get_inputs()}
+    _model_sha256 = digest
+
+
+def _validated_sha256(here):
+    """``{"sha256", "external"}`` from the packaged validation record, or None without one."""
+    path = os.path.join(here, RECORD_FILE)
+    if not os.path.isfile(path):
+        if _settings.get("require_record"):
+            raise RuntimeError(f"no {RECORD_FILE} beside score.py: refusing to serve an unvalidated model")
+        return None
+    with open(path, encoding="utf-8") as fh:
+        model = json.load(fh).get("model", {})
+    return {"sha256": model.get("sha256", ""), "external": dict(model.get("files", {}).get("external", {}))}
+
+
+def identity():
+    """What GET /score?onnxgate=identity answers: proof of which server this is."""
+    return {"onnxgate": {"model_sha256": _model_sha256, "nonce": os.environ.get(NONCE_ENV, ""),
+                         "pid": os.getpid()}}
 
 
 def _error(status, message):
-    return AMLResponse({"message": message}, status, json_str=True)
+    return _json(status, {"message": message})
 
 
 def parse_request(raw):
@@ -114,8 +190,11 @@ def parse_request(raw):
         raise BadRequest(f"request body is {len(raw)} bytes; the limit is {limit}", 413)
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise BadRequest(f"request body is nested too deeply (the limit is {MAX_NESTING} levels)") from None
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    _check_nesting(body)
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict):
         raise BadRequest('expected a JSON object {"inputs": {"<input name>": [...], ...}}')
     given = body["inputs"]
@@ -125,11 +204,37 @@ def parse_request(raw):
         raise BadRequest(f"inputs must be exactly {sorted(_inputs)}; missing {missing}, unknown {unknown}")
     max_elements = int(_settings.get("max_elements", DEFAULT_MAX_ELEMENTS))
     feeds = {}
+    may_hold_bools = bool(_BOOL_TOKEN.search(raw))
     for name, meta in _inputs.items():
+        if may_hold_bools:
+            _refuse_bools(name, given[name], meta)
         feeds[name] = _to_array(name, given[name], meta)
         if feeds[name].size > max_elements:
             raise BadRequest(f"input {name!r} has {feeds[name].size} elements; the limit is {max_elements}", 413)
     return feeds
+
+
+def _check_nesting(body):
+    """Deeper than numpy can hold is a 400 with a reason (walks one path down, cheap)."""
+    depth, node = 0, body
+    while isinstance(node, (list, dict)) and node:
+        depth += 1
+        if depth > MAX_NESTING:
+            raise BadRequest(f"request body is nested too deeply (the limit is {MAX_NESTING} levels)")
+        node = next(iter(node.values())) if isinstance(node, dict) else node[0]
+
+
+def _refuse_bools(name, value, meta):
+    """JSON true/false for a number input would silently become 1/0."""
+    if _ORT_TYPES.get(meta.type) is np.bool_:
+        return
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, bool):
+            raise BadRequest(f"input {name!r} holds booleans; {meta.type} takes numbers")
+        if isinstance(node, list):
+            stack.extend(node)
 
 
 def _to_array(name, value, meta):
@@ -138,7 +243,7 @@ def _to_array(name, value, meta):
         raise BadRequest(f"input {name!r} has type {meta.type}, which this server cannot take over JSON", 422)
     try:
         loose = np.asarray(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise BadRequest(f"input {name!r} is not a rectangular array") from None
     if loose.dtype.kind == "O" and dtype is not np.object_:
         raise BadRequest(f"input {name!r} is not a rectangular array of numbers")
@@ -191,22 +296,49 @@ def score(raw):
 
 @rawhttp
 def run(request):
+    if request.method == "GET" and request.args.get("onnxgate") == "identity":
+        return _json(200, identity())
     if request.method != "POST":
         return _error(405, 'POST a JSON body {"inputs": {...}} to /score')
     limit = int(_settings.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES))
     if request.content_length is not None and request.content_length > limit:
-        # drain (bounded, never stored) so the client reads the 413 instead of a broken pipe
-        remaining = min(request.content_length, DRAIN_LIMIT_BYTES)
-        while remaining > 0:
-            chunk = request.stream.read(min(remaining, 1 << 20))
-            if not chunk:
-                break
-            remaining -= len(chunk)
+        if request.content_length <= DRAIN_LIMIT_BYTES:  # beyond, a drain would only wait on a liar
+            _drain(request.stream, request.content_length)
         return _error(413, f"request body is {request.content_length} bytes; the limit is {limit}")
-    raw = request.get_data(cache=False)
+    # read at most limit + 1 bytes: a chunked body (no Content-Length) is never buffered beyond the limit
+    raw = _read_at_most(request.stream, limit + 1)
+    if len(raw) > limit:
+        _drain(request.stream, DRAIN_LIMIT_BYTES)
+        return _error(413, f"request body is over the limit of {limit} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return _error(400, "request body is not UTF-8 text")
     status, body = score(text)
-    return AMLResponse(body, status, json_str=True)
+    return _json(status, body)
+
+
+def _read_at_most(stream, size):
+    parts, left = [], size
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _drain(stream, size):
+    """Read (never store) up to ``size`` bytes so the client reads the 413
+    instead of a broken pipe; beyond that the connection is simply closed."""
+    left = min(size, DRAIN_LIMIT_BYTES)
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
+def _json(status, body):
+    return AMLResponse(dumps(body), status, {"Content-Type": "application/json"})

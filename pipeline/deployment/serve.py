@@ -3,11 +3,19 @@ smoke test that proves an endpoint answers like the validated model.
 
 ``azmlinfsrv`` always binds 0.0.0.0, so gunicorn is started directly with the
 server's WSGI app (what ``azmlinfsrv`` itself does), bound to loopback.
+
+The server proves it is the one onnxgate started: each start gets a random
+nonce (in its environment), and ``GET /score?onnxgate=identity`` must answer
+that nonce and the sha256 of the model score.py loaded. A pid file per server
+(``servers_dir()``) names its pid and nonce, so the next start stops servers
+whose onnxgate process was killed (SIGKILL) without stopping them.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -39,6 +47,26 @@ class SmokeTestFailed(OnnxgateError):
     exit_code = EXIT_VALIDATION_FAILED
 
 
+NONCE_ENV = "ONNXGATE_SERVER_NONCE"
+RUN_DIR_ENV = "ONNXGATE_RUN_DIR"
+
+
+def check_port(port: Optional[int]) -> None:
+    """A usable port: 1..65535 and free on 127.0.0.1 (exit 2 otherwise)."""
+    if port is None:
+        return
+    if not 1 <= int(port) <= 65535:
+        raise UsageError(f"--port {port}: must be between 1 and 65535")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, int(port)))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise UsageError(f"--port {port}: {HOST}:{port} is already in use by another process "
+                                 "(choose another port, or leave --port out for a free one)") from None
+            raise UsageError(f"--port {port}: cannot listen on {HOST}:{port}: {exc.strerror}") from None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
@@ -52,6 +80,8 @@ class Server:
     process: subprocess.Popen
     port: int
     log_path: Path
+    nonce: str = ""
+    pid_file: Optional[Path] = None
 
     @property
     def url(self) -> str:
@@ -65,7 +95,17 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
+    def detach(self) -> None:
+        """Leave the server running after onnxgate exits: not an orphan to reap."""
+        if self.pid_file is not None:
+            _write_pid_file(self.pid_file, self, detached=True)
+
     def stop(self, timeout: float = 15.0) -> None:
+        if self.pid_file is not None:
+            try:
+                self.pid_file.unlink()
+            except OSError:
+                pass
         if self.process.poll() is not None:
             return
         # gunicorn: SIGTERM = graceful stop of master and workers (its own group)
@@ -102,13 +142,93 @@ def command(venv: Path, port: int, workers: int = 1) -> List[str]:
     ]
 
 
+def servers_dir() -> Path:
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "onnxgate" / "servers"
+
+
+def _write_pid_file(path: Path, server: "Server", detached: bool = False) -> None:
+    from onnxgate.pipeline.core import atomic
+
+    atomic.write_bytes(path, json.dumps({
+        "pid": server.pid, "port": server.port, "nonce": server.nonce, "owner": os.getpid(),
+        "detached": detached, "log": str(server.log_path),
+    }))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _has_nonce(pid: int, nonce: str) -> bool:
+    """The process is the server with this nonce (pids are reused: check before signalling)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return bool(nonce) and f"{NONCE_ENV}={nonce}".encode() in environ.split(b"\0")
+
+
+def reap_orphans() -> List[int]:
+    """Stop servers whose onnxgate process died without stopping them; the pids stopped."""
+    folder = servers_dir()
+    stopped = []
+    if not folder.is_dir():
+        return stopped
+    for path in folder.glob("*.json"):
+        try:
+            info = json.loads(path.read_text("utf-8"))
+            pid, owner = int(info["pid"]), int(info["owner"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not _alive(pid) or not _has_nonce(pid, str(info.get("nonce", ""))):
+            path.unlink(missing_ok=True)  # gone, or the pid now belongs to someone else
+            continue
+        if info.get("detached") or _alive(owner):
+            continue  # left running on purpose, or its onnxgate is still there
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not _alive(pid) or _zombie(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        path.unlink(missing_ok=True)
+        stopped.append(pid)
+    return stopped
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
 def start(package: Path, venv: Path, port: Optional[int] = None, workers: int = 1,
-          log_path: Optional[Path] = None, detach: bool = False) -> Server:
-    """Start the server on the package and wait until it is healthy."""
+          log_path: Optional[Path] = None, detach: bool = False,
+          expected_sha256: Optional[str] = None) -> Server:
+    """Start the server on the package and wait until it is healthy and has
+    proved its identity (our nonce, and ``expected_sha256`` when given)."""
+    reap_orphans()
+    check_port(port)
     package = Path(package).resolve()
     port = port or free_port()
     log_path = Path(log_path or (package / "server.log"))
+    nonce = secrets.token_hex(16)
     env = dict(os.environ)
+    env[NONCE_ENV] = nonce
     env.update(
         AZUREML_ENTRY_SCRIPT=str(package / "code" / "score.py"),
         AZUREML_MODEL_DIR=str(package / "model"),
@@ -128,19 +248,63 @@ def start(package: Path, venv: Path, port: Optional[int] = None, workers: int = 
         )
     finally:
         log.close()
-    server = Server(process, port, log_path)
+    server = Server(process, port, log_path, nonce)
     try:
+        server.pid_file = servers_dir() / f"{process.pid}.json"
+        server.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_pid_file(server.pid_file, server)
         wait_healthy(server)
+        check_identity(server, expected_sha256)
     except BaseException:
         server.stop()
         raise
     return server
 
 
+class PortInUse(UsageError):
+    """Something else answers on the port (exit 2, naming it)."""
+
+
+def identity(server: Server) -> Dict[str, Any]:
+    status, answer = get_json(server.scoring_uri + "?onnxgate=identity")
+    found = answer.get("onnxgate") if isinstance(answer, dict) else None
+    return found if status == 200 and isinstance(found, dict) else {}
+
+
+def check_identity(server: Server, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
+    """The answering server is ours, alive, and loaded the validated model."""
+    found = identity(server)
+    if server.process.poll() is not None or found.get("nonce") != server.nonce:
+        raise PortInUse(f"port {server.port}: another server answers on {HOST}:{server.port}, not the one "
+                        "onnxgate started; choose another --port")
+    if expected_sha256 and found.get("model_sha256") != expected_sha256:
+        from onnxgate.pipeline.deployment.record import DeployRefused
+
+        raise DeployRefused(f"the server loaded a model with sha256 {str(found.get('model_sha256'))[:12]}, "
+                            f"not the validated {expected_sha256[:12]}")
+    return found
+
+
+def get_json(url: str, timeout: float = 10.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(exc)
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
 def wait_healthy(server: Server, timeout: float = READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
+            if "Address already in use" in server.log_tail(50) or "Connection in use" in server.log_tail(50):
+                raise PortInUse(f"--port {server.port}: {HOST}:{server.port} is already in use by another process")
             raise ServeError(
                 f"the inference server exited with code {server.process.returncode} before it was healthy; "
                 f"its log ({server.log_path}) ends:\n{server.log_tail()}"
@@ -210,7 +374,15 @@ def _array(value):
 
     from onnxgate.pipeline.core.arrays import as_array
 
-    return as_array(value) if isinstance(value, list) and value and isinstance(value[0], dict) else np.asarray(value)
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return as_array(value)
+    array = np.asarray(value)
+    if array.dtype.kind == "U":  # non-finite floats travel as "NaN", "Infinity", "-Infinity"
+        try:
+            return array.astype(np.float64)
+        except ValueError:
+            pass
+    return array
 
 
 def smoke_test(scoring_uri: str, record: Optional[Dict[str, Any]]) -> SmokeResult:

@@ -29,6 +29,9 @@ AZUREML_OPTIONS = (
     OptionSpec("traffic", int, help="traffic share (percent) for this deployment; the rest goes to the "
                                     "endpoint's other deployment (default: 100 on a new endpoint, unchanged otherwise)"),
     OptionSpec("timeout", float, 1800.0, help="seconds to wait for each long-running operation"),
+    OptionSpec("request_timeout", float, help="scoring request timeout of the deployment in seconds "
+                                              "(default 90, at most 180; Azure's own is 5)"),
+    OptionSpec("max_concurrent_requests", int, help="requests one instance works on at once (default 1)"),
 )
 
 

@@ -23,6 +23,7 @@ own keys.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,10 +49,12 @@ class OutputRule(Mapping):
     """Per-output settings by key (``rtol``, ``min_cosine``...); a key not set
     means "the run's default" (None as an attribute, absent as a mapping)."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_values", "origin")
 
-    def __init__(self, **values: Any):
+    def __init__(self, origin: Optional[str] = None, **values: Any):
         object.__setattr__(self, "_values", {k: v for k, v in values.items() if v is not None})
+        #: Where the rule was written (file and table, or the --tolerance flag), for error messages.
+        object.__setattr__(self, "origin", origin)
 
     def __getattr__(self, key: str) -> Any:
         if key.startswith("_"):
@@ -221,7 +224,14 @@ def parse_rule(text: str, keys: Optional[Mapping[str, OptionSpec]] = None) -> tu
     return name.strip(), _rule(values, f"--tolerance {text!r}", keys)
 
 
+#: Allowed range of the built-in keys: (low, high), both inclusive.
+_RULE_RANGES = {"rtol": (0.0, None), "atol": (0.0, None), "min_agreement": (0.0, 1.0),
+                "min_cosine": (-1.0, 1.0), "min_topk": (0.0, 1.0), "topk": (1, None)}
+
+
 def _rule(values: Mapping[str, Any], where: str, keys: Optional[Mapping[str, OptionSpec]]) -> OutputRule:
+    """Strict: a bool is not a number (``atol = true`` would loosen the gate),
+    numbers are finite and within the key's range, unknown keys are refused."""
     keys = rule_keys() if keys is None else keys
     out = {}
     for key, value in values.items():
@@ -232,7 +242,19 @@ def _rule(values: Mapping[str, Any], where: str, keys: Optional[Mapping[str, Opt
             out[key] = option.parse(value)
         except (TypeError, ValueError):
             raise UsageError(f"{where}: {key}={value!r} is not a {option.type.__name__}") from None
-    return OutputRule(**out)
+        _check_range(key, out[key], value, where)
+    return OutputRule(origin=where, **out)
+
+
+def _check_range(key: str, parsed: Any, given: Any, where: str) -> None:
+    if isinstance(parsed, bool) or not isinstance(parsed, (int, float)):
+        return
+    if not math.isfinite(parsed):
+        raise UsageError(f"{where}: {key}={given!r} is not a finite number")
+    low, high = _RULE_RANGES.get(key, (None, None))
+    if (low is not None and parsed < low) or (high is not None and parsed > high):
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise UsageError(f"{where}: {key}={given!r} is out of range (must be {bounds})")
 
 
 def load_file(path: Path, keys: Optional[Mapping[str, OptionSpec]] = None) -> Dict[str, OutputRule]:
@@ -256,8 +278,22 @@ def load_file(path: Path, keys: Optional[Mapping[str, OptionSpec]] = None) -> Di
     outputs = data.get("outputs", {}) if isinstance(data, dict) else None
     if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
         raise UsageError(f"gate config {path}: expected an 'outputs' table of tables")
+    unknown = sorted(set(data) - {"outputs"})
+    if unknown:
+        raise UsageError(f"gate config {path}: unknown key {unknown[0]!r} (only [outputs.NAME] tables)")
     keys = rule_keys() if keys is None else keys
     return {name: _rule(values, f"gate config {path} [outputs.{name}]", keys) for name, values in outputs.items()}
+
+
+def check_output_names(rules: Mapping[str, OutputRule], outputs) -> None:
+    """A rule for an output the model does not have is a typo that would
+    silently leave the real output on the default tolerance: exit 2."""
+    outputs = list(outputs)
+    for name, rule in rules.items():
+        if name not in outputs:
+            where = rule.origin or f"output rule {name!r}"
+            raise UsageError(f"{where}: output {name!r} matches no output of the model "
+                             f"(outputs: {', '.join(outputs)})")
 
 
 def merge(*maps: Mapping[str, OutputRule]) -> Dict[str, OutputRule]:
@@ -266,5 +302,5 @@ def merge(*maps: Mapping[str, OutputRule]) -> Dict[str, OutputRule]:
     for rules in maps:
         for name, rule in rules.items():
             base = merged.get(name, OutputRule())
-            merged[name] = OutputRule(**{**base.as_dict(), **rule.as_dict()})
+            merged[name] = OutputRule(origin=rule.origin or base.origin, **{**base.as_dict(), **rule.as_dict()})
     return merged

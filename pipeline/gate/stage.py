@@ -19,7 +19,7 @@ from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.gate import runtime_compat
 from onnxgate.pipeline.gate import tasks
 from onnxgate.pipeline.gate import trees
-from onnxgate.pipeline.gate.config import GateConfig, OutputRule, merge
+from onnxgate.pipeline.gate.config import GateConfig, OutputRule, check_output_names, merge
 from onnxgate.plugins.errors import ConversionError
 from onnxgate.pipeline.core.arrays import abs_diff, as_array
 from onnxgate.pipeline.core.artifact import Artifact
@@ -53,11 +53,12 @@ def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
     """Run the gate on an artifact; returns the report's validation sections
     (``report.build`` turns them into the typed report and its verdict)."""
     tol = tolerance or artifact.tolerance
+    user_rules = (gate or GateConfig()).outputs  # the converter's own per-output rules are not checked
     gate = _with_per_output(gate or GateConfig(), per_output or {})
     t0 = time.perf_counter()
     checks = check_model(artifact.model)
     runtime = runtime or Runtime(artifact.model.SerializeToString())
-    runtime.session()  # load now: a model onnxruntime rejects fails here, before any case
+    check_output_names(user_rules, [o.name for o in runtime.session().get_outputs()])
     checks.append({"name": "onnxruntime_load", "passed": True, "message": "onnxruntime loaded the model"})
     compat, compat_check = runtime_compat.check(artifact.model, gate.target_runtime)
     checks.append(compat_check)

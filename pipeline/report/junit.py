@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Dict, Iterable, List
 
 from onnxgate.pipeline.report.model import as_dict
+from onnxgate.pipeline.core import text
 
 
 def model_name(report: Dict[str, Any]) -> str:
@@ -74,5 +75,15 @@ def to_junit(reports: Iterable[Any]) -> bytes:
         totals["errors"] += errors
     for key, value in totals.items():
         root.set(key, str(value))
+    _clean(root)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _clean(root: ET.Element) -> None:
+    """Names and messages come from models: drop what XML 1.0 forbids."""
+    for element in root.iter():
+        for key, value in element.attrib.items():
+            element.set(key, text.xml(value))
+        if element.text:
+            element.text = text.xml(element.text)

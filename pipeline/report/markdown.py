@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from onnxgate.pipeline.report.model import as_dict
+from onnxgate.pipeline.core import text
 
 MAX_ROWS = 8
 MAX_FAILURES = 10
@@ -34,8 +35,9 @@ def worst_outputs(report: Dict[str, Any]) -> List[Dict[str, Any]]:
     return sorted(rows.values(), key=lambda r: (r["passed"], -r["max_abs_err"]))
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _cell(value: Any) -> str:
+    # names come from models and the summary becomes a PR comment: no raw HTML
+    return text.markdown(value)
 
 
 def to_markdown(report) -> str:
@@ -47,8 +49,9 @@ def to_markdown(report) -> str:
     lines = [
         f"### {ICON.get(verdict, '')} onnxgate: {verdict.upper()} `{_cell(model)}`",
         "",
-        f"{src.get('framework', '?')} {src.get('framework_version', '')} → ONNX via {conv.get('name')} "
-        f"({conv.get('exporter')}, opset {conv.get('opset')}); {len(report.get('cases', []))} cases, "
+        f"{_cell(src.get('framework', '?'))} {_cell(src.get('framework_version', ''))} → ONNX via "
+        f"{_cell(conv.get('name'))} ({_cell(conv.get('exporter'))}, opset {_cell(conv.get('opset'))}); "
+        f"{len(report.get('cases', []))} cases, "
         f"tolerance rtol={fmt(report.get('tolerance', {}).get('rtol'))} atol={fmt(report.get('tolerance', {}).get('atol'))}, "
         f"seed {report.get('seed')}",
         "",
