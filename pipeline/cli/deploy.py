@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from onnxgate.pipeline.cli.parser import defer
-from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.deployment.record import OVERRIDE_FLAG
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
 from onnxgate.plugins.spec import normalize_name
@@ -229,12 +228,7 @@ def _start_for(args):
         from onnxgate.pipeline.deployment import local as deploy_local
 
         # registered bytes are re-checked against their record: the registry is files a user can touch
-        gate = Gate(ver.model_path, sha256_path(ver.model_path), ver.record)
-        if gate.sha256 != ver.sha256 or not (ver.record or {}).get("passed"):
-            if not args.allow_unvalidated:
-                raise record_mod.DeployRefused(
-                    f"{args.model}: registered bytes or record do not pass the gate (override: {OVERRIDE_FLAG})")
-            gate.override = "registered model does not pass the gate"
+        gate = deploy_local.gate_for_version(ver, args.allow_unvalidated)
         pkg = deploy_local.ensure_package(ver, gate)
     venv = serve_mod.ensure_venv_for(package.ort_version_of(gate))
     return serve_mod.start(pkg, venv, port=args.port, workers=args.workers, expected_sha256=gate.sha256), gate.record

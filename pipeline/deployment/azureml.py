@@ -444,7 +444,7 @@ class _Deployer:
         except requests.Timeout:
             raise DeployError(f"{where}: no answer within {timeout_s + 30:.0f} s") from None
         except requests.RequestException as exc:
-            raise DeployError(f"{where}: cannot reach the endpoint: {_first_line(exc)}") from None
+            raise DeployError(f"{where}: cannot reach the endpoint: {one_line(exc)}") from None
         status = resp.status_code
         if status == 200:
             return resp.text
@@ -464,7 +464,7 @@ def _answer_text(text: str) -> str:
     try:
         data = json.loads(text)
         if isinstance(data, dict) and data.get("message"):
-            return _first_line_text(str(data["message"]))[:300]
+            return one_line(str(data["message"]))[:300]
     except ValueError:
         pass
     plain = re.sub(r"<(script|style)[^>]*>.*?</\1>|<[^>]+>", " ", text, flags=re.S | re.I)

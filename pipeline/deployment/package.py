@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional
 from onnxgate.pipeline.envs import serving as serving_env
 from onnxgate.pipeline.core import atomic
 from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.deployment import record
 from onnxgate.pipeline.deployment.record import DeployRefused, Gate
 
