@@ -1,0 +1,100 @@
+"""The same jobs on a Dask distributed cluster.
+
+Dask cannot interrupt a running task (dask/distributed#2617), so the Dask
+task does not convert: it hands the model to a warm child process it
+supervises with pebble, exactly as the local executor does. A crash, a
+timeout or the memory cap therefore kills only that child; the Dask worker
+reports the verdict and carries on. Sources and outputs sit on a path every
+worker sees (see docs/batch.md).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.batch import pool, task
+
+_worker_pool = None
+_worker_lock = threading.Lock()
+
+
+def _allow_children() -> None:
+    # Dask's nanny starts workers as daemonic processes, which multiprocessing
+    # forbids to start children; the children here are supervised by pebble
+    # (killed on timeout, on close, and when this worker exits).
+    process = multiprocessing.current_process()
+    if process.daemon:
+        process.daemon = False
+
+
+def convert_on_worker(entry, out: str, gate, settings: Dict[str, Any], timeout: float,
+                      max_models_per_worker: int) -> Dict[str, Any]:
+    """The Dask task: run one model in this worker's supervised child."""
+    global _worker_pool
+    with _worker_lock:
+        if _worker_pool is None or not _worker_pool.active:
+            _allow_children()
+            _worker_pool = pool.make_pool(max_models_per_worker)
+        started = time.perf_counter()
+        future = _worker_pool.schedule(task.convert_entry, args=(entry, out, gate),
+                                       kwargs={"latency": settings["latency"], "max_memory": settings["max_memory"]},
+                                       timeout=timeout)
+    return pool.outcome(future, entry, started, timeout)
+
+
+class DaskExecutor:
+    """One slot per Dask worker thread; a slot's models prefer its worker."""
+
+    def __init__(self, scheduler: Optional[str], n_workers: int, max_models_per_worker: int = 0):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise UsageError("--executor dask needs Dask: pip install 'onnxgate[dask]'") from None
+        self._cluster = None
+        self._max_tasks = max_models_per_worker
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise UsageError(f"--scheduler {scheduler}: cannot connect: {exc}") from None
+        else:
+            if n_workers < 1:
+                raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT or --dask-workers N")
+            # one thread per worker: one model at a time in each worker process
+            self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address=None)
+            self.client = Client(self._cluster)
+        workers = self.client.scheduler_info()["workers"]
+        if not workers:
+            self.close()
+            raise UsageError(f"--scheduler {scheduler}: the cluster has no workers")
+        self._slots: List[str] = [addr for addr, info in sorted(workers.items())
+                                  for _ in range(int(info.get("nthreads", 1)))]
+        self.slots = len(self._slots)
+        self._futures = []
+
+    def submit(self, slot: int, entry, out: str, gate, settings: Dict[str, Any], timeout: float):
+        future = self.client.submit(convert_on_worker, entry, out, gate, settings, timeout, self._max_tasks,
+                                    workers=[self._slots[slot]], allow_other_workers=True, pure=False,
+                                    key=f"onnxgate-{entry.name}-{time.monotonic_ns()}")
+        self._futures.append(future)
+        return future
+
+    def result(self, future, entry, started: float, timeout: float, framework: str) -> Dict[str, Any]:
+        try:
+            return future.result()
+        except Exception as exc:  # KilledWorker: the Dask worker itself died
+            row = task.new_row(entry, framework)
+            row.update(verdict=task.CRASHED, message=f"the Dask worker died: {type(exc).__name__}: {str(exc)[:200]}",
+                       seconds=round(time.perf_counter() - started, 3))
+            return row
+
+    def close(self, kill: bool = False) -> None:
+        if kill and self._futures:
+            self.client.cancel(self._futures)
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
