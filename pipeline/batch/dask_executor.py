@@ -17,6 +17,9 @@ from typing import Any, Dict, List, Optional
 from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.batch import pool, task
 
+#: How long to try reaching --scheduler before giving up (exit 2).
+CONNECT_TIMEOUT = "20s"
+
 _worker_pool = None
 _worker_lock = threading.Lock()
 
@@ -57,7 +60,7 @@ class DaskExecutor:
         self._max_tasks = max_models_per_worker
         if scheduler:
             try:
-                self.client = Client(scheduler, timeout="20s")
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 raise UsageError(f"--scheduler {scheduler}: cannot connect: {exc}") from None
         else:
