@@ -4,6 +4,8 @@ models, a gate failure, a crash, a segfault, a hang and a memory hog; the
 same cache."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from batch_support import models, toml_entry
@@ -62,7 +64,9 @@ def test_dask_gives_the_local_verdicts(cluster, folder, tmp_path):
     assert (tmp_path / "dask" / "index.html").is_file() and (tmp_path / "dask" / "logreg.onnx").is_file()
 
 
-def test_dask_local_cluster_from_the_cli(tmp_path):
+def test_dask_local_cluster_from_the_cli_shipping_bytes(tmp_path):
+    """--dask-workers starts the cluster; --ship sends the model files as bytes
+    and brings the outputs back (workers need no view of --out)."""
     from batch_support import env_with_path
     from onnxgate.plugins.testing import run_cli
 
@@ -71,10 +75,16 @@ def test_dask_local_cluster_from_the_cli(tmp_path):
     manifest.write_text(toml_entry(name="logreg", **built["logreg"])
                         + toml_entry(name="exits", source="badmodels:exits"))
     proc = run_cli("batch", str(manifest), "--out", str(tmp_path / "out"), "--executor", "dask", "--dask-workers", "2",
-                   "--no-latency", env=env_with_path(tmp_path), timeout=300)
+                   "--ship", "--no-latency", env=env_with_path(tmp_path), timeout=300)
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "crashed" in proc.stdout and "passed" in proc.stdout
+    import onnx
+
+    out = tmp_path / "out"
+    onnx.checker.check_model(onnx.load(str(out / "logreg.onnx")))
+    assert json.loads((out / "logreg.report.json").read_text())["verdict"] == "passed"
+    assert (out / "logreg.html").is_file() and (out / "logreg.onnx.onnxgate.json").is_file()
 
 
 def test_dask_usage_errors(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import pytest
 
 from batch_support import evil_pickle
 from onnxgate.pipeline.batch import load
+from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.cli import main
 
 
@@ -176,3 +177,28 @@ def test_unreadable_manifests(tmp_path, capsys):
     bad.write_text('models = "x"\n')
     code, _, err = cli(capsys, "batch", bad)
     assert code == 2 and "non-empty array" in err
+
+
+def test_manifest_schema_agrees_with_the_loader(tmp_path):
+    """pipeline/batch/manifest.schema.json, for editors and CI linting."""
+    import jsonschema
+
+    from onnxgate.pipeline.batch.manifest import SCHEMA_FILE
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    touch(tmp_path / "m.onnx")
+    good = {"defaults": {"timeout": 60, "tags": ["x"]},
+            "models": [{"name": "m", "source": "m.onnx", "trust_source": False, "options": {"model": "a:b"},
+                        "outputs": {"y": {"rtol": 1e-3, "elementwise": False}}}]}
+    jsonschema.validate(good, schema)
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    assert [e.name for e in load(tmp_path / "good.json")] == ["m"]
+    for bad in ({"trust_source": "false"}, {"accept_unverified": "no"}, {"name": "../x"}, {"name": "/abs"},
+                {"options": "fast"}, {"opset": "13"}, {"colour": 1}, {"outputs": {"y": {"rtol": "1e-3"}}}):
+        doc = {"models": [{"source": "m.onnx", **bad}]}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(doc, schema)
+        (tmp_path / "bad.json").write_text(json.dumps(doc))
+        with pytest.raises(UsageError):
+            load(tmp_path / "bad.json")

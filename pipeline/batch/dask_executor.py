@@ -5,13 +5,20 @@ task does not convert: it hands the model to a warm child process it
 supervises with pebble, exactly as the local executor does. A crash, a
 timeout or the memory cap therefore kills only that child; the Dask worker
 reports the verdict and carries on. Sources and outputs sit on a path every
-worker sees (see docs/batch.md).
+worker sees, or (``ship=True``, ``--ship``) travel as bytes: the model's files
+go with the task, its outputs come back in the result (see docs/batch.md).
 """
 from __future__ import annotations
 
+import io
 import multiprocessing
+import shutil
+import tarfile
+import tempfile
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from onnxgate.plugins.errors import UsageError
@@ -34,8 +41,42 @@ def _allow_children() -> None:
 
 
 def convert_on_worker(entry, out: str, gate, settings: Dict[str, Any], timeout: float,
-                      max_models_per_worker: int) -> Dict[str, Any]:
+                      max_models_per_worker: int, shipped: Optional[Dict[str, bytes]] = None) -> Dict[str, Any]:
     """The Dask task: run one model in this worker's supervised child."""
+    if shipped is None:
+        return _supervised(entry, out, gate, settings, timeout, max_models_per_worker)
+    scratch = Path(tempfile.mkdtemp(prefix="onnxgate-shipped-"))
+    try:
+        paths = {key: str(_unpack(blob, scratch / key)) for key, blob in shipped.items()}
+        baseline = paths.pop("baseline", None)
+        entry = replace(entry, **paths)
+        gate = replace(gate, baseline=Path(baseline)) if baseline else gate
+        (scratch / "out").mkdir()
+        row = _supervised(entry, str(scratch / "out"), gate, settings, timeout, max_models_per_worker)
+        row["shipped"] = {p.name: p.read_bytes() for p in (scratch / "out").iterdir() if p.is_file()}
+        return row
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pack(path: Path) -> bytes:
+    """A file or folder as bytes (a tar archive keeps folders and names)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(str(path), arcname=path.name)
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        [top] = {m.name.split("/")[0] for m in tar.getmembers()}
+        tar.extractall(folder, filter="data")  # no absolute paths, links or devices
+    return folder / top
+
+
+def _supervised(entry, out: str, gate, settings: Dict[str, Any], timeout: float,
+                max_models_per_worker: int) -> Dict[str, Any]:
     global _worker_pool
     with _worker_lock:
         if _worker_pool is None or not _worker_pool.active:
@@ -51,13 +92,15 @@ def convert_on_worker(entry, out: str, gate, settings: Dict[str, Any], timeout: 
 class DaskExecutor:
     """One slot per Dask worker thread; a slot's models prefer its worker."""
 
-    def __init__(self, scheduler: Optional[str], n_workers: int, max_models_per_worker: int = 0):
+    def __init__(self, scheduler: Optional[str], n_workers: int, max_models_per_worker: int = 0,
+                 ship: bool = False):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             raise UsageError("--executor dask needs Dask: pip install 'onnxgate[dask]'") from None
         self._cluster = None
         self._max_tasks = max_models_per_worker
+        self._ship = ship
         if scheduler:
             try:
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
@@ -80,15 +123,29 @@ class DaskExecutor:
         self._futures = []
 
     def submit(self, slot: int, entry, out: str, gate, settings: Dict[str, Any], timeout: float):
-        future = self.client.submit(convert_on_worker, entry, out, gate, settings, timeout, self._max_tasks,
+        shipped = self._files_of(entry, gate) if self._ship else None
+        future = self.client.submit(convert_on_worker, entry, out, gate, settings, timeout, self._max_tasks, shipped,
                                     workers=[self._slots[slot]], allow_other_workers=True, pure=False,
                                     key=f"onnxgate-{entry.name}-{time.monotonic_ns()}")
+        future.onnxgate_out = out
         self._futures.append(future)
         return future
 
+    @staticmethod
+    def _files_of(entry, gate) -> Dict[str, bytes]:
+        files = {key: getattr(entry, key) for key in ("source", "sample", "expected", "golden")}
+        files["baseline"] = str(gate.baseline) if gate.baseline else None
+        # a module:attr source is not a file: its package must be installed on the workers
+        return {key: pack(Path(p)) for key, p in files.items() if p and Path(p).exists()}
+
     def result(self, future, entry, started: float, timeout: float, framework: str) -> Dict[str, Any]:
         try:
-            return future.result()
+            row = future.result()
+            for name, data in row.pop("shipped", {}).items():  # outputs that travelled back as bytes
+                from onnxgate.pipeline.core import atomic
+
+                atomic.write_bytes(Path(future.onnxgate_out) / name, data)
+            return row
         except Exception as exc:  # KilledWorker: the Dask worker itself died
             row = task.new_row(entry, framework)
             row.update(verdict=task.CRASHED, message=f"the Dask worker died: {type(exc).__name__}: {str(exc)[:200]}",

@@ -31,6 +31,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from onnxgate.plugins.errors import UsageError
 
+#: For editors and CI linting; the loader checks more (files, unique names, options).
+SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
+
 #: Names become file names in --out: no separators, no leading dot, no "..".
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")

@@ -40,6 +40,9 @@ class Settings:
     executor: str = "local"
     scheduler: Optional[str] = None
     dask_workers: int = 0
+    #: Dask: send each model's files to the worker and its outputs back as bytes
+    #: (workers without the client's file system).
+    ship: bool = False
     latency: bool = True
     gate: GateConfig = field(default_factory=GateConfig)
     #: Written at the end: summary.json, summary.md, junit.xml, index.html.
@@ -76,7 +79,10 @@ def iter_rows(entries: Sequence[Entry], settings: Settings, progress: Optional[P
     progress = progress or Progress()
     out = Path(settings.out)
     _prepare_out(out, entries)
-    jobs = [_job(e, settings) for e in entries]
+    from onnxgate.plugins.manager import Registry
+
+    registry = Registry()
+    jobs = [_job(e, settings, registry) for e in entries]
     rows: Dict[str, Dict[str, Any]] = {}
     todo: List[Job] = []
     for job in jobs:
@@ -121,8 +127,8 @@ def _prepare_out(out: Path, entries: Sequence[Entry]) -> None:
     cache.sweep_partial(out)
 
 
-def _job(entry: Entry, settings: Settings) -> Job:
-    spec = _spec(entry)
+def _job(entry: Entry, settings: Settings, registry) -> Job:
+    spec = _spec(entry, registry)
     gate = task.entry_gate(settings.gate, entry, Path(settings.out) / f"{entry.name}.onnx")
     summary = gate.summary()
     if gate.baseline is not None:
@@ -131,13 +137,11 @@ def _job(entry: Entry, settings: Settings) -> Job:
     return Job(entry, framework, cache.key(entry, summary, spec), gate, entry.timeout or settings.timeout)
 
 
-def _spec(entry: Entry):
+def _spec(entry: Entry, registry):
     """The entry's converter when it can be told without importing anything."""
-    from onnxgate.plugins.manager import Registry
     from onnxgate.pipeline.conversion import stage
     from onnxgate.pipeline.conversion.sources import Source
 
-    registry = Registry()
     if entry.framework:
         return registry.converter(entry.framework)
     path = Path(entry.source)
@@ -159,9 +163,12 @@ def _make_executor(settings: Settings):
     if settings.executor == "dask":
         from onnxgate.pipeline.batch.dask_executor import DaskExecutor
 
-        return DaskExecutor(settings.scheduler, settings.dask_workers, settings.max_models_per_worker)
+        return DaskExecutor(settings.scheduler, settings.dask_workers, settings.max_models_per_worker,
+                            ship=settings.ship)
     if settings.executor != "local":
         raise UsageError(f"--executor {settings.executor!r}: expected local or dask")
+    if settings.ship:
+        raise UsageError("--ship needs --executor dask")
     from onnxgate.pipeline.batch.pool import LocalExecutor
 
     return LocalExecutor(settings.jobs, settings.max_models_per_worker)
@@ -233,7 +240,7 @@ def run(manifest: Union[str, Path], out: Union[str, Path] = "onnxgate-out", *, s
 
     ``options`` are ``Settings`` fields: jobs, timeout, max_memory (bytes),
     max_models_per_worker, max_failures, rerun_failed, force, executor
-    ("local" or "dask"), scheduler, dask_workers, latency, gate, reports.
+    ("local" or "dask"), scheduler, dask_workers, ship, latency, gate, reports.
     """
     entries = load(manifest)
     settings = Settings(out=Path(out), **options)

@@ -41,6 +41,8 @@ def add_parser(sub) -> None:
     run_.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="Dask: an existing cluster's scheduler")
     run_.add_argument("--dask-workers", type=int, default=0, metavar="N",
                       help="Dask: start a LocalCluster of N worker processes")
+    run_.add_argument("--ship", action="store_true",
+                      help="Dask: send model files to the workers and outputs back as bytes (no shared file system)")
     shown = p.add_argument_group("display")
     shown.add_argument("--quiet", action="store_true", help="print only the summary")
     shown.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -70,8 +72,8 @@ def settings_from_args(args):
             raise UsageError(f"{flag} must be >= 0")
     if args.executor == "dask" and not (args.scheduler or args.dask_workers > 0):
         raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT or --dask-workers N")
-    if args.executor != "dask" and (args.scheduler or args.dask_workers):
-        raise UsageError("--scheduler and --dask-workers need --executor dask")
+    if args.executor != "dask" and (args.scheduler or args.dask_workers or args.ship):
+        raise UsageError("--scheduler, --dask-workers and --ship need --executor dask")
     if args.accept_baseline:
         raise UsageError("--accept-baseline is per model: run `onnxgate baseline accept MODEL.report.json`")
     return Settings(
@@ -79,7 +81,7 @@ def settings_from_args(args):
         max_memory=parse_size(args.max_memory) if args.max_memory else None,
         max_models_per_worker=args.max_models_per_worker, max_failures=args.max_failures,
         rerun_failed=args.rerun_failed, force=args.force, executor=args.executor, scheduler=args.scheduler,
-        dask_workers=args.dask_workers, latency=not args.no_latency,
+        dask_workers=args.dask_workers, ship=args.ship, latency=not args.no_latency,
         # the batch-wide gate; each model's drift baseline is found next to its output
         gate=gate_from_args(args, None),
     )
