@@ -254,3 +254,33 @@ def test_version_change_reruns_exactly_the_models_it_affects(tmp_path, monkeypat
     monkeypatch.setattr(cache, "onnxgate_version", lambda: "999.0")
     assert fresh() == {"logreg", "ready"}
     assert {r["verdict"] for r in batch.run(manifest, out, latency=False)} == {"passed", "unverified"}
+
+
+def test_live_progress_on_a_terminal(tmp_path):
+    """On a TTY: rich's live display with done/total, ETA, counts per verdict
+    and the models running now."""
+    import os
+    import pty
+
+    models(tmp_path)
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(toml_entry(name="slow", source="badmodels:hangs", timeout=2)
+                        + toml_entry(name="quick", source="badmodels:exits"))
+    leader, follower = pty.openpty()
+    env = {**env_with_path(tmp_path), "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "onnxgate.pipeline.cli", "batch", str(manifest), "--out",
+                             str(tmp_path / "out")], stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 3
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    for text in ("onnxgate batch", "/2", "ETA", "running: slow", "crashed 1", "timeout 1"):
+        assert text in screen, (text, screen[-2000:])

@@ -42,7 +42,10 @@ def _allow_children() -> None:
 
 def convert_on_worker(entry, out: str, gate, settings: Dict[str, Any], timeout: float,
                       max_models_per_worker: int, shipped: Optional[Dict[str, bytes]] = None) -> Dict[str, Any]:
-    """The Dask task: run one model in this worker's supervised child."""
+    """The Dask task: run one model in this worker's supervised child.
+
+    ``settings["slots_on_host"]``: how many models this worker's host runs at
+    once (its share of the cores follows)."""
     if shipped is None:
         return _supervised(entry, out, gate, settings, timeout, max_models_per_worker)
     scratch = Path(tempfile.mkdtemp(prefix="onnxgate-shipped-"))
@@ -81,7 +84,8 @@ def _supervised(entry, out: str, gate, settings: Dict[str, Any], timeout: float,
     with _worker_lock:
         if _worker_pool is None or not _worker_pool.active:
             _allow_children()
-            _worker_pool = pool.make_pool(max_models_per_worker)
+            threads = pool.thread_share(settings.get("slots_on_host", 1))
+            _worker_pool = pool.make_pool(max_models_per_worker, threads)
         started = time.perf_counter()
         future = _worker_pool.schedule(task.convert_entry, args=(entry, out, gate),
                                        kwargs={"latency": settings["latency"], "max_memory": settings["max_memory"]},
@@ -120,10 +124,16 @@ class DaskExecutor:
         self._slots: List[str] = [addr for addr, info in sorted(workers.items())
                                   for _ in range(int(info.get("nthreads", 1)))]
         self.slots = len(self._slots)
+        self._per_host: Dict[str, int] = {}
+        for addr, info in workers.items():
+            host = info.get("host") or addr
+            self._per_host[host] = self._per_host.get(host, 0) + int(info.get("nthreads", 1))
+        self._host_of = {addr: info.get("host") or addr for addr, info in workers.items()}
         self._futures = []
 
     def submit(self, slot: int, entry, out: str, gate, settings: Dict[str, Any], timeout: float):
         shipped = self._files_of(entry, gate) if self._ship else None
+        settings = {**settings, "slots_on_host": self._per_host[self._host_of[self._slots[slot]]]}
         future = self.client.submit(convert_on_worker, entry, out, gate, settings, timeout, self._max_tasks, shipped,
                                     workers=[self._slots[slot]], allow_other_workers=True, pure=False,
                                     key=f"onnxgate-{entry.name}-{time.monotonic_ns()}")
@@ -137,6 +147,17 @@ class DaskExecutor:
         files["baseline"] = str(gate.baseline) if gate.baseline else None
         # a module:attr source is not a file: its package must be installed on the workers
         return {key: pack(Path(p)) for key, p in files.items() if p and Path(p).exists()}
+
+    @staticmethod
+    def wait(futures, timeout: float) -> None:
+        import asyncio
+
+        from distributed import wait
+
+        try:
+            wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+        except (TimeoutError, asyncio.TimeoutError):  # nothing finished in time
+            pass
 
     def result(self, future, entry, started: float, timeout: float, framework: str) -> Dict[str, Any]:
         try:

@@ -19,9 +19,12 @@ SCHEMA_FILE = Path(__file__).with_name("summary.schema.json")
 FILES = {"summary": "summary.json", "junit": "junit.xml", "markdown": "summary.md", "dashboard": "index.html"}
 
 
-def summary(rows: Sequence[Dict[str, Any]], settings, seconds: float) -> Dict[str, Any]:
-    from onnxgate.pipeline.batch.runner import exit_code
+def exit_code(rows: Sequence[Dict[str, Any]]) -> int:
+    """0 when every model passed, else the largest exit code among them."""
+    return max((r["exit_code"] for r in rows), default=0)
 
+
+def summary(rows: Sequence[Dict[str, Any]], settings, seconds: float) -> Dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "onnxgate_version": onnxgate_version(),

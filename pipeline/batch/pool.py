@@ -10,7 +10,9 @@ worker that already imported it.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
+import os
 import signal
 import sys
 import time
@@ -20,12 +22,32 @@ from typing import Any, Dict, Optional
 from onnxgate.pipeline.batch import task
 
 
-def make_pool(max_tasks: int):
+def make_pool(max_tasks: int, threads: int = 0):
     import pebble
 
     # spawn: torch and TensorFlow do not survive fork reliably
-    return pebble.ProcessPool(max_workers=1, max_tasks=max(0, max_tasks), initializer=die_with_parent,
-                              context=multiprocessing.get_context("spawn"))
+    return pebble.ProcessPool(max_workers=1, max_tasks=max(0, max_tasks), initializer=init_worker,
+                              initargs=(threads,), context=multiprocessing.get_context("spawn"))
+
+
+def thread_share(workers: int) -> int:
+    """Each of ``workers`` parallel workers' share of this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+#: Read by the math libraries when they load (the worker imports them lazily,
+#: after this), and by onnxgate's onnxruntime sessions.
+THREAD_VARIABLES = ("ONNXGATE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def init_worker(threads: int) -> None:
+    """Give the worker its share of the cores (parallel workers each using
+    every core slow each other down), unless the user set the variables."""
+    if threads:
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, "1" if name == "TF_NUM_INTEROP_THREADS" else str(threads))
+    die_with_parent()
 
 
 def die_with_parent() -> None:
@@ -83,7 +105,7 @@ class LocalExecutor:
     def __init__(self, jobs: int, max_models_per_worker: int = 0):
         self.slots = max(1, jobs)
         self._max_tasks = max_models_per_worker
-        self._pools = [make_pool(max_models_per_worker) for _ in range(self.slots)]
+        self._pools = [make_pool(max_models_per_worker, thread_share(self.slots)) for _ in range(self.slots)]
 
     def submit(self, slot: int, entry, out: str, gate, settings: Dict[str, Any], timeout: float):
         return self._pools[slot].schedule(
@@ -92,6 +114,11 @@ class LocalExecutor:
 
     def result(self, future, entry, started: float, timeout: float, framework: str) -> Dict[str, Any]:
         return outcome(future, entry, started, timeout, framework)
+
+    @staticmethod
+    def wait(futures, timeout: float) -> None:
+        """Until one of ``futures`` is done, or ``timeout`` seconds."""
+        concurrent.futures.wait(futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
 
     def close(self, kill: bool = False) -> None:
         for pool in self._pools:

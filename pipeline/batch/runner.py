@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 
 from onnxgate.plugins.errors import EXIT_OK, UsageError
 from onnxgate.pipeline.batch import cache, task
+from onnxgate.pipeline.batch.outputs import exit_code  # noqa: F401 - part of this module's API
 from onnxgate.pipeline.batch.manifest import Entry, inside
 from onnxgate.pipeline.gate.config import GateConfig
 
@@ -210,10 +211,8 @@ def _execute(todo: List[Job], settings: Settings, progress: Progress) -> Iterato
                 progress.running(job.entry.name)
             if stop and not running:
                 break
+            executor.wait([future for future, _, _ in running.values()], timeout=0.5)
             done = [slot for slot, (future, _, _) in running.items() if future.done()]
-            if not done:
-                time.sleep(0.05)
-                continue
             for slot in done:
                 future, job, started = running.pop(slot)
                 row = executor.result(future, job.entry, started, job.timeout, job.framework)
@@ -226,11 +225,6 @@ def _execute(todo: List[Job], settings: Settings, progress: Progress) -> Iterato
         clean = True
     finally:
         executor.close(kill=not clean)
-
-
-def exit_code(rows: Sequence[Dict[str, Any]]) -> int:
-    """0 when every model passed, else the largest exit code among them."""
-    return max((r["exit_code"] for r in rows), default=EXIT_OK)
 
 
 def run(manifest: Union[str, Path], out: Union[str, Path] = "onnxgate-out", *, stream: bool = False,
