@@ -202,3 +202,18 @@ def test_manifest_schema_agrees_with_the_loader(tmp_path):
         (tmp_path / "bad.json").write_text(json.dumps(doc))
         with pytest.raises(UsageError):
             load(tmp_path / "bad.json")
+
+
+def test_scheduling_keeps_a_framework_on_the_worker_that_imported_it():
+    from onnxgate.pipeline.batch.runner import Job, pick
+
+    jobs = [Job(entry=None, framework=fw, key=str(i), gate=None, timeout=1)
+            for i, fw in enumerate(["sklearn", "sklearn", "torch", "tensorflow", "torch"])]
+    assert pick(jobs, last="torch", busy=["sklearn"]).key == "2"        # its own framework first
+    assert pick(jobs, last=None, busy=["sklearn"]).key == "2"           # then one no other worker is on
+    # every framework busy elsewhere: wait rather than import one again for two models...
+    assert pick(jobs, last="xgboost", busy=["sklearn", "torch", "tensorflow"]) is None
+    # ...but share a framework with many models left
+    many = jobs + [Job(entry=None, framework="sklearn", key=f"s{i}", gate=None, timeout=1) for i in range(3)]
+    assert pick(many, last="xgboost", busy=["sklearn", "torch", "tensorflow"]).key == "0"
+    assert pick(jobs, last=None, busy=[]).key == "0"  # nothing else running: anything goes

@@ -175,14 +175,24 @@ def _make_executor(settings: Settings):
     return LocalExecutor(settings.jobs, settings.max_models_per_worker)
 
 
-def pick(pending: List[Job], last: Optional[str], busy: Sequence[str]) -> Job:
+#: A worker takes up a framework another worker is busy with only when this
+#: many of its models are left: a second import of TensorFlow or torch costs
+#: more than running a few models one after the other on the warm worker.
+STEAL_MIN = 4
+
+
+def pick(pending: List[Job], last: Optional[str], busy: Sequence[str]) -> Optional[Job]:
     """Framework affinity: the worker's own framework first, then a framework
-    no other worker is on (so one import serves a run of models), then any."""
+    no other worker is on, then a busy framework with many models left;
+    None: better wait (with no other worker busy, every job qualifies)."""
     for wanted in (lambda j: j.framework == last, lambda j: j.framework not in busy):
         for job in pending:
             if wanted(job):
                 return job
-    return pending[0]
+    for job in pending:
+        if sum(j.framework == job.framework for j in pending) >= STEAL_MIN:
+            return job
+    return None
 
 
 def _execute(todo: List[Job], settings: Settings, progress: Progress) -> Iterator[Dict[str, Any]]:
@@ -204,6 +214,8 @@ def _execute(todo: List[Job], settings: Settings, progress: Progress) -> Iterato
                     continue
                 busy = [last[s] for s in running]
                 job = pick(pending, last[slot], busy)
+                if job is None:
+                    continue
                 pending.remove(job)
                 last[slot] = job.framework
                 future = executor.submit(slot, job.entry, out, job.gate, worker_settings, job.timeout)
