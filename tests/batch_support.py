@@ -25,6 +25,18 @@ def segfaults():
 def hangs():
     time.sleep(600)
 
+def killed():
+    os.kill(os.getpid(), signal.SIGKILL)   # what the kernel's OOM killer does
+
+def tiny_onnx():
+    """A ready-made ONNX model (y = x + 1): cheap to gate, no framework to import."""
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "tiny", [x], [y], [one])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
 def eats_memory():
     import numpy as np
     hog = []

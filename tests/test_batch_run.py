@@ -212,13 +212,15 @@ def test_killed_batch_resumes_without_partial_outputs(tmp_path):
 def test_max_failures_stops_scheduling(tmp_path, monkeypatch):
     models(tmp_path)
     manifest = tmp_path / "m.toml"
-    manifest.write_text("".join(toml_entry(name=f"crash-{i}", source="badmodels:exits") for i in range(3))
+    manifest.write_text(toml_entry(name="crash-0", source="badmodels:killed")
+                        + "".join(toml_entry(name=f"crash-{i}", source="badmodels:exits") for i in (1, 2))
                         + toml_entry(name="logreg", source="logreg.skops", sample="logreg.sample.npz"))
     proc = run_cli("batch", str(manifest), "--out", str(tmp_path / "out"), "--max-failures", "1", "--quiet",
                    env=env_with_path(tmp_path))
     assert proc.returncode == 3
     rows = rows_of(tmp_path / "out")
-    assert rows["crash-0"]["verdict"] == "crashed"
+    assert rows["crash-0"]["verdict"] == "crashed" and rows["crash-0"]["exit_status"] == -signal.SIGKILL
+    assert "SIGKILL" in rows["crash-0"]["message"] and "OOM" in rows["crash-0"]["message"]
     not_run = [n for n, r in rows.items() if r["verdict"] == "not-run"]
     assert len(not_run) == 3 and "logreg" in not_run
     suite = ET.parse(tmp_path / "out" / "junit.xml").getroot().find("testsuite")
@@ -284,3 +286,21 @@ def test_live_progress_on_a_terminal(tmp_path):
     screen = b"".join(chunks).decode("utf-8", "replace")
     for text in ("onnxgate batch", "/2", "ETA", "running: slow", "crashed 1", "timeout 1"):
         assert text in screen, (text, screen[-2000:])
+
+
+def test_workers_recycled_after_n_models_and_force_redoes_all(tmp_path):
+    models(tmp_path)
+    manifest = tmp_path / "m.toml"
+    manifest.write_text("".join(toml_entry(name=f"tiny-{i}", source="badmodels:tiny_onnx", accept_unverified=True)
+                                for i in range(4)))
+    args = ("batch", str(manifest), "--out", str(tmp_path / "out"), "--max-models-per-worker", "2", "--no-latency",
+            "--quiet")
+    proc = run_cli(*args, env=env_with_path(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    rows = [rows_of(tmp_path / "out")[f"tiny-{i}"] for i in range(4)]
+    assert {r["verdict"] for r in rows} == {"unverified"}
+    pids = [r["worker_pid"] for r in rows]
+    assert pids[0] == pids[1] != pids[2] == pids[3]  # warm for two models, then a fresh worker
+    forced = run_cli(*args, "--force", env=env_with_path(tmp_path))
+    assert forced.returncode == 0
+    assert not any(r["cached"] for r in rows_of(tmp_path / "out").values())

@@ -113,7 +113,7 @@ CSS = """
 color:#1d2330;background:#f4f6fa}main{max-width:1300px;margin:0 auto;padding:20px}h1{font-size:22px;margin:0 0 6px}
 .cards{display:flex;gap:10px;flex-wrap:wrap;margin:12px 0}.card{background:#fff;border-radius:8px;padding:8px 14px;
 box-shadow:0 1px 2px rgba(0,0,0,.08);cursor:pointer}.card b{font-size:20px;display:block}
-.controls{display:flex;gap:10px;margin:8px 0}.controls input,.controls select{font:inherit;padding:4px 8px}
+.controls{display:flex;gap:10px;margin:8px 0}.controls input,.controls select{font:inherit;padding:4px 8px}.controls input{min-width:340px}
 table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:5px 8px;
 border-bottom:1px solid #e6e9f0;vertical-align:top}th{background:#f7f8fb;cursor:pointer;user-select:none}
 th[data-dir=asc]:after{content:" \\25B2"}th[data-dir=desc]:after{content:" \\25BC"}
