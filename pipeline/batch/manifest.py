@@ -81,9 +81,8 @@ class Entry:
         return data
 
 
-#: key -> (check, description); a check returns the normalised value or raises _Bad.
 class _Bad(ValueError):
-    pass
+    """A value of the wrong type or range; the caller adds entry and key."""
 
 
 def _kind(value: Any) -> str:
@@ -140,6 +139,7 @@ def _table(value):
     return value
 
 
+#: key -> check: returns the normalised value or raises _Bad.
 _KEYS = {
     "name": _str, "source": _str, "framework": _str, "sample": _str, "expected": _str, "golden": _str,
     "options": _table, "trust_source": _bool, "accept_unverified": _bool, "static_batch": _bool,
@@ -189,7 +189,7 @@ def _entries(data: Dict[str, Any], path: Path, errors: List[str], frameworks) ->
     if not isinstance(defaults, dict):
         errors.append(f"defaults: expected a table, got {_kind(defaults)}")
         defaults = {}
-    for key in ("name", "source") :
+    for key in ("name", "source"):
         if key in defaults:
             errors.append(f"defaults: key {key!r} cannot have a default")
     checked_defaults = _check_keys(defaults, "defaults", errors, frameworks)

@@ -15,7 +15,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from onnxgate.plugins.errors import EXIT_OK, UsageError
 from onnxgate.pipeline.batch import cache, task
