@@ -217,3 +217,19 @@ def test_scheduling_keeps_a_framework_on_the_worker_that_imported_it():
     many = jobs + [Job(entry=None, framework="sklearn", key=f"s{i}", gate=None, timeout=1) for i in range(3)]
     assert pick(many, last="xgboost", busy=["sklearn", "torch", "tensorflow"]).key == "0"
     assert pick(jobs, last=None, busy=[]).key == "0"  # nothing else running: anything goes
+
+
+def test_cache_key_of_a_module_source_imports_nothing(tmp_path, monkeypatch):
+    """The key hashes the module's file; importing it (or its package) would
+    run its code in the batch process itself, outside any worker."""
+    from onnxgate.pipeline.batch import cache
+
+    package = tmp_path / "crashpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("import os\nos._exit(7)\n")
+    (package / "models.py").write_text("def build():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cache.module_file("crashpkg.models") == package / "models.py"
+    assert cache.module_file("crashpkg") == package / "__init__.py"
+    assert cache.module_file("no_such_module_here") is None
+    assert cache._source_digest("crashpkg.models:build") == cache._file_digest(str(package / "models.py"))

@@ -57,16 +57,22 @@ def _file_digest(path: Optional[str]) -> str:
 def _source_digest(source: str) -> str:
     if Path(source).exists():
         return _file_digest(source)
-    # module:attr: the module's file, found without importing the module itself
-    import importlib.util
+    origin = module_file(source.partition(":")[0])
+    return _file_digest(str(origin)) if origin else ""
 
-    module = source.partition(":")[0]
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    origin = getattr(found, "origin", None)
-    return _file_digest(origin) if origin and Path(origin).is_file() else ""
+
+def module_file(name: str) -> Optional[Path]:
+    """The file of module ``name`` on sys.path, found without importing it or
+    its packages: their code runs only in a worker, where a crash is contained."""
+    import sys
+
+    parts = name.split(".")
+    for base in sys.path:
+        stem = Path(base or ".", *parts)
+        for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def key(entry, gate_summary: Dict[str, Any], spec) -> str:
