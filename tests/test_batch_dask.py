@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from batch_support import models, toml_entry
 
 pytest.importorskip("skops")
@@ -46,7 +45,7 @@ def test_dask_gives_the_local_verdicts(cluster, folder, tmp_path):
         + toml_entry(name="segfaults", source="badmodels:segfaults")
         + toml_entry(name="hangs", source="badmodels:hangs", timeout=3)
         + toml_entry(name="hog", source="badmodels:eats_memory"))
-    common = dict(latency=False, max_memory=1 << 30)
+    common = {"latency": False, "max_memory": 1 << 30}
     started = time.perf_counter()
     local = {r["name"]: (r["verdict"], r["exit_code"]) for r in batch.run(manifest, tmp_path / "local", jobs=2, **common)}
     assert local == {"logreg": ("passed", 0), "ridge-strict": ("failed", 1), "exits": ("crashed", 3),
@@ -68,6 +67,7 @@ def test_dask_local_cluster_from_the_cli_shipping_bytes(tmp_path):
     """--dask-workers starts the cluster; --ship sends the model files as bytes
     and brings the outputs back (workers need no view of --out)."""
     from batch_support import env_with_path
+
     from onnxgate.plugins.testing import run_cli
 
     built = models(tmp_path)

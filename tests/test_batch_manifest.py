@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from batch_support import evil_pickle
+
 from onnxgate.pipeline.batch import load
-from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.cli import main
+from onnxgate.plugins.errors import UsageError
 
 
 def cli(capsys, *args):

@@ -14,8 +14,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from batch_support import env_with_path, evil_pickle, models, toml_entry
+
 from onnxgate.plugins.testing import run_cli
 
 pytest.importorskip("skops")

@@ -13,18 +13,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from onnxgate.plugins.manager import distribution_version
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.report.document import onnxgate_version
+from onnxgate.plugins.manager import distribution_version
 
 STATE_DIR = ".onnxgate-batch"
 #: The record format; bump it when rows change meaning.
 RECORD_VERSION = 1
 
 
-def versions(spec) -> Dict[str, str]:
+def versions(spec) -> dict[str, str]:
     """What a model's result depends on besides its files and options.
 
     ``spec`` is the converter (None when it can only be known by importing the
@@ -45,7 +45,7 @@ def _all_specs():
     return Registry().converters()
 
 
-def _file_digest(path: Optional[str]) -> str:
+def _file_digest(path: str | None) -> str:
     if not path:
         return ""
     from onnxgate.pipeline.conversion.sources import sha256_path
@@ -61,7 +61,7 @@ def _source_digest(source: str) -> str:
     return _file_digest(str(origin)) if origin else ""
 
 
-def module_file(name: str) -> Optional[Path]:
+def module_file(name: str) -> Path | None:
     """The file of module ``name`` on sys.path, found without importing it or
     its packages: their code runs only in a worker, where a crash is contained."""
     import sys
@@ -75,7 +75,7 @@ def module_file(name: str) -> Optional[Path]:
     return None
 
 
-def key(entry, gate_summary: Dict[str, Any], spec) -> str:
+def key(entry, gate_summary: dict[str, Any], spec) -> str:
     """The content key of one entry (hex sha256)."""
     data = entry.to_dict()
     material = {
@@ -99,7 +99,7 @@ def record_path(out: Path, name: str) -> Path:
     return state_dir(out) / f"{name}.json"
 
 
-def lookup(out: Path, name: str, content_key: str) -> Optional[Dict[str, Any]]:
+def lookup(out: Path, name: str, content_key: str) -> dict[str, Any] | None:
     """The finished row for ``name`` when its key matches and its files exist."""
     path = record_path(out, name)
     try:
@@ -117,12 +117,12 @@ def lookup(out: Path, name: str, content_key: str) -> Optional[Dict[str, Any]]:
     return row
 
 
-def store(out: Path, row: Dict[str, Any], content_key: str) -> None:
+def store(out: Path, row: dict[str, Any], content_key: str) -> None:
     state_dir(out).mkdir(parents=True, exist_ok=True)
     atomic.write_bytes(record_path(out, row["name"]), json.dumps({"key": content_key, "row": row}, indent=1))
 
 
-def sweep_partial(out: Path) -> List[Path]:
+def sweep_partial(out: Path) -> list[Path]:
     """Remove temp files a killed run left (atomic writes' ``.NAME.*.tmp``)."""
     removed = []
     for folder in (Path(out), state_dir(out)):

@@ -19,10 +19,10 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.batch import pool, task
+from onnxgate.plugins.errors import UsageError
 
 #: How long to try reaching --scheduler before giving up (exit 2).
 CONNECT_TIMEOUT = "20s"
@@ -40,8 +40,8 @@ def _allow_children() -> None:
         process.daemon = False
 
 
-def convert_on_worker(entry, out: str, gate, settings: Dict[str, Any], timeout: float,
-                      max_models_per_worker: int, shipped: Optional[Dict[str, bytes]] = None) -> Dict[str, Any]:
+def convert_on_worker(entry, out: str, gate, settings: dict[str, Any], timeout: float,
+                      max_models_per_worker: int, shipped: dict[str, bytes] | None = None) -> dict[str, Any]:
     """The Dask task: run one model in this worker's supervised child.
 
     ``settings["slots_on_host"]``: how many models this worker's host runs at
@@ -78,8 +78,8 @@ def _unpack(blob: bytes, folder: Path) -> Path:
     return folder / top
 
 
-def _supervised(entry, out: str, gate, settings: Dict[str, Any], timeout: float,
-                max_models_per_worker: int) -> Dict[str, Any]:
+def _supervised(entry, out: str, gate, settings: dict[str, Any], timeout: float,
+                max_models_per_worker: int) -> dict[str, Any]:
     global _worker_pool
     with _worker_lock:
         if _worker_pool is None or not _worker_pool.active:
@@ -96,7 +96,7 @@ def _supervised(entry, out: str, gate, settings: Dict[str, Any], timeout: float,
 class DaskExecutor:
     """One slot per Dask worker thread; a slot's models prefer its worker."""
 
-    def __init__(self, scheduler: Optional[str], n_workers: int, max_models_per_worker: int = 0,
+    def __init__(self, scheduler: str | None, n_workers: int, max_models_per_worker: int = 0,
                  ship: bool = False):
         try:
             from distributed import Client, LocalCluster
@@ -121,17 +121,17 @@ class DaskExecutor:
         if not workers:
             self.close()
             raise UsageError(f"--scheduler {scheduler}: the cluster has no workers")
-        self._slots: List[str] = [addr for addr, info in sorted(workers.items())
+        self._slots: list[str] = [addr for addr, info in sorted(workers.items())
                                   for _ in range(int(info.get("nthreads", 1)))]
         self.slots = len(self._slots)
-        self._per_host: Dict[str, int] = {}
+        self._per_host: dict[str, int] = {}
         for addr, info in workers.items():
             host = info.get("host") or addr
             self._per_host[host] = self._per_host.get(host, 0) + int(info.get("nthreads", 1))
         self._host_of = {addr: info.get("host") or addr for addr, info in workers.items()}
         self._futures = []
 
-    def submit(self, slot: int, entry, out: str, gate, settings: Dict[str, Any], timeout: float):
+    def submit(self, slot: int, entry, out: str, gate, settings: dict[str, Any], timeout: float):
         shipped = self._files_of(entry, gate) if self._ship else None
         settings = {**settings, "slots_on_host": self._per_host[self._host_of[self._slots[slot]]]}
         future = self.client.submit(convert_on_worker, entry, out, gate, settings, timeout, self._max_tasks, shipped,
@@ -142,7 +142,7 @@ class DaskExecutor:
         return future
 
     @staticmethod
-    def _files_of(entry, gate) -> Dict[str, bytes]:
+    def _files_of(entry, gate) -> dict[str, bytes]:
         files = {key: getattr(entry, key) for key in ("source", "sample", "expected", "golden")}
         files["baseline"] = str(gate.baseline) if gate.baseline else None
         # a module:attr source is not a file: its package must be installed on the workers
@@ -150,16 +150,15 @@ class DaskExecutor:
 
     @staticmethod
     def wait(futures, timeout: float) -> None:
-        import asyncio
 
         from distributed import wait
 
         try:
             wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
-        except (TimeoutError, asyncio.TimeoutError):  # nothing finished in time
+        except TimeoutError:  # nothing finished in time
             pass
 
-    def result(self, future, entry, started: float, timeout: float, framework: str) -> Dict[str, Any]:
+    def result(self, future, entry, started: float, timeout: float, framework: str) -> dict[str, Any]:
         try:
             row = future.result()
             for name, data in row.pop("shipped", {}).items():  # outputs that travelled back as bytes

@@ -25,9 +25,10 @@ from __future__ import annotations
 import glob as globlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any
 
 from onnxgate.plugins.errors import UsageError
 
@@ -41,7 +42,7 @@ GLOB_CHARS = set("*?[")
 
 #: Options the built-in converters read (``--option KEY=VALUE``); a
 #: third-party converter's options are free-form scalars.
-CONVERTER_OPTIONS: Dict[str, Dict[str, type]] = {
+CONVERTER_OPTIONS: dict[str, dict[str, type]] = {
     "chainer": {"model": str},
     "mxnet": {"params": str},
 }
@@ -58,24 +59,24 @@ class Entry:
 
     name: str
     source: str
-    framework: Optional[str] = None
-    sample: Optional[str] = None
-    expected: Optional[str] = None
-    golden: Optional[str] = None
+    framework: str | None = None
+    sample: str | None = None
+    expected: str | None = None
+    golden: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     trust_source: bool = False
     accept_unverified: bool = False
     static_batch: bool = False
-    opset: Optional[int] = None
+    opset: int | None = None
     seed: int = 0
-    rtol: Optional[float] = None
-    atol: Optional[float] = None
+    rtol: float | None = None
+    atol: float | None = None
     #: Per-output rules: {output: {rtol, atol, min_agreement, ...}}.
     outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    timeout: Optional[float] = None
-    tags: Tuple[str, ...] = ()
+    timeout: float | None = None
+    tags: tuple[str, ...] = ()
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tags"] = list(self.tags)
         return data
@@ -149,11 +150,11 @@ _KEYS = {
 _PATH_KEYS = ("sample", "expected", "golden")
 
 
-def load(path: Path, known_frameworks: Optional[List[str]] = None) -> List[Entry]:
+def load(path: Path, known_frameworks: list[str] | None = None) -> list[Entry]:
     """Read and validate ``path``; raise one UsageError listing every problem."""
     path = Path(path)
     data = _read(path)
-    errors: List[str] = []
+    errors: list[str] = []
     entries = _entries(data, path, errors, known_frameworks)
     if errors:
         shown = errors[:50] + ([f"... and {len(errors) - 50} more"] if len(errors) > 50 else [])
@@ -161,7 +162,7 @@ def load(path: Path, known_frameworks: Optional[List[str]] = None) -> List[Entry
     return entries
 
 
-def _read(path: Path) -> Dict[str, Any]:
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"manifest {path}: no such file")
     try:
@@ -169,10 +170,7 @@ def _read(path: Path) -> Dict[str, Any]:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib
+            import tomllib
 
             data = tomllib.loads(text)
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
@@ -182,7 +180,7 @@ def _read(path: Path) -> Dict[str, Any]:
     return data
 
 
-def _entries(data: Dict[str, Any], path: Path, errors: List[str], frameworks) -> List[Entry]:
+def _entries(data: dict[str, Any], path: Path, errors: list[str], frameworks) -> list[Entry]:
     for key in set(data) - {"defaults", "models"}:
         errors.append(f"top level: unknown key {key!r} (known: defaults, models)")
     defaults = data.get("defaults", {})
@@ -198,7 +196,7 @@ def _entries(data: Dict[str, Any], path: Path, errors: List[str], frameworks) ->
         errors.append("models: expected a non-empty array of tables ([[models]])")
         return []
     base = path.resolve().parent
-    entries: List[Entry] = []
+    entries: list[Entry] = []
     for i, raw in enumerate(models):
         where = f"models[{i}]"
         if not isinstance(raw, dict):
@@ -220,8 +218,8 @@ def _entries(data: Dict[str, Any], path: Path, errors: List[str], frameworks) ->
     return entries
 
 
-def _check_keys(raw: Mapping[str, Any], where: str, errors: List[str], frameworks) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def _check_keys(raw: Mapping[str, Any], where: str, errors: list[str], frameworks) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in raw.items():
         check = _KEYS.get(key)
         if check is None:
@@ -243,14 +241,14 @@ def _check_keys(raw: Mapping[str, Any], where: str, errors: List[str], framework
     return out
 
 
-def _name_error(name: str) -> List[str]:
+def _name_error(name: str) -> list[str]:
     if not SAFE_NAME.match(name) or ".." in name:
         return [f"{name!r} is not a safe file name (letters, digits, '.', '_', '+', '-'; "
                 "no path separators, no leading dot, no '..')"]
     return []
 
 
-def _outputs_errors(outputs: Mapping[str, Any]) -> List[str]:
+def _outputs_errors(outputs: Mapping[str, Any]) -> list[str]:
     errors = []
     for output, rule in outputs.items():
         if not isinstance(rule, dict):
@@ -268,9 +266,9 @@ def _outputs_errors(outputs: Mapping[str, Any]) -> List[str]:
     return errors
 
 
-def _options_errors(options: Mapping[str, Any], framework: Optional[str]) -> List[str]:
+def _options_errors(options: Mapping[str, Any], framework: str | None) -> list[str]:
     errors = []
-    known: Optional[Dict[str, type]] = None
+    known: dict[str, type] | None = None
     if framework:
         fw = framework.lower()
         known = CONVERTER_OPTIONS.get(fw, {} if fw in _NO_OPTIONS else None)
@@ -294,7 +292,7 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _expand(values: Dict[str, Any], base: Path, where: str, errors: List[str]) -> List[Entry]:
+def _expand(values: dict[str, Any], base: Path, where: str, errors: list[str]) -> list[Entry]:
     for key in _PATH_KEYS:
         if key in values:
             p = _resolve(base, values[key])
@@ -343,7 +341,7 @@ def _safe(name: str) -> str:
     return name.replace("..", "_")[:128]
 
 
-def _entry(values: Dict[str, Any], where: str, errors: List[str]) -> Optional[Entry]:
+def _entry(values: dict[str, Any], where: str, errors: list[str]) -> Entry | None:
     try:
         return Entry(**values)
     except TypeError as exc:  # cannot happen for checked keys; kept as a clear error
@@ -351,8 +349,8 @@ def _entry(values: Dict[str, Any], where: str, errors: List[str]) -> Optional[En
         return None
 
 
-def _check_unique(entries: List[Entry], errors: List[str]) -> None:
-    seen: Dict[str, int] = {}
+def _check_unique(entries: list[Entry], errors: list[str]) -> None:
+    seen: dict[str, int] = {}
     for entry in entries:
         seen[entry.name.lower()] = seen.get(entry.name.lower(), 0) + 1
     for name, count in seen.items():

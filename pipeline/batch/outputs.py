@@ -7,9 +7,10 @@ import json
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.report.document import onnxgate_version
@@ -19,12 +20,12 @@ SCHEMA_FILE = Path(__file__).with_name("summary.schema.json")
 FILES = {"summary": "summary.json", "junit": "junit.xml", "markdown": "summary.md", "dashboard": "index.html"}
 
 
-def exit_code(rows: Sequence[Dict[str, Any]]) -> int:
+def exit_code(rows: Sequence[dict[str, Any]]) -> int:
     """0 when every model passed, else the largest exit code among them."""
     return max((r["exit_code"] for r in rows), default=0)
 
 
-def summary(rows: Sequence[Dict[str, Any]], settings, seconds: float) -> Dict[str, Any]:
+def summary(rows: Sequence[dict[str, Any]], settings, seconds: float) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "onnxgate_version": onnxgate_version(),
@@ -38,7 +39,7 @@ def summary(rows: Sequence[Dict[str, Any]], settings, seconds: float) -> Dict[st
     }
 
 
-def write_all(out: Path, rows: Sequence[Dict[str, Any]], settings, seconds: float) -> Dict[str, Any]:
+def write_all(out: Path, rows: Sequence[dict[str, Any]], settings, seconds: float) -> dict[str, Any]:
     doc = summary(rows, settings, seconds)
     atomic.write_bytes(out / FILES["summary"], json.dumps(doc, indent=2, default=str) + "\n")
     atomic.write_bytes(out / FILES["junit"], to_junit(doc))
@@ -47,7 +48,7 @@ def write_all(out: Path, rows: Sequence[Dict[str, Any]], settings, seconds: floa
     return doc
 
 
-def schema() -> Dict[str, Any]:
+def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 
 
@@ -55,7 +56,7 @@ def _err(value) -> str:
     return "" if value is None else f"{value:.3g}"
 
 
-def to_junit(doc: Dict[str, Any]) -> bytes:
+def to_junit(doc: dict[str, Any]) -> bytes:
     rows = doc["models"]
     root = ET.Element("testsuites", name="onnxgate batch")
     suite = ET.SubElement(root, "testsuite", name="onnxgate batch", tests=str(len(rows)),
@@ -88,7 +89,7 @@ def _cell(text: Any) -> str:
     return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(doc: Dict[str, Any]) -> str:
+def to_markdown(doc: dict[str, Any]) -> str:
     rows = doc["models"]
     passed = sum(r["exit_code"] == 0 for r in rows)
     counts = ", ".join(f"{n} {v}" for v, n in sorted(doc["counts"].items()))
@@ -161,7 +162,7 @@ SCRIPT = """
 _COLUMNS = ("model", "framework", "verdict", "max abs err", "seconds", "tags", "message")
 
 
-def _row_html(row: Dict[str, Any]) -> str:
+def _row_html(row: dict[str, Any]) -> str:
     html_report = (row.get("files") or {}).get("html")
     name = escape(row["name"])
     link = f"<a href='{escape(html_report, quote=True)}'>{name}</a>" if html_report else name
@@ -179,10 +180,10 @@ def _row_html(row: Dict[str, Any]) -> str:
     return f"<tr data-verdict=\"{escape(row['verdict'], quote=True)}\"{cached}>{tds}</tr>"
 
 
-def to_dashboard(doc: Dict[str, Any]) -> str:
+def to_dashboard(doc: dict[str, Any]) -> str:
     from onnxgate.pipeline.report.html import CSP
 
-    rows: List[Dict[str, Any]] = doc["models"]
+    rows: list[dict[str, Any]] = doc["models"]
     passed = sum(r["exit_code"] == 0 for r in rows)
     cards = "".join(f"<div class='card' data-verdict=\"{escape(v, quote=True)}\"><b class='v v-{escape(v)}'>{n}</b>{escape(v)}</div>"
                     for v, n in sorted(doc["counts"].items()))

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Dict, Optional
+from typing import Any
 
 from onnxgate.pipeline.batch import task
 
@@ -63,7 +63,7 @@ def die_with_parent() -> None:
             pass
 
 
-def describe_exit(code: Optional[int]) -> str:
+def describe_exit(code: int | None) -> str:
     if code is None:
         return "the worker died"
     if code < 0:
@@ -76,7 +76,7 @@ def describe_exit(code: Optional[int]) -> str:
     return f"the worker exited with status {code}"
 
 
-def outcome(future, entry, started: float, timeout: float, framework: str = "") -> Dict[str, Any]:
+def outcome(future, entry, started: float, timeout: float, framework: str = "") -> dict[str, Any]:
     """The row for a finished pebble future, whatever happened to its worker."""
     from pebble import ProcessExpired
 
@@ -107,12 +107,12 @@ class LocalExecutor:
         self._max_tasks = max_models_per_worker
         self._pools = [make_pool(max_models_per_worker, thread_share(self.slots)) for _ in range(self.slots)]
 
-    def submit(self, slot: int, entry, out: str, gate, settings: Dict[str, Any], timeout: float):
+    def submit(self, slot: int, entry, out: str, gate, settings: dict[str, Any], timeout: float):
         return self._pools[slot].schedule(
             task.convert_entry, args=(entry, out, gate),
             kwargs={"latency": settings["latency"], "max_memory": settings["max_memory"]}, timeout=timeout)
 
-    def result(self, future, entry, started: float, timeout: float, framework: str) -> Dict[str, Any]:
+    def result(self, future, entry, started: float, timeout: float, framework: str) -> dict[str, Any]:
         return outcome(future, entry, started, timeout, framework)
 
     @staticmethod

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from typing import Any, Dict, TextIO
+from typing import Any, TextIO
 
 from onnxgate.pipeline.batch.runner import Progress
 
 
-def _err(row: Dict[str, Any]) -> str:
+def _err(row: dict[str, Any]) -> str:
     err = row.get("max_abs_err")
     return "" if err is None else f" max_abs_err={err:.2g}"
 
@@ -27,7 +27,7 @@ class Plain(Progress):
             print(f"{cached} of {total} models already done (cache); running the other {total - cached}",
                   file=self.stream, flush=True)
 
-    def done(self, row: Dict[str, Any]) -> None:
+    def done(self, row: dict[str, Any]) -> None:
         self.count += 1
         width = len(str(self.total))
         extra = " (cached)" if row.get("cached") else ""
@@ -44,15 +44,15 @@ class Live(Progress):
 
         self.console = Console()
         self.counts: Counter = Counter()
-        self.active: Dict[str, float] = {}
+        self.active: dict[str, float] = {}
         self.total = self.done_count = 0
         self.started = time.perf_counter()
         self.live = None
 
     def start(self, total: int, cached: int) -> None:
         from rich.live import Live as RichLive
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
 
         self.total = total
         self.bar = Bar(TextColumn("[bold]onnxgate batch"), BarColumn(), MofNCompleteColumn(),
@@ -79,7 +79,7 @@ class Live(Progress):
     def running(self, name: str) -> None:
         self.active[name] = time.perf_counter()
 
-    def done(self, row: Dict[str, Any]) -> None:
+    def done(self, row: dict[str, Any]) -> None:
         self.active.pop(row["name"], None)
         self.counts[row["verdict"]] += 1
         self.bar.advance(self.task)

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any
 
-from onnxgate.plugins.errors import EXIT_OK, UsageError
 from onnxgate.pipeline.batch import cache, task
-from onnxgate.pipeline.batch.outputs import exit_code  # noqa: F401 - part of this module's API
 from onnxgate.pipeline.batch.manifest import Entry, inside
+from onnxgate.pipeline.batch.outputs import exit_code  # noqa: F401 - part of this module's API
 from onnxgate.pipeline.gate.config import GateConfig
+from onnxgate.plugins.errors import EXIT_OK, UsageError
 
 #: Per-model timeout when neither --timeout nor the entry sets one: generous,
 #: a big TensorFlow model on a busy machine takes minutes.
@@ -33,13 +34,13 @@ class Settings:
     out: Path
     jobs: int = 1
     timeout: float = DEFAULT_TIMEOUT
-    max_memory: Optional[int] = None
+    max_memory: int | None = None
     max_models_per_worker: int = 0
-    max_failures: Optional[int] = None
+    max_failures: int | None = None
     rerun_failed: bool = False
     force: bool = False
     executor: str = "local"
-    scheduler: Optional[str] = None
+    scheduler: str | None = None
     dask_workers: int = 0
     #: Dask: send each model's files to the worker and its outputs back as bytes
     #: (workers without the client's file system).
@@ -64,18 +65,18 @@ class Progress:
 
     def start(self, total: int, cached: int) -> None: ...
     def running(self, name: str) -> None: ...
-    def done(self, row: Dict[str, Any]) -> None: ...
+    def done(self, row: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
 
 
-def load(manifest: Union[str, Path]) -> List[Entry]:
+def load(manifest: str | Path) -> list[Entry]:
     from onnxgate.pipeline.batch import manifest as manifest_mod
     from onnxgate.plugins.manager import Registry
 
     return manifest_mod.load(Path(manifest), [s.name for s in Registry().converters()])
 
 
-def iter_rows(entries: Sequence[Entry], settings: Settings, progress: Optional[Progress] = None) -> Iterator[Dict[str, Any]]:
+def iter_rows(entries: Sequence[Entry], settings: Settings, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
     """Yield one row per entry, cached ones first, the others as they finish."""
     progress = progress or Progress()
     out = Path(settings.out)
@@ -84,8 +85,8 @@ def iter_rows(entries: Sequence[Entry], settings: Settings, progress: Optional[P
 
     registry = Registry()
     jobs = [_job(e, settings, registry) for e in entries]
-    rows: Dict[str, Dict[str, Any]] = {}
-    todo: List[Job] = []
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[Job] = []
     for job in jobs:
         row = None if settings.force else cache.lookup(out, job.entry.name, job.key)
         if row is not None and not (settings.rerun_failed and row["exit_code"] != EXIT_OK):
@@ -154,7 +155,7 @@ def _spec(entry: Entry, registry):
         return None  # the worker reports it as this model's error
 
 
-def _not_run(job: Job) -> Dict[str, Any]:
+def _not_run(job: Job) -> dict[str, Any]:
     row = task.new_row(job.entry, job.framework)
     row.update(verdict=task.NOT_RUN, exit_code=3, message="not run: the batch stopped before it")
     return row
@@ -181,7 +182,7 @@ def _make_executor(settings: Settings):
 STEAL_MIN = 4
 
 
-def pick(pending: List[Job], last: Optional[str], busy: Sequence[str]) -> Optional[Job]:
+def pick(pending: list[Job], last: str | None, busy: Sequence[str]) -> Job | None:
     """Framework affinity: the worker's own framework first, then a framework
     no other worker is on, then a busy framework with many models left;
     None: better wait (with no other worker busy, every job qualifies)."""
@@ -195,15 +196,15 @@ def pick(pending: List[Job], last: Optional[str], busy: Sequence[str]) -> Option
     return None
 
 
-def _execute(todo: List[Job], settings: Settings, progress: Progress) -> Iterator[Dict[str, Any]]:
+def _execute(todo: list[Job], settings: Settings, progress: Progress) -> Iterator[dict[str, Any]]:
     if not todo:
         return
     executor = _make_executor(settings)
     out = str(Path(settings.out).resolve())
     worker_settings = {"latency": settings.latency, "max_memory": settings.max_memory}
     pending = list(todo)
-    running: Dict[int, tuple] = {}  # slot -> (future, job, started)
-    last: Dict[int, Optional[str]] = {slot: None for slot in range(executor.slots)}
+    running: dict[int, tuple] = {}  # slot -> (future, job, started)
+    last: dict[int, str | None] = dict.fromkeys(range(executor.slots))
     failures = 0
     clean = False
     try:
@@ -239,8 +240,8 @@ def _execute(todo: List[Job], settings: Settings, progress: Progress) -> Iterato
         executor.close(kill=not clean)
 
 
-def run(manifest: Union[str, Path], out: Union[str, Path] = "onnxgate-out", *, stream: bool = False,
-        progress: Optional[Progress] = None, **options: Any):
+def run(manifest: str | Path, out: str | Path = "onnxgate-out", *, stream: bool = False,
+        progress: Progress | None = None, **options: Any):
     """Run a batch from Python: the rows (a list), or with ``stream=True`` an
     iterator yielding each row as its model finishes.
 

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError
 
@@ -23,7 +23,7 @@ EXIT_OUT_OF_MEMORY = 86
 ERROR, CRASHED, TIMEOUT, OUT_OF_MEMORY, NOT_RUN = "error", "crashed", "timeout", "out-of-memory", "not-run"
 
 
-def report_dict(result) -> Dict[str, Any]:
+def report_dict(result) -> dict[str, Any]:
     """The report as a plain dict, whether ``result.report`` is one or a typed document."""
     report = result.report
     return report.to_dict() if hasattr(report, "to_dict") else report
@@ -47,18 +47,18 @@ def entry_gate(base, entry, model_path: Path):
     return gate
 
 
-def output_files(name: str) -> Dict[str, str]:
+def output_files(name: str) -> dict[str, str]:
     return {"onnx": f"{name}.onnx", "report": f"{name}.report.json", "html": f"{name}.html"}
 
 
-def new_row(entry, framework: str = "") -> Dict[str, Any]:
+def new_row(entry, framework: str = "") -> dict[str, Any]:
     return {"name": entry.name, "framework": entry.framework or framework, "verdict": ERROR, "exit_code": 3,
             "max_abs_err": None, "seconds": 0.0, "message": "", "tags": list(entry.tags), "files": {},
             "cached": False}
 
 
 def convert_entry(entry, out_dir: str, base_gate, latency: bool = True,
-                  max_memory: Optional[int] = None) -> Dict[str, Any]:
+                  max_memory: int | None = None) -> dict[str, Any]:
     """Convert and gate one entry; returns its row. Never raises for the model's sake."""
     started = time.perf_counter()
     out = Path(out_dir)
