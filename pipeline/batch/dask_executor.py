@@ -129,7 +129,8 @@ class DaskExecutor:
             host = info.get("host") or addr
             self._per_host[host] = self._per_host.get(host, 0) + int(info.get("nthreads", 1))
         self._host_of = {addr: info.get("host") or addr for addr, info in workers.items()}
-        self._futures = []
+        self._futures: list[Any] = []
+        self._out = ""
 
     def submit(self, slot: int, entry, out: str, gate, settings: dict[str, Any], timeout: float):
         shipped = self._files_of(entry, gate) if self._ship else None
@@ -137,7 +138,7 @@ class DaskExecutor:
         future = self.client.submit(convert_on_worker, entry, out, gate, settings, timeout, self._max_tasks, shipped,
                                     workers=[self._slots[slot]], allow_other_workers=True, pure=False,
                                     key=f"onnxgate-{entry.name}-{time.monotonic_ns()}")
-        future.onnxgate_out = out
+        self._out = out  # the same for every model: results are written there
         self._futures.append(future)
         return future
 
@@ -150,7 +151,6 @@ class DaskExecutor:
 
     @staticmethod
     def wait(futures, timeout: float) -> None:
-
         from distributed import wait
 
         try:
@@ -164,7 +164,7 @@ class DaskExecutor:
             for name, data in row.pop("shipped", {}).items():  # outputs that travelled back as bytes
                 from onnxgate.pipeline.core import atomic
 
-                atomic.write_bytes(Path(future.onnxgate_out) / name, data)
+                atomic.write_bytes(Path(self._out) / name, data)
             return row
         except Exception as exc:  # KilledWorker: the Dask worker itself died
             row = task.new_row(entry, framework)

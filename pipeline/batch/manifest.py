@@ -25,7 +25,7 @@ from __future__ import annotations
 import glob as globlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,7 +230,7 @@ def _check_keys(raw: Mapping[str, Any], where: str, errors: list[str], framework
         except _Bad as exc:
             errors.append(f"{where}: key {key!r}: {exc}")
             continue
-        extra = {"name": _name_error, "outputs": _outputs_errors}.get(key)
+        extra = _DEEPER.get(key)
         if extra:
             errors.extend(f"{where}: key {key!r}: {msg}" for msg in extra(out[key]))
     if "framework" in out and frameworks is not None and out["framework"].lower() not in frameworks:
@@ -264,6 +264,10 @@ def _outputs_errors(outputs: Mapping[str, Any]) -> list[str]:
             except _Bad as exc:
                 errors.append(f"[outputs.{output}] {key}: {exc}")
     return errors
+
+
+#: key -> further checks of a well-typed value (messages, empty when fine).
+_DEEPER: dict[str, Callable[[Any], list[str]]] = {"name": _name_error, "outputs": _outputs_errors}
 
 
 def _options_errors(options: Mapping[str, Any], framework: str | None) -> list[str]:

@@ -182,7 +182,7 @@ def _make_executor(settings: Settings):
 STEAL_MIN = 4
 
 
-def pick(pending: list[Job], last: str | None, busy: Sequence[str]) -> Job | None:
+def pick(pending: list[Job], last: str | None, busy: Sequence[str | None]) -> Job | None:
     """Framework affinity: the worker's own framework first, then a framework
     no other worker is on, then a busy framework with many models left;
     None: better wait (with no other worker busy, every job qualifies)."""
