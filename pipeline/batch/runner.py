@@ -1,88 +1,257 @@
 """Batch conversion: many models from a manifest, one report each.
 
-A manifest is JSON ``{"models": [{"name", "source", "framework"?, "sample"?,
-"expected"?, "golden"?, "options"?, "trust_source"?, "accept_unverified"?}, ...]}``.
-Each model runs in isolation: one failure never stops the others.
+The manifest is validated in full first (``manifest.py``). Each entry then
+gets a content key (``cache.py``); entries with a finished result under that
+key are skipped. The rest go to warm worker processes (``pool.py``, or Dask
+workers: ``dask_executor.py``), one model per worker at a time, models of
+one framework preferring the worker that already imported it. A model that
+crashes, hangs or passes the memory cap gets its own verdict; the others go
+on. Rows come back as models finish; the batch reports (summary.json, JUnit,
+Markdown, HTML dashboard) are written at the end, also when interrupted.
 """
 from __future__ import annotations
 
-import json
+import hashlib
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
-from onnxgate.plugins.helpers import one_line
+from onnxgate.pipeline.batch import cache, task
+from onnxgate.pipeline.batch.manifest import Entry, inside
+from onnxgate.pipeline.batch.outputs import exit_code  # noqa: F401 - part of this module's API
+from onnxgate.pipeline.gate import config as gate_config
+from onnxgate.pipeline.gate.config import GateConfig
+from onnxgate.plugins.errors import EXIT_OK, UsageError
 
-_ENTRY_KEYS = {"name", "source", "framework", "sample", "expected", "golden", "options", "trust_source",
-               "accept_unverified", "expect", "area", "static_batch"}
-
-
-def load_manifest(path: Path) -> List[Dict[str, Any]]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"manifest {path}: unreadable: {exc}") from exc
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, list) or not models:
-        raise UsageError(f"manifest {path}: expected {{\"models\": [...]}} with at least one entry")
-    for i, entry in enumerate(models):
-        if not isinstance(entry, dict) or "source" not in entry:
-            raise UsageError(f"manifest {path}: entry {i} has no 'source'")
-        unknown = set(entry) - _ENTRY_KEYS
-        if unknown:
-            raise UsageError(f"manifest {path}: entry {i} has unknown keys {sorted(unknown)}")
-        entry.setdefault("name", Path(str(entry["source"])).stem)
-    names = [e["name"] for e in models]
-    if len(set(names)) != len(names):
-        raise UsageError(f"manifest {path}: model names must be unique")
-    return models
+#: Per-model timeout when neither --timeout nor the entry sets one: generous,
+#: a big TensorFlow model on a busy machine takes minutes.
+DEFAULT_TIMEOUT = 1800.0
 
 
-def convert_one(entry: Dict[str, Any], out_dir: str, gate: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Convert and validate one entry; never raises. ``gate``: ``ci`` and
-    ``gate_config`` for ``gate.config.resolve``, as the CLI passes them."""
-    from onnxgate.pipeline import api
+@dataclass
+class Settings:
+    out: Path
+    jobs: int = 1
+    timeout: float = DEFAULT_TIMEOUT
+    max_memory: int | None = None
+    max_models_per_worker: int = 0
+    max_failures: int | None = None
+    rerun_failed: bool = False
+    force: bool = False
+    executor: str = "local"
+    scheduler: str | None = None
+    dask_workers: int = 0
+    #: Dask: send each model's files to the worker and its outputs back as bytes
+    #: (workers without the client's file system).
+    ship: bool = False
+    latency: bool = True
+    #: The batch-wide gate; by default built as the CLI and the API build it (CI mode from ``CI``).
+    gate: GateConfig = field(default_factory=gate_config.resolve)
+    #: Written at the end: summary.json, summary.md, junit.xml, index.html.
+    reports: bool = True
 
+
+@dataclass
+class Job:
+    entry: Entry
+    framework: str
+    key: str
+    gate: GateConfig
+    timeout: float
+
+
+class Progress:
+    """What the runner tells a display; the default shows nothing."""
+
+    def start(self, total: int, cached: int) -> None: ...
+    def running(self, name: str) -> None: ...
+    def done(self, row: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+def load(manifest: str | Path) -> list[Entry]:
+    from onnxgate.pipeline.batch import manifest as manifest_mod
+    from onnxgate.plugins.manager import Registry
+
+    return manifest_mod.load(Path(manifest), [s.name for s in Registry().converters()])
+
+
+def iter_rows(entries: Sequence[Entry], settings: Settings, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+    """Yield one row per entry, cached ones first, the others as they finish."""
+    progress = progress or Progress()
+    out = Path(settings.out)
+    _prepare_out(out, entries)
+    from onnxgate.plugins.manager import Registry
+
+    registry = Registry()
+    jobs = [_job(e, settings, registry) for e in entries]
+    rows: dict[str, dict[str, Any]] = {}
+    todo: list[Job] = []
+    for job in jobs:
+        row = None if settings.force else cache.lookup(out, job.entry.name, job.key)
+        if row is not None and not (settings.rerun_failed and row["exit_code"] != EXIT_OK):
+            rows[job.entry.name] = {**row, "cached": True, "tags": list(job.entry.tags)}
+        else:
+            todo.append(job)
+    progress.start(len(jobs), len(rows))
     started = time.perf_counter()
-    out = Path(out_dir)
-    row = {"name": entry["name"], "framework": entry.get("framework") or "", "verdict": "error",
-           "exit_code": 3, "max_abs_err": "", "seconds": 0.0, "message": ""}
     try:
-        result = api.convert(
-            entry["source"], framework=entry.get("framework"), sample=entry.get("sample"),
-            expected=entry.get("expected"), golden=entry.get("golden"), options=entry.get("options") or {},
-            trust_source=bool(entry.get("trust_source")), accept_unverified=bool(entry.get("accept_unverified")),
-            dynamic_batch=not entry.get("static_batch", False),
-            output=out / f"{entry['name']}.onnx", report=out / f"{entry['name']}.report.json", **(gate or {}),
-        )
-        from onnxgate.pipeline.report.summary import worst
+        for row in rows.values():
+            progress.done(row)
+            yield row
+        for row in _execute(todo, settings, progress):
+            rows[row["name"]] = row
+            progress.done(row)
+            yield row
+    finally:
+        progress.close()
+        for job in jobs:  # stopped early (--max-failures, interrupted): say what did not run
+            if job.entry.name not in rows:
+                rows[job.entry.name] = _not_run(job)
+        if settings.reports:
+            from onnxgate.pipeline.batch import outputs
 
-        row.update(
-            framework=result.report.converter.name, verdict=result.verdict,
-            exit_code=EXIT_OK if result.passed else 1, max_abs_err=f"{worst(result.report, 'max_abs_err'):.2g}",
-            message="; ".join(result.failures)[:200],
-        )
-    except OnnxgateError as exc:
-        row.update(exit_code=exc.exit_code, message=str(exc)[:200])
-    except Exception as exc:  # a converter bug must not take the batch down
-        row.update(exit_code=3, message=one_line(exc, with_type=True, limit=200))
-    row["seconds"] = round(time.perf_counter() - started, 2)
+            ordered = [rows[j.entry.name] for j in jobs]
+            outputs.write_all(out, ordered, settings, time.perf_counter() - started)
+
+
+def _prepare_out(out: Path, entries: Sequence[Entry]) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create: {exc.strerror}") from None
+    from onnxgate.pipeline.core import atomic
+
+    atomic.check_writable(out / "summary.json")
+    outside = [e.name for e in entries if not inside(out, e.name)]
+    if outside:  # the manifest check makes this impossible; kept as the last guard
+        raise UsageError(f"names would write outside --out: {outside}")
+    cache.sweep_partial(out)
+
+
+def _job(entry: Entry, settings: Settings, registry) -> Job:
+    spec = _spec(entry, registry)
+    gate = task.entry_gate(settings.gate, entry, Path(settings.out) / f"{entry.name}.onnx")
+    summary = gate.summary()
+    if gate.baseline is not None:
+        summary["baseline_sha256"] = hashlib.sha256(Path(gate.baseline).read_bytes()).hexdigest()
+    framework = spec.name if spec is not None else (entry.framework or "python")
+    return Job(entry, framework, cache.key(entry, summary, spec), gate, entry.timeout or settings.timeout)
+
+
+def _spec(entry: Entry, registry):
+    """The entry's converter when it can be told without importing anything."""
+    from onnxgate.pipeline.conversion import stage
+    from onnxgate.pipeline.conversion.sources import Source
+
+    if entry.framework:
+        return registry.converter(entry.framework)
+    path = Path(entry.source)
+    if not path.exists():
+        return None  # module:attr: known only once imported, in the worker
+    try:
+        return stage.pick_converter(Source(path=path), registry, None)
+    except UsageError:
+        return None  # the worker reports it as this model's error
+
+
+def _not_run(job: Job) -> dict[str, Any]:
+    row = task.new_row(job.entry, job.framework)
+    row.update(verdict=task.NOT_RUN, exit_code=3, message="not run: the batch stopped before it")
     return row
 
 
-def run_batch(models: List[Dict[str, Any]], out_dir: Path, jobs: int = 1,
-              gate: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if jobs <= 1:
-        return [convert_one(e, str(out_dir), gate) for e in models]
-    # spawn: frameworks (torch, TF) do not survive fork reliably
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(convert_one, models, [str(out_dir)] * len(models), [gate] * len(models)))
+def _make_executor(settings: Settings):
+    if settings.executor == "dask":
+        from onnxgate.pipeline.batch.dask_executor import DaskExecutor
+
+        return DaskExecutor(settings.scheduler, settings.dask_workers, settings.max_models_per_worker,
+                            ship=settings.ship)
+    if settings.executor != "local":
+        raise UsageError(f"--executor {settings.executor!r}: expected local or dask")
+    if settings.ship:
+        raise UsageError("--ship needs --executor dask")
+    from onnxgate.pipeline.batch.pool import LocalExecutor
+
+    return LocalExecutor(settings.jobs, settings.max_models_per_worker)
 
 
-def exit_code(rows: List[Dict[str, Any]]) -> int:
-    """0 when every model passed, else the largest exit code among them."""
-    return max((r["exit_code"] for r in rows), default=EXIT_OK)
+#: A worker takes up a framework another worker is busy with only when this
+#: many of its models are left: a second import of TensorFlow or torch costs
+#: more than running a few models one after the other on the warm worker.
+STEAL_MIN = 4
+
+
+def pick(pending: list[Job], last: str | None, busy: Sequence[str | None]) -> Job | None:
+    """Framework affinity: the worker's own framework first, then a framework
+    no other worker is on, then a busy framework with many models left;
+    None: better wait (with no other worker busy, every job qualifies)."""
+    for wanted in (lambda j: j.framework == last, lambda j: j.framework not in busy):
+        for job in pending:
+            if wanted(job):
+                return job
+    for job in pending:
+        if sum(j.framework == job.framework for j in pending) >= STEAL_MIN:
+            return job
+    return None
+
+
+def _execute(todo: list[Job], settings: Settings, progress: Progress) -> Iterator[dict[str, Any]]:
+    if not todo:
+        return
+    executor = _make_executor(settings)
+    out = str(Path(settings.out).resolve())
+    worker_settings = {"latency": settings.latency, "max_memory": settings.max_memory}
+    pending = list(todo)
+    running: dict[int, tuple] = {}  # slot -> (future, job, started)
+    last: dict[int, str | None] = dict.fromkeys(range(executor.slots))
+    failures = 0
+    clean = False
+    try:
+        while pending or running:
+            stop = settings.max_failures is not None and failures >= settings.max_failures
+            for slot in range(executor.slots):
+                if slot in running or not pending or stop:
+                    continue
+                busy = [last[s] for s in running]
+                job = pick(pending, last[slot], busy)
+                if job is None:
+                    continue
+                pending.remove(job)
+                last[slot] = job.framework
+                future = executor.submit(slot, job.entry, out, job.gate, worker_settings, job.timeout)
+                running[slot] = (future, job, time.perf_counter())
+                progress.running(job.entry.name)
+            if stop and not running:
+                break
+            executor.wait([future for future, _, _ in running.values()], timeout=0.5)
+            done = [slot for slot, (future, _, _) in running.items() if future.done()]
+            for slot in done:
+                future, job, started = running.pop(slot)
+                row = executor.result(future, job.entry, started, job.timeout, job.framework)
+                row["framework"] = row.get("framework") or job.framework
+                if row.get("verdict") in (task.CRASHED, task.TIMEOUT, task.OUT_OF_MEMORY):
+                    last[slot] = None  # its worker was replaced: no framework is warm there
+                cache.store(Path(settings.out), row, job.key)
+                failures += row["exit_code"] != EXIT_OK
+                yield row
+        clean = True
+    finally:
+        executor.close(kill=not clean)
+
+
+def run(manifest: str | Path, out: str | Path = "onnxgate-out", *, stream: bool = False,
+        progress: Progress | None = None, **options: Any):
+    """Run a batch from Python: the rows (a list), or with ``stream=True`` an
+    iterator yielding each row as its model finishes.
+
+    ``options`` are ``Settings`` fields: jobs, timeout, max_memory (bytes),
+    max_models_per_worker, max_failures, rerun_failed, force, executor
+    ("local" or "dask"), scheduler, dask_workers, ship, latency, gate, reports.
+    """
+    entries = load(manifest)
+    settings = Settings(out=Path(out), **options)
+    rows = iter_rows(entries, settings, progress)
+    return rows if stream else list(rows)

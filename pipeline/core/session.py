@@ -7,6 +7,7 @@ stage loads the model again or re-runs a case to get them.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List
 
 import numpy as np
@@ -20,6 +21,12 @@ def load_session(model_bytes: bytes, optimized: bool = True):
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    threads = os.environ.get("ONNXGATE_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # a batch worker's share of the cores
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        # spinning threads of parallel workers steal each other's cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not optimized:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:

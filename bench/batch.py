@@ -1,0 +1,152 @@
+"""The batch runner's four figures, each a ratio measured in the same run.
+
+    python bench/batch.py [--copies N] [--skip-dask]
+
+On a generated mixed manifest (scikit-learn models built here, the trees,
+torch and TensorFlow fixtures; at least 40 models):
+
+1. ``--jobs 2`` against ``--jobs 1`` wall time (target: >= 1.7x on 2 cores);
+2. per-model time on a warm worker against converting in this process, for
+   small scikit-learn models (target: <= 1.2x);
+3. a fully cached rerun against the first run (target: <= 5%);
+4. Dask LocalCluster with 2 workers (started by the run, as
+   ``--dask-workers 2`` does) against the local executor with ``--jobs 2``
+   (target: <= 1.15x).
+
+Every run converts with latency measurements off (they time the model, not
+the batch) and ``force=True`` so nothing comes from the cache unless asked.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "fixtures"))
+
+
+def sklearn_models(out: Path, count: int) -> list:
+    """``count`` small, different scikit-learn models with samples."""
+    import numpy as np
+    import skops.io as sio
+    from sklearn.datasets import load_diabetes, load_iris
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = load_iris(return_X_y=True)
+    Xd, yd = load_diabetes(return_X_y=True)
+    entries = []
+    for i in range(count):
+        kind = i % 3
+        if kind == 0:
+            model, sample = LogisticRegression(C=0.5 + i, max_iter=400).fit(X, y), X[::10]
+        elif kind == 1:
+            model, sample = Ridge(alpha=0.1 * (i + 1)).fit(Xd, yd), Xd[:16]
+        else:
+            model, sample = DecisionTreeClassifier(max_depth=2 + i % 5, random_state=i).fit(X, y), X[::10]
+        name = f"small-sklearn-{i:02d}"
+        sio.dump(model, out / f"{name}.skops")
+        np.savez(out / f"{name}.npz", X=sample.astype(np.float32))
+        entries.append({"name": name, "source": str(out / f"{name}.skops"), "sample": str(out / f"{name}.npz"),
+                        "area": "sklearn"})
+    return entries
+
+
+def build(folder: Path, small: int) -> tuple:
+    import build as fixtures_build
+
+    entries = sklearn_models(folder, small)
+    for area in ("trees", "torch", "tensorflow"):
+        area_dir = folder / area
+        area_dir.mkdir()
+        module = __import__(f"{area}_fixtures")
+        for entry in module.build(area_dir):
+            entry["area"] = area
+            entries.append(entry)
+    manifest = folder / "mixed.toml"
+    manifest.write_text(fixtures_build.to_toml(entries, folder))
+    sklearn_only = folder / "sklearn.toml"
+    sklearn_only.write_text(fixtures_build.to_toml(entries[:small], folder))
+    return manifest, sklearn_only, len(entries)
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def warm_overhead(sklearn_manifest: Path, folder: Path) -> tuple:
+    """Seconds per model: in this process, then on a warm worker."""
+    from onnxgate.pipeline import api, batch
+
+    entries = batch.load(sklearn_manifest)
+    out = folder / "inprocess"
+    out.mkdir()
+
+    from onnxgate.pipeline.report.document import write_outputs
+
+    def convert(e):  # the same work and outputs as a batch worker's
+        result = api.run(e.source, sample=e.sample, latency=False)
+        result.save(out / f"{e.name}.onnx", out / f"{e.name}.report.json")
+        write_outputs(result.report, html=out / f"{e.name}.html")
+
+    convert(entries[0])  # imports paid before timing, as a warm worker has
+    in_process, _ = timed(lambda: [convert(e) for e in entries[1:]])
+    # the worker's first model pays its imports: time from its row to the last
+    arrivals = []
+    for _ in batch.run(sklearn_manifest, folder / "warm", stream=True, jobs=1, latency=False, force=True):
+        arrivals.append(time.perf_counter())
+    warm = arrivals[-1] - arrivals[0]
+    n = len(entries) - 1
+    return in_process / n, warm / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=30, help="generated scikit-learn models (default 30)")
+    parser.add_argument("--skip-dask", action="store_true")
+    args = parser.parse_args()
+    from onnxgate.pipeline import batch
+
+    folder = Path(tempfile.mkdtemp(prefix="onnxgate-bench-batch-"))
+    t_build, (manifest, sklearn_manifest, total) = timed(lambda: build(folder, args.small))
+    print(f"built {total} models in {t_build:.0f}s: {folder}", flush=True)
+
+    def run(out, **kw):
+        rows = batch.run(manifest, folder / out, latency=False, **kw)
+        bad = [r["name"] for r in rows if r["exit_code"] and r["verdict"] != "failed"]
+        if bad:
+            print(f"  {out}: errors in {bad}", flush=True)
+        return rows
+
+    t1, _ = timed(lambda: run("jobs1", jobs=1, force=True))
+    print(f"--jobs 1: {t1:.1f}s", flush=True)
+    t2, _ = timed(lambda: run("jobs2", jobs=2, force=True))
+    print(f"--jobs 2: {t2:.1f}s", flush=True)
+    t_cached, rows = timed(lambda: run("jobs2", jobs=2))
+    assert all(r["cached"] for r in rows)
+    print(f"cached rerun: {t_cached:.2f}s", flush=True)
+    per_in, per_warm = warm_overhead(sklearn_manifest, folder)
+    print(f"small sklearn model: {per_in * 1000:.0f} ms in process, {per_warm * 1000:.0f} ms on a warm worker",
+          flush=True)
+    t_dask = None
+    if not args.skip_dask:
+        t_dask, _ = timed(lambda: run("dask", executor="dask", dask_workers=2, force=True))
+        print(f"dask LocalCluster(2): {t_dask:.1f}s", flush=True)
+
+    print(f"\n{total} models ({args.small} generated scikit-learn + trees, torch, TensorFlow fixtures)")
+    print(f"1. --jobs 2 speed-up over --jobs 1:          {t1 / t2:.2f}x   (target >= 1.7x)")
+    print(f"2. warm worker / in-process per small model: {per_warm / per_in:.2f}x   (target <= 1.2x)")
+    print(f"3. cached rerun / first run:                 {t_cached / t2 * 100:.1f}%   (target <= 5%)")
+    if t_dask is not None:
+        print(f"4. Dask LocalCluster(2) / local --jobs 2:    {t_dask / t2:.2f}x   (target <= 1.15x)")
+
+
+if __name__ == "__main__":
+    main()
