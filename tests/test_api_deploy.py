@@ -46,7 +46,7 @@ def test_repr_is_one_line_summary(iris):
 
 def test_repr_of_a_failed_result_names_the_first_failure(iris):
     model, X, _result = iris
-    failed = convert(model, sample=X[:10], tolerance={"label": {"min_agreement": 1.5}}, **FAST)  # unreachable
+    failed = convert(model, sample=X[:10], expected={"label": np.full(10, 99)}, **FAST)  # labels it never gives
     assert not failed.passed
     assert "FAILED" in repr(failed) and "failure" in repr(failed)
 
@@ -132,7 +132,7 @@ def test_keep_running_false_smoke_tests_then_stops(iris, venv, tmp_path):
 
 def test_failed_result_is_refused_as_on_the_cli(iris, tmp_path):
     model, X, _result = iris
-    failed = convert(model, sample=X[:10], tolerance={"label": {"min_agreement": 1.5}}, **FAST)
+    failed = convert(model, sample=X[:10], expected={"label": np.full(10, 99)}, **FAST)
     assert not failed.passed
     with pytest.raises(DeployRefused, match="validation failed.*--deploy-unvalidated-i-know-what-im-doing"):
         failed.deploy("local", registry=tmp_path / "registry", log=lambda line: None)
@@ -210,7 +210,7 @@ def test_register_without_serving(iris, tmp_path):
     assert first.created and first.version == 1 and first.model_path.read_bytes() == iris[2].onnx_bytes()
     again = register(iris[2], name="iris", registry=tmp_path / "registry")
     assert not again.created and again.version == 1
-    failed = convert(iris[0], sample=iris[1][:10], tolerance={"label": {"min_agreement": 1.5}}, **FAST)
+    failed = convert(iris[0], sample=iris[1][:10], expected={"label": np.full(10, 99)}, **FAST)
     with pytest.raises(DeployRefused):
         register(failed, name="iris", registry=tmp_path / "registry")
     assert [p.name for p in (tmp_path / "registry" / "iris").iterdir() if p.name.isdigit()] == ["1"]

@@ -229,7 +229,7 @@ _RULE_RANGES = {"rtol": (0.0, None), "atol": (0.0, None), "min_agreement": (0.0,
                 "min_cosine": (-1.0, 1.0), "min_topk": (0.0, 1.0), "topk": (1, None)}
 
 
-def _rule(values: Mapping[str, Any], where: str, keys: Optional[Mapping[str, OptionSpec]]) -> OutputRule:
+def _rule(values: Mapping[str, Any], where: str, keys: Optional[Mapping[str, OptionSpec]] = None) -> OutputRule:
     """Strict: a bool is not a number (``atol = true`` would loosen the gate),
     numbers are finite and within the key's range, unknown keys are refused."""
     keys = rule_keys() if keys is None else keys
