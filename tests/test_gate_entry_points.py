@@ -83,5 +83,5 @@ def test_api_validate_finds_the_baseline_beside_the_model_and_explicit_gate_wins
     explicit = api.validate(str(source / "iris.skops"), model, sample=source / "x.npy", latency=False,
                             gate=GateConfig())
     assert explicit.report.drift is None and not any(c.name == "edge_values" for c in explicit.report.checks)
-    with pytest.raises(UsageError, match="either gate"):
+    with pytest.raises(UsageError, match="gate=GateConfig.*not both"):
         api.validate(str(source / "iris.skops"), model, gate=GateConfig(), ci=True)

@@ -66,7 +66,7 @@ def convert_entry(entry, out_dir: str, base_gate, latency: bool = True,
     watchdog = _MemoryWatchdog(max_memory) if max_memory else None
     try:
         from onnxgate.pipeline import api
-        from onnxgate.pipeline.report.document import write_outputs
+        from onnxgate.pipeline.report import formats
         from onnxgate.pipeline.report.summary import worst
 
         files = output_files(entry.name)
@@ -79,7 +79,7 @@ def convert_entry(entry, out_dir: str, base_gate, latency: bool = True,
         )
         result.save(out / files["onnx"], out / files["report"])
         report = report_dict(result)
-        write_outputs(report, html=out / files["html"])
+        formats.write(report, formats.resolve([("html", out / files["html"])]))
         err = worst(report, "max_abs_err")
         row.update(
             framework=report["converter"]["name"], verdict=report["verdict"],

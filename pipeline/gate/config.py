@@ -89,6 +89,13 @@ class OutputRule(Mapping):
     def as_dict(self) -> Dict[str, Any]:
         return dict(self._values)
 
+    def __reduce__(self):  # immutable and slotted: pickle (batch workers, Dask) through the constructor
+        return (_output_rule, (self.origin, dict(self._values)))
+
+
+def _output_rule(origin: Optional[str], values: Dict[str, Any]) -> "OutputRule":
+    return OutputRule(origin=origin, **values)
+
 
 def rule_keys(rules: Optional[Sequence[CompareRule]] = None) -> Dict[str, OptionSpec]:
     """Every key an output may set: the common ones, then each rule's
