@@ -18,8 +18,7 @@ import inspect
 import tempfile
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, OptionSpec, Tolerance, hookimpl
-from onnxgate.plugins.helpers import one_line
+from onnxgate.plugins import Conversion, ConverterSpec, OptionSpec, Tolerance, hookimpl, one_line
 
 from .common import zip_names
 from .legacy_env import drop_initializer_inputs

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
-from onnxgate.plugins.helpers import one_line
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl, one_line
 
 EXPORTER = "none (ready-made ONNX)"
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
-from onnxgate.plugins.helpers import one_line
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl, one_line
 
 from .common import flatten, zip_names
 

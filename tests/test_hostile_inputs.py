@@ -183,4 +183,4 @@ def test_validate_ready_made_onnx_without_model_writes_its_record(tmp_path, skop
     record.path_for(onnx_path).unlink()
     code = main(["validate", str(onnx_path), "--accept-unverified", "--no-latency"])
     assert code == 0, capsys.readouterr().err
-    assert record.load(onnx_path)["model"]["sha256"] == record.sha256_file(onnx_path)
+    assert record.load(onnx_path)["model"]["sha256"] == record.sha256_path(onnx_path)

@@ -65,7 +65,7 @@ def external(tmp_path):
 def test_record_hash_covers_external_data_files(external):
     rec = record.load(external)
     assert set(rec["model"]["files"]["external"]) == {"w.bin"}
-    assert rec["model"]["sha256"] != record.sha256_file(external)  # not the .onnx file alone
+    assert rec["model"]["sha256"] != record.sha256_path(external)  # not the .onnx file alone
     assert record.check(external).sha256 == rec["model"]["sha256"]
     weights = external.parent / "w.bin"
     data = bytearray(weights.read_bytes())

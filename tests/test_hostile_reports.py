@@ -75,7 +75,7 @@ def test_convert_terminal_lines_strip_escapes(capsys):
 
     report = copy.deepcopy(_report())
     report.update(failures=[f"{OSC}output y\x1b[31m differs\nFAKE: PASSED"], cases=[], onnx={"path": "m\x1b.onnx"})
-    result = types.SimpleNamespace(report=report, passed=False)
+    result = types.SimpleNamespace(report=report, passed=False, failures=report["failures"])
     assert _finish(result, "m\x1b[1m.onnx") == 1
     captured = capsys.readouterr()
     text = captured.out + captured.err

@@ -94,7 +94,7 @@ def registry():
 
 def test_an_inline_rule_judges_by_output_kind_and_its_key_gates(ridge, registry):
     result = api.convert(ridge, registry=registry, latency=False)
-    out = result.report["cases"][0]["outputs"][0]
+    out = result.report.to_dict()["cases"][0]["outputs"][0]
     assert out["task"] == "worst-row" and out["metrics"]["worst_row_err"] >= 0 and result.passed
     document.validate_schema(result.report)  # a plugin's metrics fit the published schema
     keys = rule_keys(registry.compare_rules())
@@ -103,13 +103,13 @@ def test_an_inline_rule_judges_by_output_kind_and_its_key_gates(ridge, registry)
     failed = api.convert(ridge, registry=registry, latency=False, gate=tight)
     if out["metrics"]["worst_row_err"] > 0:  # float32 onnxruntime vs float64 sklearn
         assert not failed.passed
-        assert "worst row error" in failed.report["cases"][0]["outputs"][0]["reason"]
+        assert "worst row error" in failed.report.to_dict()["cases"][0]["outputs"][0]["reason"]
 
 
 def test_a_named_rule_wins_over_matching_and_unknown_names_are_usage_errors(ridge, registry):
     gate = GateConfig(outputs={"variable": OutputRule(rule="tensor")})
     result = api.convert(ridge, registry=registry, latency=False, gate=gate)
-    assert result.report["cases"][0]["outputs"][0]["task"] == "tensor"
+    assert result.report.to_dict()["cases"][0]["outputs"][0]["task"] == "tensor"
     with pytest.raises(UsageError, match="unknown comparison rule 'nosuch'.*worst-row"):
         api.convert(ridge, registry=registry, latency=False, gate=GateConfig(outputs={"variable": OutputRule(rule="nosuch")}))
 
@@ -210,7 +210,7 @@ def test_zipmap_option_reaches_skl2onnx_and_the_gate_still_compares():
     X, y = load_iris(return_X_y=True)
     result = api.convert(LogisticRegression(max_iter=300).fit(X, y), options={"zipmap": True}, latency=False)
     assert "ZipMap" in {n.op_type for n in result.model.graph.node} and result.passed
-    tasks = {o["name"]: o for o in result.report["cases"][0]["outputs"]}
+    tasks = {o["name"]: o for o in result.report.to_dict()["cases"][0]["outputs"]}
     assert tasks["output_probability"]["task"] == "classifier-probabilities"
     assert "ZipMap" in tasks["output_probability"]["normalised"]
 

@@ -63,7 +63,11 @@ def resolve(requests: Iterable[Tuple[str, Path]], registry=None) -> list:
 
 
 def write(report: Mapping[str, Any], resolved: Iterable[Tuple[ReportFormat, Path]]) -> None:
-    """Render and write each one atomically (a failing renderer leaves no file)."""
+    """Render and write each one atomically (a failing renderer leaves no file).
+    ``report``: a typed ``Report`` or its JSON form; renderers get the JSON form."""
+    from onnxgate.pipeline.report.model import as_dict
+
+    report = as_dict(report)
     for fmt, path in resolved:
         content = fmt.render(report)
         if not isinstance(content, (str, bytes)):
