@@ -179,7 +179,8 @@ def _keras_signature(model) -> Optional[List[InputSpec]]:
         inputs = []
     if inputs:
         return [
-            InputSpec(name=_input_name(t.name, i, len(inputs)), shape=(None,) + tuple(t.shape[1:]), dtype=str(t.dtype))
+            # Input(batch_size=N) fixes the batch: keep it, the model runs at N only
+            InputSpec(name=_input_name(t.name, i, len(inputs)), shape=tuple(t.shape), dtype=str(t.dtype))
             for i, t in enumerate(inputs)
         ]
     shapes = getattr(model, "_build_shapes_dict", None) or {}

@@ -86,9 +86,14 @@ def _first_leaf(model):
 
 
 def _tensors(model, inputs):
+    """Arrays in forward()'s argument order: by name, else by position (an
+    unnamed sample, or one keyed by the user's ONNX names)."""
     import torch
 
-    return tuple(torch.from_numpy(inputs[name]) for name in input_names(model))
+    names = input_names(model)
+    if not all(name in inputs for name in names) and len(inputs) == len(names):
+        return tuple(torch.from_numpy(v) for v in inputs.values())
+    return tuple(torch.from_numpy(inputs[name]) for name in names)
 
 
 def convert(model, example, options):

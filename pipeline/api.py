@@ -79,6 +79,7 @@ def run(
     stamp: bool = True,
     latency: bool = True,
     gate: Optional[GateConfig] = None,
+    input_map: Optional[Dict[str, str]] = None,
 ) -> Result:
     """Convert ``source`` (or take ``onnx_model``) and validate it.
 
@@ -86,6 +87,8 @@ def run(
     input_K.pb, output_K.pb``); each set is a case with its expected outputs.
     ``stamp``: write onnxgate provenance into the model's metadata.
     ``latency``: time the original and onnxruntime per batch size (report ``latency``).
+    ``input_map``: ``{sample array name: model input name}`` for samples
+    keyed by other names than the source's or the ONNX model's.
     ``gate``: shape sweep, edge values, per-output rules, tree flips, target
     runtime, drift baseline (``pipeline.gate_config.GateConfig``).
     """
@@ -106,6 +109,7 @@ def run(
         golden=Path(golden) if golden is not None else None,
         measure_latency=latency,
         gate=gate,
+        input_map=input_map,
     )
     if onnx_model is None and stamp:  # a given model is validated byte for byte, not re-stamped
         provenance.stamp(artifact.model, {

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks for errors, and third-party log lines and warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"{__package__}.{name}")
@@ -68,8 +69,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     debug = args.debug or bool(os.environ.get("ONNXGATE_DEBUG"))
+    from onnxgate.pipeline.cli.quiet import quiet_third_party
+
     try:
-        return int(args.run(args) or 0)
+        with quiet_third_party(debug):
+            return int(args.run(args) or 0)
     except OnnxgateError as exc:
         if debug:
             raise

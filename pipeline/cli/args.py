@@ -33,6 +33,10 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--golden", type=Path, metavar="DIR",
                    help="inputs and expected outputs in the ONNX test-data layout "
                         "(DIR/test_data_set_N/input_K.pb, output_K.pb); each set is one case")
+    p.add_argument("--input-map", action="append", default=[], metavar="SAMPLE_NAME=MODEL_INPUT",
+                   help="feed the sample's array SAMPLE_NAME to the model input MODEL_INPUT (repeatable)")
+    p.add_argument("--trust-type", action="append", default=[], metavar="TYPE",
+                   help="trust this type when loading a .skops file (dotted name; repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="converter-specific option (repeatable)")
     outputs.add_report_options(p)  # --junit/--html/--summary/--diagnose/--no-latency
@@ -50,10 +54,15 @@ def converter_options(pairs):
 
 
 def run_kwargs(args) -> dict:
+    from onnxgate.pipeline.conversion.matching import parse_input_map
+
+    options = converter_options(args.option)
+    if args.trust_type:
+        options["trust_types"] = list(args.trust_type)
     return dict(
         framework=args.framework, sample=args.sample, rtol=args.rtol, atol=args.atol,
         trust_source=args.trust_source, dynamic_batch=not args.static_batch, seed=args.seed,
-        options=converter_options(args.option), expected=args.expected, accept_unverified=args.accept_unverified,
+        options=options, input_map=parse_input_map(args.input_map), expected=args.expected, accept_unverified=args.accept_unverified,
         golden=args.golden, latency=not args.no_latency,
     )
 

@@ -7,6 +7,7 @@ stage may run in another process or another Python environment.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -16,6 +17,8 @@ from onnxgate.plugins import detect
 from onnxgate.plugins.manager import Registry, distribution_version, missing_requirements
 from onnxgate.plugins.spec import ConverterSpec, ConvertOptions
 from onnxgate.pipeline.conversion import inputs as inputs_mod
+from onnxgate.pipeline.conversion import matching
+from onnxgate.plugins.helpers import graph_inputs
 from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
 from onnxgate.pipeline.conversion.sources import Source
 from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Artifact
@@ -44,7 +47,7 @@ def ensure_usable(spec: ConverterSpec) -> None:
         )
 
 
-def load_model(spec: ConverterSpec, source: Source, trusted: bool) -> Any:
+def load_model(spec: ConverterSpec, source: Source, trusted: bool, options: ConvertOptions = ConvertOptions()) -> Any:
     if not source.is_path:
         return source.obj
     suffix = detect.suffix_of(source.path)
@@ -56,6 +59,8 @@ def load_model(spec: ConverterSpec, source: Source, trusted: bool) -> Any:
     if spec.load is None:
         raise UsageError(f"converter {spec.name!r} cannot read files; pass the model object")
     try:
+        if _takes_options(spec.load):  # e.g. --trust-type for .skops
+            return spec.load(source.path, trusted, options)
         return spec.load(source.path, trusted)
     except (UsageError, ConversionError):
         raise
@@ -63,14 +68,23 @@ def load_model(spec: ConverterSpec, source: Source, trusted: bool) -> Any:
         raise UsageError(f"{source.path}: cannot load as {spec.framework}: {_one_line(exc)}") from exc
 
 
-def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int):
-    signature = spec.inputs(model) if spec.inputs else None
+def _takes_options(load) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(load).parameters) >= 3
+    except (TypeError, ValueError):
+        return False
+
+
+def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic_batch: bool, seed: int,
+                input_map: Optional[Mapping[str, str]] = None, onnx_names=(), signature=None):
+    signature = signature if signature is not None else source_signature(spec, model)
     if sample is not None:
-        names = [s.name for s in signature] if signature else []
-        loaded = inputs_mod.load_sample(Path(sample))
-        if None in loaded and not names:
-            names = ["input"]
-        arrays = inputs_mod.bind_sample(loaded, names)
+        loaded = matching.apply_input_map(inputs_mod.load_sample(Path(sample)), input_map or {})
+        arrays = matching.bind_to_source(loaded, matching.names_of(signature), onnx_names)
+    elif input_map:
+        raise UsageError("--input-map renames the arrays of --sample; there is no --sample")
     elif signature:
         arrays = inputs_mod.synthesize(signature, seed=seed)
     else:
@@ -79,6 +93,26 @@ def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Path], dynamic
             "(.npz keyed by input name, .npy, or .csv)"
         )
     return inputs_mod.batch_cases(arrays, dynamic_batch)
+
+
+def source_signature(spec: ConverterSpec, model: Any):
+    if spec.inputs is None:
+        return None
+    try:
+        return spec.inputs(model)
+    except (UsageError, ConversionError):
+        raise
+    except Exception:  # a signature is a hint: without it the user gives a sample
+        return None
+
+
+def static_batch(signature) -> Optional[int]:
+    """The batch size a source fixes for every input (``torch.export`` without
+    ``dynamic_shapes``, traced TorchScript, Keras ``Input(batch_size=N)``)."""
+    firsts = [s.shape[0] for s in signature or () if s.shape]
+    if firsts and all(isinstance(d, int) and d > 0 for d in firsts) and len(set(firsts)) == 1:
+        return firsts[0]
+    return None
 
 
 def produce(
@@ -94,6 +128,7 @@ def produce(
     golden: Optional[Path] = None,
     gate: Any = None,
     measure_latency: bool = True,
+    input_map: Optional[Mapping[str, str]] = None,
 ) -> Artifact:
     if spec.environment:  # stage 1 runs in the converter's own Python environment
         from onnxgate.pipeline.envs import isolated as environments
@@ -101,32 +136,53 @@ def produce(
         return environments.produce(
             spec, source, sample=sample, options=options, trusted=trusted, seed=seed, plugin=plugin,
             expected=expected, golden=golden, gate=gate, measure_latency=measure_latency,
+            input_map=dict(input_map) if input_map else None,
         )
     ensure_usable(spec)
     if expected is not None and sample is None:
         raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
-    model = load_model(spec, source, trusted)
+    model = load_model(spec, source, trusted, options)
     timings["load_s"] = time.perf_counter() - t0
 
     dynamic_batch = options.dynamic_batch
+    notes = []
+    signature = None if golden is not None else source_signature(spec, model)
     if _is_onnx_model(model):  # ready-made: nothing converts, so the batch is as declared, not as asked
         from onnxgate.pipeline.core.session import frozen_batch_inputs
 
         dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
+    elif dynamic_batch and static_batch(signature):
+        # the source cannot run at a second batch: validate at its own, and say so
+        dynamic_batch = False
+        options = replace(options, dynamic_batch=False)
+        notes.append(f"batch is static in the source (batch {static_batch(signature)}): validated at that "
+                     "batch only; re-export the source with a dynamic batch for a dynamic ONNX model")
+    given = getattr(spec.convert, "onnxgate_given_model", None)
+    onnx_names = [i.name for i in graph_inputs(given)] if given is not None else ()
+    if given is not None and not signature and sample is None:  # synthesise from the user's ONNX model
+        signature = _onnx_signature(given)
     cases = _golden_cases(golden, model, sample, expected) or build_cases(
-        spec, model, sample, dynamic_batch and expected is None, seed)
+        spec, model, sample, dynamic_batch and expected is None, seed, input_map, onnx_names, signature)
+    if dynamic_batch and golden is None and expected is None and _static_in_source(spec, model, cases):
+        dynamic_batch = False
+        options = replace(options, dynamic_batch=False)
+        cases = cases[:1]
+        notes.append(f"batch is static in the source (it runs at batch {inputs_mod._batch_of(cases[0].inputs)} "
+                     "but not at another): validated at that batch only")
 
     t0 = time.perf_counter()
     conversion = _convert(spec, model, cases[0].inputs, options)
     timings["convert_s"] = time.perf_counter() - t0
     onnx_model = conversion.model
-    notes = list(conversion.notes)
+    notes += list(conversion.notes)
     if golden is not None and not _is_onnx_model(model):  # keyed by the converted model's names
         from onnxgate.pipeline.conversion import golden as golden_mod
 
         cases = golden_mod.read(Path(golden), onnx_model)
+    else:
+        spec = _match_inputs(spec, cases, onnx_model, matching.names_of(signature), converted=given is None)
     _cast_to_model_inputs(cases, onnx_model)
 
     t0 = time.perf_counter()
@@ -173,6 +229,60 @@ def produce(
         verified=any(c.expected is not None for c in cases),
         latency=latency,
     )
+
+
+def _static_in_source(spec, model, cases) -> bool:
+    """The original runs the first case but not the second batch size (a
+    traced TorchScript module or an exported program with a fixed batch)."""
+    if spec.run is None or len(cases) < 2 or _is_onnx_model(model):
+        return False
+    try:
+        spec.run(model, cases[1].inputs)
+        return False
+    except Exception:
+        pass
+    try:
+        spec.run(model, cases[0].inputs)
+    except Exception:
+        return False  # the sample itself fails: reported as such later
+    return True
+
+
+def _onnx_signature(onnx_model):
+    from onnx import helper
+
+    from onnxgate.plugins.spec import InputSpec
+
+    specs = []
+    for vi in graph_inputs(onnx_model):
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type") or not tt.elem_type:
+            return None
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if dtype.kind == "O":
+            return None
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim)
+        specs.append(InputSpec(name=vi.name, shape=shape, dtype=dtype.name))
+    return specs
+
+
+def _match_inputs(spec: ConverterSpec, cases, onnx_model, source_names, converted: bool) -> ConverterSpec:
+    """Key the cases by the ONNX input names; the original still gets its own."""
+    onnx_names = [i.name for i in graph_inputs(onnx_model)]
+    mapping = matching.to_onnx_names(list(cases[0].inputs), onnx_names, source_names, converted)
+    if all(k == v for k, v in mapping.items()):
+        return spec
+    for case in cases:
+        case.inputs = matching.rename(case.inputs, mapping)
+    back = matching.reverse(mapping)
+    original_run = spec.run
+    if original_run is None:
+        return spec
+
+    def run(model, inputs):
+        return original_run(model, matching.rename(inputs, back))
+
+    return replace(spec, run=run)
 
 
 def _convert(spec: ConverterSpec, model: Any, example, options: ConvertOptions):
