@@ -317,7 +317,9 @@ def _run_original(spec, model, case, output_names) -> Dict[str, np.ndarray]:
         ) from exc
     if isinstance(produced, Mapping):
         missing = [n for n in output_names if n not in produced]
-        if missing:
+        if missing and len(produced) == len(output_names) == 1:
+            produced = {output_names[0]: next(iter(produced.values()))}  # a user's export names its output its own way
+        elif missing:
             raise ConversionError(f"{spec.name}: original model gave no value for ONNX outputs {missing}")
         return {n: np.asarray(produced[n]) if not isinstance(produced[n], list) else produced[n] for n in output_names}
     produced = list(produced)
