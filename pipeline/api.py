@@ -80,6 +80,8 @@ def run(
     latency: bool = True,
     gate: Optional[GateConfig] = None,
     input_map: Optional[Dict[str, str]] = None,
+    reference_timeout: Optional[float] = None,
+    upgrade_opset: Optional[int] = None,
 ) -> Result:
     """Convert ``source`` (or take ``onnx_model``) and validate it.
 
@@ -89,6 +91,10 @@ def run(
     ``latency``: time the original and onnxruntime per batch size (report ``latency``).
     ``input_map``: ``{sample array name: model input name}`` for samples
     keyed by other names than the source's or the ONNX model's.
+    ``reference_timeout``: seconds onnx.reference may take to compute the
+    expected outputs of a ready-made ONNX model without golden data.
+    ``upgrade_opset``: move a ready-made ONNX model to this opset with
+    onnx.version_converter (in a subprocess) and validate the result.
     ``gate``: shape sweep, edge values, per-output rules, tree flips, target
     runtime, drift baseline (``pipeline.gate_config.GateConfig``).
     """
@@ -97,7 +103,12 @@ def run(
     registry = registry or Registry()
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
-    convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=options or {})
+    options = dict(options or {})
+    if upgrade_opset is not None:
+        if spec.name != "onnx":
+            raise UsageError(f"--upgrade-opset applies to ready-made ONNX models; this source is {spec.framework}")
+        options["upgrade_opset"] = int(upgrade_opset)
+    convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=options)
     if onnx_model is not None:
         spec = _given_model_spec(spec, onnx_model)
     artifact = stage_convert.produce(
@@ -110,6 +121,7 @@ def run(
         measure_latency=latency,
         gate=gate,
         input_map=input_map,
+        reference_timeout=reference_timeout,
     )
     if onnx_model is None and stamp:  # a given model is validated byte for byte, not re-stamped
         provenance.stamp(artifact.model, {
@@ -142,6 +154,10 @@ def _apply_unverified(artifact, validation: Dict[str, Any], accepted: bool) -> N
         "no expected outputs: the original model could not be run here and none were given "
         "(--golden or --expected); only loading and running in onnxruntime were checked"
     )
+    reason = artifact.gate_info.get("unverified_reason")
+    if reason:
+        message = f"no expected outputs: {reason} and none were given (--golden or --expected); " \
+                  "only loading and running in onnxruntime were checked"
     validation["checks"].append({"name": "comparison", "passed": accepted, "message": message})
     validation["verdict"] = "unverified"
     if not accepted:
