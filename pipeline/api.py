@@ -156,7 +156,7 @@ def _apply_unverified(artifact, validation: Dict[str, Any], accepted: bool) -> N
     )
     reason = artifact.gate_info.get("unverified_reason")
     if reason:
-        message = f"no expected outputs: {reason} and none were given (--golden or --expected); " \
+        message = f"no expected outputs ({reason}) and none were given (--golden or --expected); " \
                   "only loading and running in onnxruntime were checked"
     validation["checks"].append({"name": "comparison", "passed": accepted, "message": message})
     validation["verdict"] = "unverified"
