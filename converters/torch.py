@@ -91,9 +91,14 @@ def _tensors(model, inputs):
     import torch
 
     names = input_names(model)
-    if not all(name in inputs for name in names) and len(inputs) == len(names):
-        return tuple(torch.from_numpy(v) for v in inputs.values())
-    return tuple(torch.from_numpy(inputs[name]) for name in names)
+    if all(name in inputs for name in names):
+        return tuple(torch.from_numpy(inputs[name]) for name in names)
+    if len(inputs) == len(names) == 1:
+        return (torch.from_numpy(next(iter(inputs.values()))),)
+    from onnxgate.plugins.errors import UsageError
+
+    raise UsageError(f"sample inputs {sorted(inputs)} do not match the model's forward() arguments {names}; "
+                     "map them with --input-map SAMPLE_NAME=MODEL_INPUT (repeatable)")
 
 
 def convert(model, example, options):

@@ -93,9 +93,8 @@ def to_onnx_names(keys: Sequence[str], onnx_names: Sequence[str], source_names: 
         return {k: k for k in keys}
     if len(keys) == len(onnx_names) == 1:
         return {keys[0]: onnx_names[0]}
-    order = source_names if set(keys) == set(source_names) else keys
-    if len(order) == len(onnx_names) and set(keys) == set(order):
-        return dict(zip(order, onnx_names))
+    if set(keys) == set(source_names) and len(source_names) == len(onnx_names):
+        return dict(zip(source_names, onnx_names))  # exporters keep the source's input order
     extra = [n for n in onnx_names if n not in keys]
     if converted and set(keys) < set(onnx_names):
         raise ConversionError(
