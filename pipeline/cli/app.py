@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that import model frameworks (and their native log noise).
+QUIET_COMMANDS = ("convert", "validate", "diagnose")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -72,7 +76,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from onnxgate.pipeline.cli.quiet import quiet_third_party
 
     try:
-        with quiet_third_party(debug):
+        # only the commands that load frameworks: others' child processes keep their output
+        with quiet_third_party(debug or args.command not in QUIET_COMMANDS):
             return int(args.run(args) or 0)
     except OnnxgateError as exc:
         if debug:
