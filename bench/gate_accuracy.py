@@ -7,9 +7,10 @@ Then each fault a real conversion can make is injected into the ONNX model,
 and the gate (stage 2, the same expected outputs of the original) runs
 again on the broken model:
 
-- weight:      one weight tensor perturbed by 1 % (relative, seeded noise)
-- postproc:    the final Softmax/LogSoftmax/Sigmoid (or an ML Normalizer)
-               dropped, its input wired to the output
+- weight:      the weight tensor nearest the output perturbed by 5 % (relative,
+               seeded noise); ai.onnx.ml models: their largest float attribute
+- postproc:    the final Softmax/LogSoftmax/Sigmoid dropped (its input wired
+               to the output); ai.onnx.ml models: post_transform set to NONE
 - swap:        two outputs' names swapped (models with two or more outputs)
 - frozen_axis: the batch axis of every input frozen to the base case's size
 - float16:     the largest float initializer rounded to float16 and back
@@ -98,12 +99,15 @@ def _replace_init(model, init, arr):
 
 
 def weight(model) -> bool:
-    inits = _float_inits(model, 4)
-    if not inits:
+    """The weight nearest the output (its errors are not washed out by the
+    normalisations of a randomly initialised network)."""
+    inits = dict((i.name, (i, a)) for i, a in _float_inits(model, 4))
+    used = [name for node in model.graph.node for name in node.input if name in inits]
+    if not used:
         return _perturb_ml_attribute(model)
-    init, arr = max(inits, key=lambda p: p[1].size)
+    init, arr = inits[used[-1]]
     noise = np.random.default_rng(0).standard_normal(arr.shape)
-    _replace_init(model, init, arr * (1 + 0.01 * noise))
+    _replace_init(model, init, arr * (1 + 0.05 * noise))
     return True
 
 
@@ -111,35 +115,45 @@ def _perturb_ml_attribute(model) -> bool:
     """ai.onnx.ml models keep weights in attributes (coefficients, nodes_values...)."""
     from onnx import helper
 
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if attr.type == helper.AttributeProto.FLOATS and len(attr.floats) >= 4 and attr.name not in (
-                    "classlabels_floats",):
-                values = np.asarray(attr.floats, dtype=np.float64)
-                noise = np.random.default_rng(0).standard_normal(values.shape)
-                attr.floats[:] = (values * (1 + 0.01 * noise)).astype(np.float32).tolist()
-                return True
-    return False
+    found = [attr for node in model.graph.node for attr in node.attribute
+             if attr.type == helper.AttributeProto.FLOATS and len(attr.floats) >= 4
+             and attr.name != "classlabels_floats"]
+    if not found:
+        return False
+    attr = max(found, key=lambda a: len(a.floats))
+    values = np.asarray(attr.floats, dtype=np.float64)
+    noise = np.random.default_rng(0).standard_normal(values.shape)
+    attr.floats[:] = (values * (1 + 0.05 * noise)).astype(np.float32).tolist()
+    return True
 
 
-POSTPROC = ("Softmax", "LogSoftmax", "Sigmoid", "Normalizer")
+POSTPROC = ("Softmax", "LogSoftmax", "Sigmoid", "post_transform", "Normalizer")
 
 
 def postproc(model) -> bool:
+    """The last node of the most telling kind (a Normalizer after a Softmax
+    often changes nothing: drop the Softmax)."""
     graph = model.graph
-    for node in reversed(list(graph.node)):
-        if node.op_type in POSTPROC:
-            src, dst = node.input[0], node.output[0]
-            graph.node.remove(node)
-            for other in graph.node:
-                other.input[:] = [src if i == dst else i for i in other.input]
-            for out in graph.output:
-                if out.name == dst:  # keep the public name: rename the producer's output
-                    for other in graph.node:
-                        other.output[:] = [dst if o == src else o for o in other.output]
-                        other.input[:] = [dst if i == src else i for i in other.input]
-            return True
-    return False
+    candidates = [(n.op_type, n) for n in graph.node if n.op_type in POSTPROC]
+    candidates += [("post_transform", n) for n in graph.node for a in n.attribute
+                   if a.name == "post_transform" and a.s not in (b"NONE", b"")]  # ai.onnx.ml's built-in softmax
+    if not candidates:
+        return False
+    rank = {op: i for i, op in enumerate(POSTPROC)}
+    best = min(rank[kind] for kind, _ in candidates)
+    node = [n for kind, n in candidates if rank[kind] == best][-1]
+    if best == rank["post_transform"]:
+        next(a for a in node.attribute if a.name == "post_transform").s = b"NONE"
+        return True
+    src, dst = node.input[0], node.output[0]
+    graph.node.remove(node)
+    for other in graph.node:
+        other.input[:] = [src if i == dst else i for i in other.input]
+    if any(out.name == dst for out in graph.output):  # keep the public name: rename the producer's output
+        for other in graph.node:
+            other.output[:] = [dst if o == src else o for o in other.output]
+            other.input[:] = [dst if i == src else i for i in other.input]
+    return True
 
 
 def swap(model) -> bool:
