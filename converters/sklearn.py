@@ -225,7 +225,16 @@ def run(model, inputs):
     import numpy as np
 
     (X,) = inputs.values()
-    X = _features(inputs) if np.asarray(X).dtype.kind in "OUS" else np.asarray(X, dtype=np.float64)
+    X = _features(inputs) if np.asarray(X).dtype.kind in "OUS" else np.asarray(X)
+    try:  # the ONNX model's float32 data, as users feed both
+        return _outputs(model, X)
+    except ValueError:  # some Cython paths (KMeans fitted in float64) refuse float32
+        if X.dtype.kind != "f":
+            raise
+        return _outputs(model, X.astype(np.float64))
+
+
+def _outputs(model, X):
     last = _final(model)
     if _has_classifier(model):
         outputs = [model.predict(X)]
