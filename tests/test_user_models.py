@@ -1,6 +1,5 @@
 """Models as users bring them (issue 10, section 2): each way onnxgate used
 to stand in the way, one test per item. The whole zoo runs in test_zoo.py."""
-import json
 import os
 
 import numpy as np
