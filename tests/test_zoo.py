@@ -4,7 +4,8 @@ the formats they save, with every sample form, through the real CLI.
 Every case must end as it declares (pass, a validation failure the gate
 catches, unverified, or a clean exit 2/3 for a converter's limit), and
 docs/compatibility.md must be the document these results generate.
-Cost: about 4-6 minutes on 2 cores (build ~1.5 min, runs ~3-4 min).
+Cost on the project machine (2 cores): 1.4 minutes when quiet, 6.4 minutes
+when shared with other jobs (build, then 114 cases in one interpreter).
 """
 import json
 import sys
