@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl, one_line
+from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl, one_line
 
 EXPORTER = "none (ready-made ONNX)"
 
@@ -64,29 +64,63 @@ def signature(model, options=None):
 
 
 def convert(model, example, options):
-    """Identity; with ``--opset N`` the model is moved to opset N by
-    onnx.version_converter (old zoo models use opsets onnxruntime dropped)."""
+    """Identity; with ``--upgrade-opset N`` (or ``--opset N``) the model is
+    moved to opset N by onnx.version_converter (old zoo models use opsets
+    onnxruntime dropped)."""
     import onnx
 
     declared = next((int(i.version) for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
-    if options.opset and options.opset != declared:
-        from onnx import version_converter
-
-        from onnxgate.plugins import ConversionError
-
-        try:
-            moved = version_converter.convert_version(model, options.opset)
-        except Exception as exc:
-            raise ConversionError(
-                f"onnx.version_converter cannot move this model from opset {declared} to {options.opset}: "
-                f"{one_line(exc, with_type=True, limit=300)}"
-            ) from exc
-        return Conversion(moved, exporter=f"onnx.version_converter (opset {declared} -> {options.opset})",
-                          notes=[f"ready-made ONNX model moved from opset {declared} to {options.opset}"])
+    target = int((options.extra or {}).get("upgrade_opset") or options.opset or 0)
+    if target and target != declared:
+        moved = _version_convert(model, declared, target)
+        return Conversion(moved, exporter=f"onnx.version_converter (opset {declared} -> {target})",
+                          notes=[f"ready-made ONNX model moved from opset {declared} to {target} by "
+                                 "onnx.version_converter, validated against the original model's outputs"])
     copy = onnx.ModelProto()
     copy.CopyFrom(model)  # the pipeline stamps provenance: leave the caller's object alone
     return Conversion(copy, exporter=EXPORTER, notes=["ready-made ONNX model: nothing was converted"])
 
+
+#: Runs in a child: onnx.version_converter has crashed the interpreter (onnx#4178).
+_CONVERT_SCRIPT = """
+import sys, onnx
+from onnx import version_converter
+model = onnx.load(sys.argv[1])
+try:
+    moved = version_converter.convert_version(model, int(sys.argv[3]))
+except Exception as exc:
+    lines = [l for l in str(exc).strip().splitlines() if l.strip()]
+    sys.stderr.write(type(exc).__name__ + ": " + (lines[0] if lines else "") + "\\n")
+    sys.exit(3)
+onnx.save(moved, sys.argv[2])
+"""
+
+
+def _version_convert(model, declared: int, target: int):
+    import subprocess
+    import sys
+    import tempfile
+
+    import onnx
+
+    from onnxgate.plugins.errors import ConversionError
+
+    with tempfile.TemporaryDirectory(prefix="onnxgate-upgrade-") as tmp:
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        onnx.save(model, str(src))
+        proc = subprocess.run([sys.executable, "-c", _CONVERT_SCRIPT, str(src), str(dst), str(target)],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0 or not dst.is_file():
+            why = (proc.stderr.strip().splitlines() or [f"the converter died (exit code {proc.returncode})"])[-1]
+            raise ConversionError(
+                f"onnx.version_converter cannot move this model from opset {declared} to {target}: {why[:300]}"
+            )
+        return onnx.load(str(dst))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
 
 
 @hookimpl
@@ -107,4 +141,6 @@ def onnxgate_converters():
         tolerance=Tolerance(rtol=1e-3, atol=1e-7),
         requires=("onnx", "onnxruntime"),
         framework_distribution="onnx",
+        options=(OptionSpec("upgrade_opset", int, help="move the model to this opset with onnx.version_converter "
+                                                       "(the CLI's --upgrade-opset)"),),
     )

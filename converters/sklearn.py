@@ -9,15 +9,16 @@ from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl
 
-from .common import first_zip_member, ensure_float_features
+from .common import first_zip_member
 
 
-#: Types skops does not trust by default that are plain scikit-learn state
-#: (no code runs when they are rebuilt); anything else needs --trust-source.
-SKOPS_EXTRA_SAFE_TYPES = frozenset({"sklearn.tree._tree.Tree"})
+#: Modules whose plain-data classes are trusted in .skops files: rebuilding
+#: an instance of one of them runs no user code. Functions (os.system,
+#: numpy.load, any callable) and other modules' types are never trusted here.
+SKOPS_TRUSTED_MODULES = ("sklearn", "numpy", "scipy")
 
 
-def load(path: Path, trusted: bool):
+def load(path: Path, trusted: bool, options=None):
     suffix = path.suffix.lower()
     if suffix == ".skops":
         import skops.io as sio
@@ -25,7 +26,8 @@ def load(path: Path, trusted: bool):
         if not first_zip_member(path):
             raise ValueError("not a .skops archive")
         untrusted = sio.get_untrusted_types(file=path)
-        unknown = [t for t in untrusted if t not in SKOPS_EXTRA_SAFE_TYPES]
+        chosen = set(_option_list(options, "trust_types"))
+        unknown = [t for t in untrusted if t not in chosen and not _plain_data_type(t)]
         if unknown and not trusted:
             raise _untrusted(path, unknown)
         return sio.load(path, trusted=untrusted)
@@ -34,13 +36,32 @@ def load(path: Path, trusted: bool):
     return joblib.load(path)
 
 
+def _option_list(options, key):
+    value = (getattr(options, "extra", None) or {}).get(key) or []
+    return [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+
+
+def _plain_data_type(dotted: str) -> bool:
+    """A class (not a function) defined in scikit-learn, numpy or scipy."""
+    import importlib
+    import inspect
+
+    if dotted.split(".")[0] not in SKOPS_TRUSTED_MODULES:
+        return False
+    module_name, _, name = dotted.rpartition(".")
+    try:  # importing these libraries' own modules runs no code from the file
+        obj = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return inspect.isclass(obj) and obj.__module__.split(".")[0] in SKOPS_TRUSTED_MODULES
+
+
 def _untrusted(path, types):
     from onnxgate.plugins import UntrustedSourceError
 
-    shown = ", ".join(types[:5]) + (" ..." if len(types) > 5 else "")
     return UntrustedSourceError(
-        f"{path}: the .skops file holds types that are not known to be safe ({shown}); "
-        "pass --trust-source if you trust it"
+        f"{path}: the .skops file holds types that are not known to be safe: {', '.join(types)}; "
+        "trust them one by one with --trust-type TYPE (repeatable), or all with --trust-source"
     )
 
 
@@ -60,17 +81,14 @@ def _is_classifier(model) -> bool:
 def convert(model, example, options):
     from skl2onnx import to_onnx
 
-    X = ensure_float_features(example)
-    kwargs = {}
-    if options.opset:
-        kwargs["target_opset"] = options.opset
-    boosters = _register_boosters(model, options, kwargs)
-    onx = to_onnx(
-        model,
-        X[:1],
-        options={"zipmap": bool(options.extra.get("zipmap"))} if _has_classifier(model) else None,
-        **kwargs,
-    )
+    X = _features(example, for_onnx=True)
+    kwargs = {"target_opset": _target_opsets(options)}
+    boosters = _register_boosters(model)
+    from .trees_common import positional_feature_names
+
+    xgb = [b for b in boosters if "xgboost" in type(b).__module__]
+    with _soft_voting_unflattened(model), positional_feature_names(xgb):
+        onx = to_onnx(model, X[:1], options=_estimator_options(model, options), **kwargs)
     if onx.graph.input and onx.graph.input[0].name != "X":
         _rename_input(onx, onx.graph.input[0].name, "X")
     if boosters:
@@ -80,19 +98,105 @@ def convert(model, example, options):
     return Conversion(onx, exporter="skl2onnx" + (" + onnxmltools" if boosters else ""))
 
 
-def _register_boosters(model, options, kwargs) -> list:
+def _target_opsets(options):
+    """One opset per domain: skl2onnx supports ai.onnx.ml only up to its
+    own tested version, lower than onnx's newest (IsolationForest asks for it)."""
+    from skl2onnx import get_latest_tested_opset_version
+
+    from .trees_common import ML_OPSET
+
+    return {"": options.opset or get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET}
+
+
+def _features(example, for_onnx: bool = False):
+    """The single input: float32 features, or a column of strings (text)."""
+    import numpy as np
+
+    (X,) = example.values()
+    X = np.asarray(X)
+    if X.dtype.kind in "OUS":
+        return X.astype(str).reshape(-1) if not for_onnx else X.astype(str).reshape(-1, 1)[:, 0]
+    return X.astype(np.float32)
+
+
+def _estimators(model):
+    """The model and every estimator inside it (pipeline steps, ensembles)."""
+    params = model.get_params(deep=True) if hasattr(model, "get_params") else {}
+    seen, found = set(), []
+    for obj in [model, *params.values()]:
+        if hasattr(obj, "fit") and id(obj) not in seen:
+            seen.add(id(obj))
+            found.append(obj)
+    return found
+
+
+def _estimator_options(model, options):
+    """skl2onnx options per estimator, only those its converter declares:
+    no ZipMap (plain probability arrays), a StringNormalizer locale that exists here."""
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import get_converter
+
+    per = {}
+    locale = str((options.extra or {}).get("locale") or _available_locale())
+    for est in _estimators(model):
+        if hasattr(est, "steps"):
+            continue  # a Pipeline hands its options to its last step
+        try:
+            allowed = get_converter(sklearn_operator_name_map[type(est)]).get_allowed_options() or {}
+        except (KeyError, ValueError, AttributeError):
+            continue
+        chosen = {}
+        if "zipmap" in allowed:
+            chosen["zipmap"] = bool((options.extra or {}).get("zipmap", False))
+        if "locale" in allowed:
+            chosen["locale"] = locale
+        # even empty: inside a Pipeline skl2onnx adds zipmap=True to a
+        # classifier without options, and LinearSVC's converter rejects it
+        per[id(est)] = chosen
+    return per or None
+
+
+def _available_locale() -> str:
+    """skl2onnx's StringNormalizer defaults to en_US, which onnxruntime
+    refuses where that locale is not installed; C.UTF-8 is everywhere."""
+    import locale
+
+    current = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "en_US.UTF-8")
+        return "en_US.UTF-8"
+    except locale.Error:
+        return "C.UTF-8"
+    finally:
+        locale.setlocale(locale.LC_CTYPE, current)
+
+
+class _soft_voting_unflattened:
+    """skl2onnx converts a soft VotingClassifier only with
+    ``flatten_transform=False`` (it changes transform(), not predictions)."""
+
+    def __init__(self, model):
+        self.changed = [e for e in _estimators(model)
+                        if type(e).__name__ == "VotingClassifier" and getattr(e, "flatten_transform", False)]
+
+    def __enter__(self):
+        for est in self.changed:
+            est.flatten_transform = False
+
+    def __exit__(self, *exc):
+        for est in self.changed:
+            est.flatten_transform = True
+
+
+def _register_boosters(model) -> list:
     """XGBoost/LightGBM steps (e.g. a scaler then an XGBClassifier): register
-    onnxmltools' converters with skl2onnx and allow the ai.onnx.ml opset they
-    emit. Matched by dotted type path, so those frameworks are imported only
-    when such a step is present."""
-    from .trees_common import ML_OPSET, boosters_in, register_with_skl2onnx
+    onnxmltools' converters with skl2onnx. Matched by dotted type path, so
+    those frameworks are imported only when such a step is present."""
+    from .trees_common import boosters_in, register_with_skl2onnx
 
     boosters = boosters_in(model)
     if boosters:
-        from skl2onnx import get_latest_tested_opset_version
-
         register_with_skl2onnx(boosters)
-        kwargs["target_opset"] = {"": options.opset or get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET}
     return boosters
 
 
@@ -101,6 +205,11 @@ def _has_classifier(model) -> bool:
     if steps:
         return _has_classifier(steps[-1][1])
     return _is_classifier(model)
+
+
+def _final(model):
+    steps = getattr(model, "steps", None)
+    return _final(steps[-1][1]) if steps else model
 
 
 def _rename_input(onx, old: str, new: str) -> None:
@@ -112,15 +221,66 @@ def _rename_input(onx, old: str, new: str) -> None:
 
 
 def run(model, inputs):
-    X = inputs["X"]
+    """The original's outputs in skl2onnx's order, per kind of final estimator."""
+    import numpy as np
+
+    (X,) = inputs.values()
+    X = _features(inputs) if np.asarray(X).dtype.kind in "OUS" else np.asarray(X)
+    try:  # the ONNX model's float32 data, as users feed both
+        return _outputs(model, X)
+    except ValueError:  # some Cython paths (KMeans fitted in float64) refuse float32
+        if X.dtype.kind != "f":
+            raise
+        return _outputs(model, X.astype(np.float64))
+
+
+def _outputs(model, X):
+    last = _final(model)
     if _has_classifier(model):
         outputs = [model.predict(X)]
-        if hasattr(model, "predict_proba"):
+        if hasattr(model, "predict_proba") and _has_proba(last):
             outputs.append(model.predict_proba(X))
+        elif type(last).__name__ == "VotingClassifier":  # hard: each class's share of the votes
+            outputs.append(_vote_shares(model, last, X))
+        elif hasattr(model, "decision_function"):  # LinearSVC: scores
+            outputs.append(_score_columns(model.decision_function(X)))
         return outputs
+    from sklearn.base import is_clusterer, is_outlier_detector
+
+    if is_clusterer(last):  # label, distances to the centres
+        return [model.predict(X), model.transform(X)]
+    if is_outlier_detector(last):  # label, decision_function
+        return [model.predict(X), model.decision_function(X)]
     if hasattr(model, "predict"):
         return [model.predict(X)]
     return [model.transform(X)]
+
+
+def _has_proba(est) -> bool:
+    try:
+        return hasattr(est, "predict_proba")
+    except Exception:  # SVC(probability=False), hard voting: the property raises
+        return False
+
+
+def _vote_shares(model, voting, X):
+    import numpy as np
+
+    Xt = model[:-1].transform(X) if hasattr(model, "steps") else X
+    votes = voting.transform(Xt)  # hard voting: each member's class index
+    weights = np.asarray(voting.weights if voting.weights is not None else np.ones(votes.shape[1]), dtype=np.float64)
+    shares = np.zeros((len(votes), len(voting.classes_)))
+    for member in range(votes.shape[1]):
+        shares[np.arange(len(votes)), votes[:, member]] += weights[member]
+    return shares / weights.sum()
+
+
+def _score_columns(scores):
+    """skl2onnx writes a binary decision function as one column."""
+    import numpy as np
+
+    scores = np.asarray(scores)
+    return scores.reshape(-1, 1) if scores.ndim == 1 else scores
 
 
 def intermediates(model, inputs, onnx_model):
@@ -134,7 +294,7 @@ def intermediates(model, inputs, onnx_model):
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    X = ensure_float_features(inputs)
+    X = _features(inputs)
     opset = max((i.version for i in onnx_model.opset_import if i.domain in ("", "ai.onnx")), default=None)
     _, topology = convert_sklearn(
         model, initial_types=[("X", FloatTensorType([None, X.shape[1]]))], target_opset=opset,
@@ -174,7 +334,12 @@ def onnxgate_converters():
         requires=("scikit-learn", "skl2onnx"),
         framework_distribution="scikit-learn",
         intermediates=intermediates,
-        options=(OptionSpec("zipmap", bool, False,
-                            help="classifiers output probabilities as ZipMap (a list of {class: p}) "
-                                 "instead of a matrix"),),
+        options=(
+            OptionSpec("zipmap", bool, False,
+                       help="classifiers output probabilities as ZipMap (a list of {class: p}) instead of a matrix"),
+            OptionSpec("trust_types", str,
+                       help="comma-separated types a .skops file may load beyond the plain-data ones "
+                            "(the CLI's --trust-type)"),
+            OptionSpec("locale", str, help="StringNormalizer locale (default: en_US.UTF-8 if installed, else C.UTF-8)"),
+        ),
     )

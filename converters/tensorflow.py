@@ -178,7 +178,8 @@ def _keras_signature(model) -> Optional[List[InputSpec]]:
         inputs = []
     if inputs:
         return [
-            InputSpec(name=_input_name(t.name, i, len(inputs)), shape=(None,) + tuple(t.shape[1:]), dtype=str(t.dtype))
+            # Input(batch_size=N) fixes the batch: keep it, the model runs at N only
+            InputSpec(name=_input_name(t.name, i, len(inputs)), shape=tuple(t.shape), dtype=str(t.dtype))
             for i, t in enumerate(inputs)
         ]
     shapes = getattr(model, "_build_shapes_dict", None) or {}
@@ -340,14 +341,45 @@ def convert(model, example, options):
             onx, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset,
                                                    custom_op_handlers=handlers)
             exporter = "tf2onnx from_function"
+            folded = _fold_captured_constants(onx, fn, [s.name for s in specs])
     tf_ops.fail_on_untranslated(onx, log)
     if options.dynamic_batch:
         _name_batch(onx)
     notes = [f"TF op {op} composed from ONNX ops by onnxgate (tf2onnx has no converter for it)"
              for op in sorted(composed)]
+    if not isinstance(model, TFLiteModel) and folded:
+        notes.append(f"{len(folded)} captured constants that tf2onnx left as graph inputs folded into the model "
+                     f"(e.g. a Normalization layer's mean and variance): {', '.join(folded[:4])}")
     if isinstance(model, SavedModel):
         notes.append(f"converted SavedModel signature {model.signature_name!r}")
     return Conversion(onx, exporter=exporter, notes=notes)
+
+
+def _fold_captured_constants(onx, fn, input_names) -> List[str]:
+    """tf2onnx freezes variables but turns tensors the function captured by
+    value (Keras 3's Normalization keeps its mean and variance so) into extra
+    graph inputs; the model would then ask the user for them. Make them
+    initializers holding the captured values."""
+    extra = [i for i in onx.graph.input if i.name not in input_names]
+    if not extra:
+        return []
+    import tensorflow as tf
+    from onnx import numpy_helper
+
+    concrete = fn.get_concrete_function()
+    values = {}
+    for external, internal in zip(concrete.captured_inputs, concrete.graph.internal_captures):
+        if external.dtype != tf.resource:
+            values[internal.name] = external.numpy()
+    folded = []
+    for inp in extra:
+        value = values.get(inp.name, values.get(inp.name + ":0"))
+        if value is None:
+            continue
+        onx.graph.initializer.append(numpy_helper.from_array(value, inp.name))
+        onx.graph.input.remove(inp)
+        folded.append(inp.name)
+    return folded
 
 
 def _name_batch(onx) -> None:

@@ -86,9 +86,19 @@ def _first_leaf(model):
 
 
 def _tensors(model, inputs):
+    """Arrays in forward()'s argument order: by name, else by position (an
+    unnamed sample, or one keyed by the user's ONNX names)."""
     import torch
 
-    return tuple(torch.from_numpy(inputs[name]) for name in input_names(model))
+    names = input_names(model)
+    if all(name in inputs for name in names):
+        return tuple(torch.from_numpy(inputs[name]) for name in names)
+    if len(inputs) == len(names) == 1:
+        return (torch.from_numpy(next(iter(inputs.values()))),)
+    from onnxgate.plugins.errors import UsageError
+
+    raise UsageError(f"sample inputs {sorted(inputs)} do not match the model's forward() arguments {names}; "
+                     "map them with --input-map SAMPLE_NAME=MODEL_INPUT (repeatable)")
 
 
 def convert(model, example, options):

@@ -191,6 +191,29 @@ def register_with_skl2onnx(boosters) -> None:
             update_registered_converter(cls, alias, calculate_linear_regressor_output_shapes, converter, options=options)
 
 
+class positional_feature_names:
+    """onnxmltools reads XGBoost split features as ``f<index>``; a booster
+    trained on a DataFrame names them after its columns. The ONNX input is
+    positional anyway (column k is feature k), so the names are removed
+    while converting and restored after."""
+
+    def __init__(self, models):
+        self.boosters = []
+        for model in models:
+            booster = model if is_booster(model) else getattr(model, "get_booster", lambda: None)()
+            if booster is not None and getattr(booster, "feature_names", None):
+                self.boosters.append((booster, booster.feature_names, booster.feature_types))
+
+    def __enter__(self):
+        for booster, _, _ in self.boosters:
+            booster.feature_names = None
+
+    def __exit__(self, *exc):
+        for booster, names, types in self.boosters:
+            booster.feature_names = names
+            booster.feature_types = types
+
+
 def is_booster(model) -> bool:
     """A framework's native Booster, as opposed to its sklearn-style wrapper."""
     return type(model).__name__ == "Booster"

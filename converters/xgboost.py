@@ -68,9 +68,10 @@ def convert(model, example, options):
 
     booster = _booster(model)
     opset, notes = tc.onnxmltools_opset(options.opset)
-    onx = convert_xgboost(
-        model, initial_types=tc.float_initial_types(booster.num_features()), target_opset=opset,
-    )
+    with tc.positional_feature_names([booster]):
+        onx = convert_xgboost(
+            model, initial_types=tc.float_initial_types(booster.num_features()), target_opset=opset,
+        )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
     if objective(model) == "multi:softmax" and _softmax_probabilities(onx):
@@ -96,7 +97,7 @@ def run(model, inputs):
         return tc.run_wrapper(model, X, is_classifier(model))
     import xgboost
 
-    data = xgboost.DMatrix(X)
+    data = xgboost.DMatrix(X, feature_names=model.feature_names)  # a DataFrame-trained booster checks them
     if not is_classifier(model):
         return [model.predict(data)]
     if objective(model) == "multi:softmax":  # predict() gives labels: rebuild probabilities

@@ -190,6 +190,9 @@ def run(
     ci: Optional[bool] = None,
     gate_config: Optional[PathLike] = None,
     baseline: Optional[PathLike] = None,
+    input_map: Optional[Dict[str, str]] = None,
+    reference_timeout: Optional[float] = None,
+    upgrade_opset: Optional[int] = None,
 ) -> Result:
     """Convert ``source`` (or take ``onnx_model``) and validate it.
 
@@ -197,6 +200,12 @@ def run(
     input_K.pb, output_K.pb``); each set is a case with its expected outputs.
     ``stamp``: write onnxgate provenance into the model's metadata.
     ``latency``: time the original and onnxruntime per batch size (report ``latency``).
+    ``input_map``: ``{sample array name: model input name}`` for samples
+    keyed by other names than the source's or the ONNX model's.
+    ``reference_timeout``: seconds onnx.reference may take to compute the
+    expected outputs of a ready-made ONNX model without golden data.
+    ``upgrade_opset``: move a ready-made ONNX model to this opset with
+    onnx.version_converter (in a subprocess) and validate the result.
     ``gate``: shape sweep, edge values, per-output rules, tree flips, target
     runtime, drift baseline (``pipeline.gate.config.GateConfig``), used as
     given. Without it the gate is built as the CLI builds it
@@ -214,7 +223,12 @@ def run(
     gate = _with_rules(gate, registry)
     src = resolve(source)
     spec = stage_convert.pick_converter(src, registry, framework)
-    extra = parse_options(spec.options, options or {}, f"converter {spec.name!r}")
+    options = dict(options or {})
+    if upgrade_opset is not None:
+        if spec.name != "onnx":
+            raise UsageError(f"--upgrade-opset applies to ready-made ONNX models; this source is {spec.framework}")
+        options["upgrade_opset"] = int(upgrade_opset)
+    extra = parse_options(spec.options, options, f"converter {spec.name!r}")
     convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=extra)
     if onnx_model is not None:
         spec = _given_model_spec(spec, onnx_model)
@@ -227,6 +241,8 @@ def run(
         golden=Path(golden) if golden is not None else None,
         measure_latency=latency,
         gate=gate,
+        input_map=input_map,
+        reference_timeout=reference_timeout,
     )
     if onnx_model is None and stamp:  # a given model is validated byte for byte, not re-stamped
         provenance.stamp(artifact.model, {
@@ -265,7 +281,11 @@ _COMMON_DOC = """
 
     Conversion: ``framework`` (default: detected), ``trust_source`` (allow
     unpickling), ``static_batch`` (do not make the batch dynamic), ``seed``,
-    ``options`` (converter-specific, the CLI's ``--option KEY=VALUE``).
+    ``options`` (converter-specific, the CLI's ``--option KEY=VALUE``),
+    ``input_map`` (``{sample name: model input}``), ``upgrade_opset`` (move a
+    ready-made ONNX model to this opset with onnx.version_converter first),
+    ``reference_timeout`` (seconds onnx.reference may take for a ready-made
+    model without golden data).
 
     Gate: ``rtol``/``atol`` (default: the converter's), ``tolerance`` (a
     ``Tolerance``, or per-output rules ``{"probabilities": Tolerance(...) or
@@ -326,6 +346,9 @@ def convert(
     gate: Optional[GateConfig] = None,
     dynamic_batch: Optional[bool] = None,
     registry: Optional[Registry] = None,
+    input_map: Optional[Mapping[str, str]] = None,
+    reference_timeout: Optional[float] = None,
+    upgrade_opset: Optional[int] = None,
 ) -> Result:
     """Convert ``source`` to ONNX and validate it against the original.
 
@@ -350,7 +373,7 @@ def convert(
         source, sample=sample, expected=expected, golden=golden, framework=framework, opset=opset,
         trust_source=trust_source, dynamic_batch=_dynamic(static_batch, dynamic_batch), seed=seed,
         options=dict(options or {}), accept_unverified=accept_unverified, latency=latency, registry=registry,
-        model_path=output,
+        model_path=output, input_map=input_map, reference_timeout=reference_timeout, upgrade_opset=upgrade_opset,
         **_gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
                 optimizer_check, baseline, drift_factor, drift_floor, model_path=output),
     )
@@ -390,6 +413,9 @@ def validate(
     gate: Optional[GateConfig] = None,
     dynamic_batch: Optional[bool] = None,
     registry: Optional[Registry] = None,
+    input_map: Optional[Mapping[str, str]] = None,
+    reference_timeout: Optional[float] = None,
+    upgrade_opset: Optional[int] = None,
 ) -> Result:
     """Validate an existing ONNX ``model`` (a path or ``onnx.ModelProto``) against the original ``source``.
 
@@ -410,6 +436,7 @@ def validate(
         sample=sample, expected=expected, golden=golden, framework=framework, opset=opset,
         trust_source=trust_source, dynamic_batch=_dynamic(static_batch, dynamic_batch), seed=seed,
         options=dict(options or {}), accept_unverified=accept_unverified, latency=latency, registry=registry,
+        input_map=input_map, reference_timeout=reference_timeout, upgrade_opset=upgrade_opset,
         **_gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
                 optimizer_check, baseline, drift_factor, drift_floor, model_path=path),
     )

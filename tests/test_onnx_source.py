@@ -138,13 +138,24 @@ def test_cli_validate_without_separate_source(mlp):
     assert data["onnx"]["path"] == str(model_path)
 
 
-def test_cli_convert_without_expected_outputs_is_unverified(mlp):
+def test_cli_convert_without_expected_outputs_uses_onnx_reference(mlp):
+    model_path, golden = mlp
+    report = golden / "reference.json"
+    proc = run_cli("convert", str(model_path), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    assert data["verdict"] == "passed"
+    assert any("onnx.reference.ReferenceEvaluator" in n for n in data["notes"])
+    assert all(c["outputs"] for c in data["cases"])
+
+
+def test_cli_convert_beyond_the_reference_budget_is_unverified(mlp):
     model_path, golden = mlp
     before = _sha(model_path)
     report = golden / "report.json"
-    proc = run_cli("convert", str(model_path), "--report", str(report))
+    proc = run_cli("convert", str(model_path), "--report", str(report), "--reference-timeout", "1e-9")
     assert proc.returncode == 1, proc.stderr
-    assert "only loading and running" in proc.stderr
+    assert "only loading and running" in proc.stderr and "--reference-timeout" in proc.stderr
     written = model_path.with_name("model.checked.onnx")
     assert written.is_file() and _sha(model_path) == before  # the input is never overwritten
     data = json.loads(report.read_text())
@@ -152,7 +163,8 @@ def test_cli_convert_without_expected_outputs_is_unverified(mlp):
     assert any("synthesised from the model's declared inputs" in n for n in data["notes"])
     assert all(c.get("unverified") and not c["outputs"] for c in data["cases"])
 
-    proc = run_cli("convert", str(model_path), "--accept-unverified", "--report", str(report))
+    proc = run_cli("convert", str(model_path), "--accept-unverified", "--report", str(report),
+                   "--reference-timeout", "1e-9")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("UNVERIFIED")
     data = json.loads(report.read_text())

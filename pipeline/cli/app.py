@@ -57,12 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks for errors, and third-party log lines and warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"{__package__}.{name}")
         module.add_parser(sub)
     return parser
+
+
+#: Commands that import model frameworks (and their native log noise).
+QUIET_COMMANDS = ("convert", "validate", "diagnose")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -73,8 +78,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     debug = args.debug or bool(os.environ.get("ONNXGATE_DEBUG"))
     previous = _sigterm_as_interrupt()
+    from onnxgate.pipeline.cli.quiet import quiet_third_party
+
     try:
-        return int(args.run(args) or 0)
+        # only the commands that load frameworks: others' child processes keep their output
+        with quiet_third_party(debug or args.command not in QUIET_COMMANDS):
+            return int(args.run(args) or 0)
     except OnnxgateError as exc:
         if debug:
             raise

@@ -38,6 +38,16 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--golden", type=Path, metavar="DIR",
                    help="inputs and expected outputs in the ONNX test-data layout "
                         "(DIR/test_data_set_N/input_K.pb, output_K.pb); each set is one case")
+    p.add_argument("--input-map", action="append", default=[], metavar="SAMPLE_NAME=MODEL_INPUT",
+                   help="feed the sample's array SAMPLE_NAME to the model input MODEL_INPUT (repeatable)")
+    p.add_argument("--trust-type", action="append", default=[], metavar="TYPE",
+                   help="trust this type when loading a .skops file (dotted name; repeatable)")
+    p.add_argument("--reference-timeout", type=float, metavar="SECONDS",
+                   help="ready-made ONNX without --golden: time onnx.reference may take to compute the expected "
+                        "outputs (default 120); beyond it the verdict is unverified")
+    p.add_argument("--upgrade-opset", type=int, metavar="N",
+                   help="ready-made ONNX: move the model to opset N with onnx.version_converter, validate the "
+                        "upgraded model against the original's outputs (convert writes it)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="converter-specific option (repeatable)")
     outputs.add_report_options(p)  # --junit/--html/--summary/--diagnose/--no-latency
@@ -72,11 +82,17 @@ def apply_sample_limit(args) -> None:
 
 def run_kwargs(args) -> dict:
     apply_sample_limit(args)
+    from onnxgate.pipeline.conversion.matching import parse_input_map
+
+    options = converter_options(args.option)
+    if args.trust_type:
+        options["trust_types"] = ",".join(args.trust_type)
     return dict(
         framework=args.framework, sample=args.sample, rtol=args.rtol, atol=args.atol,
         trust_source=args.trust_source, dynamic_batch=not args.static_batch, seed=args.seed,
-        options=converter_options(args.option), expected=args.expected, accept_unverified=args.accept_unverified,
+        options=options, input_map=parse_input_map(args.input_map), expected=args.expected, accept_unverified=args.accept_unverified,
         golden=args.golden, latency=not args.no_latency,
+        reference_timeout=args.reference_timeout, upgrade_opset=args.upgrade_opset,
     )
 
 

@@ -7,6 +7,7 @@ stage may run in another process or another Python environment.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -18,6 +19,9 @@ from onnxgate.plugins.manager import Registry, distribution_version, missing_req
 from onnxgate.plugins.spec import ConverterSpec, ConvertOptions
 from onnxgate.pipeline.conversion import inputs as inputs_mod
 from onnxgate.pipeline.conversion import samples as samples_mod
+from onnxgate.pipeline.conversion import matching
+from onnxgate.pipeline.conversion import reference as reference_mod
+from onnxgate.plugins.helpers import graph_inputs
 from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
 from onnxgate.pipeline.conversion.sources import Source
 from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Artifact
@@ -104,14 +108,15 @@ def _takes_options(load) -> bool:
 
 
 def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Any], dynamic_batch: bool, seed: int,
-                options: ConvertOptions = ConvertOptions(), plugin: str = ""):
-    signature = input_signature(spec, model, options, plugin)
+                options: ConvertOptions = ConvertOptions(), input_map: Optional[Mapping[str, str]] = None,
+                onnx_names=(), signature=None):
+    signature = signature if signature is not None else source_signature(spec, model, options)
     if sample is not None:
-        names = [s.name for s in signature] if signature else []
-        loaded = samples_mod.read_sample(sample, names)  # a file, or data from the Python API
-        if None in loaded and not names:
-            names = ["input"]
-        arrays = inputs_mod.bind_sample(loaded, names)
+        loaded = samples_mod.read_sample(sample, matching.names_of(signature))  # a file, or in-memory data
+        loaded = matching.apply_input_map(loaded, input_map or {})
+        arrays = matching.bind_to_source(loaded, matching.names_of(signature), onnx_names)
+    elif input_map:
+        raise UsageError("--input-map renames the arrays of --sample; there is no --sample")
     elif signature:
         arrays = inputs_mod.synthesize(signature, seed=seed)
     else:
@@ -120,6 +125,27 @@ def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Any], dynamic_
             "(.npz keyed by input name, .npy, or .csv)"
         )
     return inputs_mod.batch_cases(arrays, dynamic_batch)
+
+
+def source_signature(spec: ConverterSpec, model: Any, options: ConvertOptions = ConvertOptions()):
+    """The converter's ``inputs(model, options)``; None when it cannot tell."""
+    if spec.inputs is None:
+        return None
+    try:
+        return spec.inputs(model, options)
+    except (UsageError, ConversionError):
+        raise
+    except Exception:  # a signature is a hint: without it the user gives a sample
+        return None
+
+
+def static_batch(signature) -> Optional[int]:
+    """The batch size a source fixes for every input (``torch.export`` without
+    ``dynamic_shapes``, traced TorchScript, Keras ``Input(batch_size=N)``)."""
+    firsts = [s.shape[0] for s in signature or () if s.shape]
+    if firsts and all(isinstance(d, int) and d > 0 for d in firsts) and len(set(firsts)) == 1:
+        return firsts[0]
+    return None
 
 
 def produce(
@@ -135,12 +161,14 @@ def produce(
     golden: Optional[Path] = None,
     gate: Any = None,
     measure_latency: bool = True,
+    input_map: Optional[Mapping[str, str]] = None,
+    reference_timeout: Optional[float] = None,
 ) -> Artifact:
     if spec.environment:  # stage 1 runs in the converter's own Python environment
-
         return environments.produce(
             spec, source, sample=sample, options=options, trusted=trusted, seed=seed, plugin=plugin,
             expected=expected, golden=golden, gate=gate, measure_latency=measure_latency,
+            input_map=dict(input_map) if input_map else None, reference_timeout=reference_timeout,
         )
     ensure_usable(spec)
     if expected is not None and sample is None:
@@ -151,34 +179,65 @@ def produce(
     timings["load_s"] = time.perf_counter() - t0
 
     dynamic_batch = options.dynamic_batch
+    notes = []
+    signature = None if golden is not None else source_signature(spec, model, options)
     if _is_onnx_model(model):  # ready-made: nothing converts, so the batch is as declared, not as asked
-
         dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
+    elif dynamic_batch and static_batch(signature):
+        # the source cannot run at a second batch: validate at its own, and say so
+        dynamic_batch = False
+        options = replace(options, dynamic_batch=False)
+        notes.append(f"batch is static in the source (batch {static_batch(signature)}): validated at that "
+                     "batch only; re-export the source with a dynamic batch for a dynamic ONNX model")
+    given = getattr(spec.convert, "onnxgate_given_model", None)
+    onnx_names = [i.name for i in graph_inputs(given)] if given is not None else ()
+    if given is not None and not signature and sample is None:  # synthesise from the user's ONNX model
+        signature = _onnx_signature(given)
     cases = _golden_cases(golden, model, sample, expected) or build_cases(
-        spec, model, sample, dynamic_batch and expected is None, seed, options, plugin)
+        spec, model, sample, dynamic_batch and expected is None, seed, options, input_map, onnx_names, signature)
+    if dynamic_batch and golden is None and expected is None and _static_in_source(spec, model, cases):
+        dynamic_batch = False
+        options = replace(options, dynamic_batch=False)
+        cases = cases[:1]
+        notes.append(f"batch is static in the source (it runs at batch {inputs_mod._batch_of(cases[0].inputs)} "
+                     "but not at another): validated at that batch only")
 
     t0 = time.perf_counter()
     conversion = _convert(spec, model, cases[0].inputs, options, plugin)
     timings["convert_s"] = time.perf_counter() - t0
     onnx_model = conversion.model
-    notes = list(conversion.notes)
+    notes += list(conversion.notes)
     if golden is not None and not _is_onnx_model(model):  # keyed by the converted model's names
-
         cases = golden_mod.read(Path(golden), onnx_model)
+    else:
+        spec = _match_inputs(spec, cases, onnx_model, matching.names_of(signature), converted=given is None)
     _cast_to_model_inputs(cases, onnx_model)
 
     t0 = time.perf_counter()
     output_names = [o.name for o in onnx_model.graph.output]
-    runs_original = golden is None and expected is None and spec.run is not None
     gate_info: Dict[str, Any] = {}
+    by_reference = golden is None and expected is None and spec.run is None and _is_onnx_model(model)
+    if by_reference:  # a ready-made model: the ONNX spec's reference implementation gives the outputs
+        spec = _with_reference(spec, model, reference_timeout, gate_info, notes)
+    runs_original = golden is None and expected is None and spec.run is not None
     if expected is not None:
         cases[0].expected = load_expected(expected, output_names, notes)
     elif runs_original:
-        cases, gate_info = _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed,
-                                               options, plugin)
+        try:
+            cases, gate_info = _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed,
+                                                   options, plugin)
+        except UsageError as exc:
+            if not isinstance(exc.__cause__, reference_mod.ReferenceUnavailable):
+                raise
+            for case in cases:
+                case.expected = None
+            gate_info["unverified_reason"] = str(exc.__cause__)
+            notes.append(f"no reference outputs: {exc.__cause__}")
+        if by_reference:
+            gate_info.setdefault("reference", reference_mod.name())
     timings["reference_s"] = time.perf_counter() - t0
     latency = {}
-    if measure_latency and runs_original:
+    if measure_latency and runs_original and not by_reference:
         latency = latency_mod.measure_original(spec.run, model, cases)
     if sample is None and golden is None and not any(c.expected is not None for c in cases):
         notes.append(f"inputs synthesised from the model's declared inputs (seed {seed})")
@@ -215,18 +274,70 @@ def produce(
     )
 
 
-def input_signature(spec: ConverterSpec, model: Any, options: ConvertOptions, plugin: str = ""):
-    """The converter's ``inputs(model, options)``, its failure named after the plugin."""
-    if spec.inputs is None:
-        return None
+def _with_reference(spec, model, timeout, gate_info, notes) -> ConverterSpec:
     try:
-        return spec.inputs(model, options)
-    except (UsageError, ConversionError):
-        raise
-    except Exception as exc:
-        raise ConversionError(
-            f"{spec.name}: inputs() failed ({_origin(spec, plugin)}): {one_line(exc, with_type=True)}"
-        ) from exc
+        runner = reference_mod.make_runner(model, timeout if timeout is not None else reference_mod.DEFAULT_TIMEOUT)
+    except reference_mod.ReferenceUnavailable as exc:
+        gate_info["unverified_reason"] = str(exc)
+        notes.append(f"no reference outputs: {exc}")
+        return spec
+    notes.append(f"expected outputs computed by {reference_mod.name()}, an implementation of the ONNX "
+                 "specification independent of onnxruntime")
+    return replace(spec, run=runner)
+
+
+def _static_in_source(spec, model, cases) -> bool:
+    """The original runs the first case but not the second batch size (a
+    traced TorchScript module or an exported program with a fixed batch)."""
+    if spec.run is None or len(cases) < 2 or _is_onnx_model(model):
+        return False
+    try:
+        spec.run(model, cases[1].inputs)
+        return False
+    except Exception:
+        pass
+    try:
+        spec.run(model, cases[0].inputs)
+    except Exception:
+        return False  # the sample itself fails: reported as such later
+    return True
+
+
+def _onnx_signature(onnx_model):
+    from onnx import helper
+
+    from onnxgate.plugins.spec import InputSpec
+
+    specs = []
+    for vi in graph_inputs(onnx_model):
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type") or not tt.elem_type:
+            return None
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if dtype.kind == "O":
+            return None
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim)
+        specs.append(InputSpec(name=vi.name, shape=shape, dtype=dtype.name))
+    return specs
+
+
+def _match_inputs(spec: ConverterSpec, cases, onnx_model, source_names, converted: bool) -> ConverterSpec:
+    """Key the cases by the ONNX input names; the original still gets its own."""
+    onnx_names = [i.name for i in graph_inputs(onnx_model)]
+    mapping = matching.to_onnx_names(list(cases[0].inputs), onnx_names, source_names, converted)
+    if all(k == v for k, v in mapping.items()):
+        return spec
+    for case in cases:
+        case.inputs = matching.rename(case.inputs, mapping)
+    back = matching.reverse(mapping)
+    original_run = spec.run
+    if original_run is None:
+        return spec
+
+    def run(model, inputs):
+        return original_run(model, matching.rename(inputs, back))
+
+    return replace(spec, run=run)
 
 
 def _convert(spec: ConverterSpec, model: Any, example, options: ConvertOptions, plugin: str = ""):
@@ -269,7 +380,9 @@ def _run_original(spec, model, case, output_names, plugin: str = "") -> Dict[str
         ) from exc
     if isinstance(produced, Mapping):
         missing = [n for n in output_names if n not in produced]
-        if missing:
+        if missing and len(produced) == len(output_names) == 1:
+            produced = {output_names[0]: next(iter(produced.values()))}  # a user's export names its output its own way
+        elif missing:
             raise ConversionError(f"{spec.name}: original model gave no value for ONNX outputs {missing}")
         return {n: np.asarray(produced[n]) if not isinstance(produced[n], list) else produced[n] for n in output_names}
     produced = list(produced)

@@ -8,6 +8,7 @@ stage loads the model again or re-runs a case to get them.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Dict, List
 
 import numpy as np
@@ -32,7 +33,19 @@ def load_session(model_bytes: bytes, optimized: bool = True):
     try:
         return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise ConversionError(f"onnxruntime cannot load the ONNX model: {one_line(exc)}") from exc
+        raise ConversionError(f"onnxruntime cannot load the ONNX model: {one_line(exc)}{_old_opset_hint(exc)}") from exc
+
+
+_OLD_KERNEL = re.compile(r"Could not find an implementation for \w+\((\d+)\)")
+
+
+def _old_opset_hint(exc: BaseException) -> str:
+    """onnxruntime has no kernels for operator versions before opset 7."""
+    found = _OLD_KERNEL.search(str(exc))
+    if found and int(found.group(1)) < 7:
+        return ("; onnxruntime supports opset 7 and later only: pass --upgrade-opset 7 to move the model "
+                "with onnx.version_converter (validated against the original's outputs)")
+    return ""
 
 
 class Runtime:

@@ -250,6 +250,15 @@ def _tree_summary(cases, gate: GateConfig) -> Dict[str, Any]:
             "passed": all(a["passed"] for a in analysed)}
 
 
+#: The NaN edge case on a tree ensemble, in words a user can act on.
+NAN_IN_TREES = (
+    "why NaN differs: the original's trees send a missing value (NaN) down the branch they learned for it in "
+    "training, while the ONNX tree ensemble has no learned side for missing values and sends NaN down a fixed "
+    "branch; rows with NaN get different predictions. If your data can hold NaN, impute before the trees "
+    "(e.g. SimpleImputer in the pipeline); if it never does, this edge case does not concern you "
+    "(--no-edge-values)")
+
+
 def _summary_checks(cases, artifact, gate: GateConfig, ctx: _Context) -> List[Dict[str, Any]]:
     checks = []
     swept = [c for c in cases if c["kind"] == "sweep"]
@@ -269,6 +278,9 @@ def _summary_checks(cases, artifact, gate: GateConfig, ctx: _Context) -> List[Di
         for c in edges:
             state = ("not applicable: " + c["skipped"]) if c.get("skipped") else ("match" if c["passed"] else "MISMATCH")
             parts.append(f"{c['edge']}: {state}")
+        nan_failed = any(c["edge"] == "nan" and not c["passed"] and not c.get("skipped") for c in edges)
+        if nan_failed and trees.is_tree_model(artifact.model):
+            parts.append(NAN_IN_TREES)
         checks.append({"name": "edge_values", "passed": all(c["passed"] for c in edges), "message": "; ".join(parts)})
     if ctx.unoptimized is not None:
         outs = [(c["name"], o) for c in cases for o in c["outputs"] if "max_abs_diff" in o.get("optimizer", {})]
