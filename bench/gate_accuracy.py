@@ -267,7 +267,7 @@ def main(argv=None) -> int:
             result = api.convert(source, sample=sample, latency=False)
             artifact = result.artifact
             if not result.passed:
-                print(f"skip {name}: does not pass unmodified ({result.report['failures'][:1]})")
+                print(f"skip {name}: does not pass unmodified ({result.report.to_dict()['failures'][:1]})")
                 continue
             clean += 1
             if not gate(artifact, artifact.model):

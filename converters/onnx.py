@@ -103,7 +103,7 @@ def _version_convert(model, declared: int, target: int):
 
     import onnx
 
-    from onnxgate.plugins.errors import ConversionError
+    from onnxgate.plugins import ConversionError
 
     with tempfile.TemporaryDirectory(prefix="onnxgate-upgrade-") as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"

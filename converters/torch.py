@@ -95,7 +95,7 @@ def _tensors(model, inputs):
         return tuple(torch.from_numpy(inputs[name]) for name in names)
     if len(inputs) == len(names) == 1:
         return (torch.from_numpy(next(iter(inputs.values()))),)
-    from onnxgate.plugins.errors import UsageError
+    from onnxgate.plugins import UsageError
 
     raise UsageError(f"sample inputs {sorted(inputs)} do not match the model's forward() arguments {names}; "
                      "map them with --input-map SAMPLE_NAME=MODEL_INPUT (repeatable)")

@@ -183,9 +183,9 @@ def test_embeddings_are_judged_by_the_next_rule_when_theirs_is_removed():
 
 def test_converter_options_are_declared_typed_and_checked():
     spec = Registry().converter("sklearn")
-    assert [o.name for o in spec.options] == ["zipmap"]
+    assert [o.name for o in spec.options] == ["zipmap", "trust_types", "locale"]
     assert parse_options(spec.options, {"zipmap": "true"}, "converter 'sklearn'") == {"zipmap": True}
-    assert parse_options(spec.options, {}, "x") == {"zipmap": False}
+    assert parse_options(spec.options, {}, "x") == {"zipmap": False}  # options without a default stay unset
     count = OptionSpec("count", int, 3)
     assert parse_options((count,), {"count": "7"}, "x") == {"count": 7}
     with pytest.raises(UsageError, match=r"option count='many' is not a int \(known: count \(int, default 3\)\)"):
@@ -221,8 +221,9 @@ def test_plugins_name_describes_one_converter(capsys):
     assert "zipmap (bool, default False)" in text and ".skops" in text and "rtol=0.0001" in text
     assert cli.main(["plugins", "sklearn", "--json"]) == 0
     described = json.loads(capsys.readouterr().out)
-    assert described["options"] == [{"name": "zipmap", "type": "bool", "default": False,
-                                     "help": described["options"][0]["help"]}]
+    assert described["options"][0] == {"name": "zipmap", "type": "bool", "default": False,
+                                       "help": described["options"][0]["help"]}
+    assert [o["name"] for o in described["options"]] == ["zipmap", "trust_types", "locale"]
     assert described["requires"] == ["scikit-learn", "skl2onnx"]
     assert cli.main(["plugins"]) == 0
     listing = capsys.readouterr().out
@@ -233,7 +234,8 @@ def test_plugins_name_describes_one_converter(capsys):
 
 
 @pytest.mark.parametrize("option, message", [
-    ("nosuch=1", "converter 'sklearn' has no option 'nosuch' (known: zipmap (bool, default False))"),
+    ("nosuch=1", "converter 'sklearn' has no option 'nosuch' (known: zipmap (bool, default False), "
+                 "trust_types (str), locale (str))"),
     ("zipmap=notabool", "converter 'sklearn': option zipmap='notabool' is not a bool"),
 ])
 def test_bad_converter_options_exit_2_with_one_line(ridge, tmp_path, capsys, option, message):

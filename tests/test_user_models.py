@@ -47,7 +47,7 @@ def test_npy_sample_feeds_a_torch_model_whose_argument_is_not_called_input(tmp_p
     x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     result = api.convert(Conv().eval(), sample=tmp_path / "x.npy")
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.report.to_dict()["failures"]
     assert [i.name for i in result.model.graph.input] == ["images"]
 
 
@@ -71,7 +71,7 @@ def user_export(tmp_path_factory):
 def test_a_users_own_onnx_export_validates_with_every_sample_form(user_export, sample):
     result = api.validate(user_export / "m.pt2", user_export / "user.onnx",
                           sample=user_export / sample if sample else None)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.report.to_dict()["failures"]
 
 
 def test_unmatched_names_list_both_sides_and_name_input_map(tmp_path):
@@ -82,7 +82,7 @@ def test_unmatched_names_list_both_sides_and_name_input_map(tmp_path):
     text = str(err.value)
     assert "['i', 'u']" in text and "user" in text and "item" in text and "--input-map" in text
     result = api.convert(two, sample=tmp_path / "s.npz", input_map={"u": "user", "i": "item"})
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.report.to_dict()["failures"]
 
 
 def test_input_map_on_the_cli(tmp_path):
@@ -102,8 +102,8 @@ def test_export_without_dynamic_shapes_validates_at_its_own_batch_without_a_samp
     x = torch.randn(2, 3, 8, 8)
     torch.export.save(torch.export.export(Conv().eval(), (x,)), tmp_path / "static.pt2")
     result = api.convert(tmp_path / "static.pt2")
-    assert result.passed, result.report["failures"]
-    assert any("batch is static in the source" in n for n in result.report["notes"])
+    assert result.passed, result.report.to_dict()["failures"]
+    assert any("batch is static in the source" in n for n in result.report.to_dict()["notes"])
     assert [c.name for c in result.artifact.cases] == ["batch_2"]  # synthesised at the program's own batch
 
 
@@ -112,8 +112,8 @@ def test_traced_module_with_a_baked_in_batch_is_a_note_not_a_failure(tmp_path):
     torch.jit.trace(Fixed().eval(), x).save(str(tmp_path / "fixed.pt"))
     np.save(tmp_path / "x.npy", x.numpy())
     result = api.convert(tmp_path / "fixed.pt", sample=tmp_path / "x.npy")
-    assert result.passed, result.report["failures"]
-    assert any("batch is static in the source" in n for n in result.report["notes"])
+    assert result.passed, result.report.to_dict()["failures"]
+    assert any("batch is static in the source" in n for n in result.report.to_dict()["notes"])
 
 
 def test_keras_model_with_a_fixed_batch(tmp_path):
@@ -122,8 +122,8 @@ def test_keras_model_with_a_fixed_batch(tmp_path):
     model = keras.Model(inp, keras.layers.Dense(2)(inp))
     model.save(tmp_path / "fixed.keras")
     result = api.convert(tmp_path / "fixed.keras")
-    assert result.passed, result.report["failures"]
-    assert any("batch is static in the source (batch 2)" in n for n in result.report["notes"])
+    assert result.passed, result.report.to_dict()["failures"]
+    assert any("batch is static in the source (batch 2)" in n for n in result.report.to_dict()["notes"])
 
 
 # 4./5. scikit-learn options per estimator, opsets per domain ------------------------
@@ -157,7 +157,7 @@ def test_sklearn_estimators_that_needed_their_own_options(tmp_path, name):
     model, X = _sk(name)
     np.save(tmp_path / "x.npy", X)
     result = api.convert(model, sample=tmp_path / "x.npy")
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.report.to_dict()["failures"]
     if name == "isolation-forest":  # label and scores; ai.onnx.ml at a version skl2onnx supports
         assert len(result.model.graph.output) == 2
         assert {i.domain: i.version for i in result.model.opset_import}["ai.onnx.ml"] <= 3
@@ -172,7 +172,7 @@ def test_text_pipeline_takes_strings_and_a_locale_that_exists(tmp_path):
     model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(docs, [0, 1, 0, 1] * 3)
     np.savez(tmp_path / "docs.npz", X=docs[:4])
     result = api.convert(model, sample=tmp_path / "docs.npz")
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.report.to_dict()["failures"]
     assert result.model.graph.input[0].type.tensor_type.elem_type == 8  # STRING
     locales = [a.s.decode() for n in result.model.graph.node if n.op_type == "StringNormalizer"
                for a in n.attribute if a.name == "locale"]
@@ -264,7 +264,7 @@ def test_xgboost_booster_trained_on_a_dataframe(tmp_path):
     xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(X, data.target).save_model(tmp_path / "m.json")
     np.save(tmp_path / "x.npy", X.to_numpy(np.float32)[::40])
     result = api.convert(tmp_path / "m.json", sample=tmp_path / "x.npy")
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.report.to_dict()["failures"]
 
 
 # 8. extra ONNX inputs ----------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_keras_normalization_layer_is_folded_into_constants(tmp_path):
     inp = keras.Input((3,), name="x")
     model = keras.Model(inp, keras.layers.Dense(2)(norm(inp)))
     result = api.convert(model)
-    assert result.passed, result.report["failures"]
+    assert result.passed, result.report.to_dict()["failures"]
     assert [i.name for i in result.model.graph.input] == ["x"]
 
 
@@ -301,8 +301,8 @@ def test_ready_made_model_is_checked_against_onnx_reference(tmp_path):
 
     shutil.copy(_light("squeezenet"), tmp_path / "squeezenet.onnx")  # opset 9 Softmax: see reference.corrected_ops
     result = api.validate(tmp_path / "squeezenet.onnx", latency=False)
-    assert result.passed and result.report["verdict"] == "passed", result.report["failures"]
-    assert any("onnx.reference.ReferenceEvaluator" in n for n in result.report["notes"])
+    assert result.passed and result.report.to_dict()["verdict"] == "passed", result.report.to_dict()["failures"]
+    assert any("onnx.reference.ReferenceEvaluator" in n for n in result.report.to_dict()["notes"])
 
 
 def test_reference_budget_and_missing_operators_leave_it_unverified(tmp_path):
@@ -310,7 +310,7 @@ def test_reference_budget_and_missing_operators_leave_it_unverified(tmp_path):
 
     shutil.copy(_light("densenet121"), tmp_path / "d.onnx")
     slow = api.validate(tmp_path / "d.onnx", reference_timeout=0.01, latency=False)
-    assert not slow.passed and any("--reference-timeout" in f for f in slow.report["failures"])
+    assert not slow.passed and any("--reference-timeout" in f for f in slow.report.to_dict()["failures"])
     from skl2onnx import to_onnx
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -319,9 +319,9 @@ def test_reference_budget_and_missing_operators_leave_it_unverified(tmp_path):
     (tmp_path / "z.onnx").write_bytes(to_onnx(LogisticRegression(max_iter=300).fit(X, y), X[:1].astype(np.float32))
                                       .SerializeToString())  # ZipMap on
     zipmap = api.validate(tmp_path / "z.onnx", latency=False)
-    assert not zipmap.passed and any("ZipMap" in f for f in zipmap.report["failures"])
+    assert not zipmap.passed and any("ZipMap" in f for f in zipmap.report.to_dict()["failures"])
     accepted = api.validate(tmp_path / "z.onnx", latency=False, accept_unverified=True)
-    assert accepted.passed and accepted.report["verdict"] == "unverified"
+    assert accepted.passed and accepted.report.to_dict()["verdict"] == "unverified"
 
 
 # 11. NaN in tree models ------------------------------------------------------------------------
@@ -337,7 +337,7 @@ def test_nan_edge_failure_on_trees_is_explained(tmp_path):
     model = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y)
     np.save(tmp_path / "x.npy", np.nan_to_num(X[::10], nan=1.0).astype(np.float32))
     result = api.convert(model, sample=tmp_path / "x.npy", gate=GateConfig(edge_values=True), latency=False)
-    edge = next(c for c in result.report["checks"] if c["name"] == "edge_values")
+    edge = next(c for c in result.report.to_dict()["checks"] if c["name"] == "edge_values")
     if edge["passed"]:
         pytest.skip("the ONNX tree happened to route NaN like scikit-learn on these rows")
     assert "missing value (NaN)" in edge["message"] and "SimpleImputer" in edge["message"]

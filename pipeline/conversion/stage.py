@@ -127,15 +127,24 @@ def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Any], dynamic_
     return inputs_mod.batch_cases(arrays, dynamic_batch)
 
 
-def source_signature(spec: ConverterSpec, model: Any, options: ConvertOptions = ConvertOptions()):
-    """The converter's ``inputs(model, options)``; None when it cannot tell."""
+def source_signature(spec: ConverterSpec, model: Any, options: ConvertOptions = ConvertOptions(),
+                     plugin: str = "", required: bool = False):
+    """The converter's ``inputs(model, options)``; None when it cannot tell.
+
+    A failing ``inputs()`` is only a missing hint when a sample gives the
+    inputs; ``required`` (nothing else to go on) makes it an error naming
+    the plugin, e.g. a scaffolded plugin whose ``inputs()`` is not written."""
     if spec.inputs is None:
         return None
     try:
         return spec.inputs(model, options)
     except (UsageError, ConversionError):
         raise
-    except Exception:  # a signature is a hint: without it the user gives a sample
+    except Exception as exc:
+        if required:
+            raise ConversionError(
+                f"{spec.name}: inputs() failed ({_origin(spec, plugin)}): {one_line(exc, with_type=True)}"
+            ) from exc
         return None
 
 
@@ -180,7 +189,8 @@ def produce(
 
     dynamic_batch = options.dynamic_batch
     notes = []
-    signature = None if golden is not None else source_signature(spec, model, options)
+    signature = None if golden is not None else source_signature(
+        spec, model, options, plugin, required=sample is None and expected is None and not _is_onnx_model(model))
     if _is_onnx_model(model):  # ready-made: nothing converts, so the batch is as declared, not as asked
         dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
     elif dynamic_batch and static_batch(signature):
