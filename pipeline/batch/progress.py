@@ -18,8 +18,9 @@ def _err(row: dict[str, Any]) -> str:
 class Plain(Progress):
     """``[ 3/40] passed   sklearn  iris  0.8s``: one line per finished model."""
 
-    def __init__(self, stream: TextIO = sys.stdout):
-        self.stream, self.total, self.count = stream, 0, 0
+    def __init__(self, stream: TextIO | None = None):
+        # resolved now, not at import: sys.stdout may have been replaced since (pytest, notebooks)
+        self.stream, self.total, self.count = stream or sys.stdout, 0, 0
 
     def start(self, total: int, cached: int) -> None:
         self.total = total
@@ -91,7 +92,8 @@ class Live(Progress):
             self.live.stop()
 
 
-def for_terminal(quiet: bool, stream: TextIO = sys.stdout) -> Progress:
+def for_terminal(quiet: bool, stream: TextIO | None = None) -> Progress:
     if quiet:
         return Progress()
+    stream = stream or sys.stdout
     return Live() if stream.isatty() else Plain(stream)
