@@ -16,6 +16,7 @@ torch and TensorFlow fixtures; at least 40 models):
 Every run converts with latency measurements off (they time the model, not
 the batch) and ``force=True`` so nothing comes from the cache unless asked.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def sklearn_models(out: Path, count: int) -> list:
         name = f"small-sklearn-{i:02d}"
         sio.dump(model, out / f"{name}.skops")
         np.savez(out / f"{name}.npz", X=sample.astype(np.float32))
-        entries.append({"name": name, "source": str(out / f"{name}.skops"), "sample": str(out / f"{name}.npz"),
-                        "area": "sklearn"})
+        entries.append(
+            {"name": name, "source": str(out / f"{name}.skops"), "sample": str(out / f"{name}.npz"), "area": "sklearn"}
+        )
     return entries
 
 
@@ -133,8 +135,9 @@ def main() -> None:
     assert all(r["cached"] for r in rows)
     print(f"cached rerun: {t_cached:.2f}s", flush=True)
     per_in, per_warm = warm_overhead(sklearn_manifest, folder)
-    print(f"small sklearn model: {per_in * 1000:.0f} ms in process, {per_warm * 1000:.0f} ms on a warm worker",
-          flush=True)
+    print(
+        f"small sklearn model: {per_in * 1000:.0f} ms in process, {per_warm * 1000:.0f} ms on a warm worker", flush=True
+    )
     t_dask = None
     if not args.skip_dask:
         t_dask, _ = timed(lambda: run("dask", executor="dask", dask_workers=2, force=True))

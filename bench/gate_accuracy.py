@@ -21,6 +21,7 @@ A fault that does not apply to a model (no Resize, one output) is not
 injected. Prints, per fault kind, detected / injected, and the false
 failures: unmodified models that fail the gate when validated again.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,15 +43,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def models(tmp: Path):
     """(name, source object or path, sample path) of correctly converted zoo models."""
     import torch
-
     from zoo import torch_models
     from zoo.classic import sklearn_models
 
     out = []
-    for factory in ("resnet_tiny", "mobilenet_tiny", "efficientnet_tiny", "vit_tiny", "mlp_mixed",
-                    "gru_classifier", "audio_conv1d", "two_tower"):
+    for factory in (
+        "resnet_tiny",
+        "mobilenet_tiny",
+        "efficientnet_tiny",
+        "vit_tiny",
+        "mlp_mixed",
+        "gru_classifier",
+        "audio_conv1d",
+        "two_tower",
+    ):
         model, example = getattr(torch_models, factory)()
-        names = list(model.forward.__code__.co_varnames[1:1 + len(example)])
+        names = list(model.forward.__code__.co_varnames[1 : 1 + len(example)])
         path = tmp / f"{factory}.npz"
         np.savez(path, **{n: t.numpy() for n, t in zip(names, example)})
         out.append((f"torch/{factory}", model, path))
@@ -70,8 +78,17 @@ def models(tmp: Path):
     path = tmp / "upsampler.npz"
     np.savez(path, features=np.random.default_rng(0).standard_normal((2, 4, 6, 6)).astype(np.float32))
     out.append(("torch/upsampler", Upsampler().eval(), path))
-    keep = {"imputer-logreg", "mlp-classifier", "svc-rbf", "knn-classifier", "multioutput-ridge",
-            "voting-soft", "random-forest", "gaussian-nb", "sgd-classifier"}
+    keep = {
+        "imputer-logreg",
+        "mlp-classifier",
+        "svc-rbf",
+        "knn-classifier",
+        "multioutput-ridge",
+        "voting-soft",
+        "random-forest",
+        "gaussian-nb",
+        "sgd-classifier",
+    }
     for name, _, model, X in sklearn_models():
         if name in keep:
             path = tmp / f"{name}.npy"
@@ -101,7 +118,7 @@ def _replace_init(model, init, arr):
 def weight(model) -> bool:
     """The weight nearest the output (its errors are not washed out by the
     normalisations of a randomly initialised network)."""
-    inits = dict((i.name, (i, a)) for i, a in _float_inits(model, 4))
+    inits = {i.name: (i, a) for i, a in _float_inits(model, 4)}
     used = [name for node in model.graph.node for name in node.input if name in inits]
     if not used:
         return _perturb_ml_attribute(model)
@@ -115,9 +132,12 @@ def _perturb_ml_attribute(model) -> bool:
     """ai.onnx.ml models keep weights in attributes (coefficients, nodes_values...)."""
     from onnx import helper
 
-    found = [attr for node in model.graph.node for attr in node.attribute
-             if attr.type == helper.AttributeProto.FLOATS and len(attr.floats) >= 4
-             and attr.name != "classlabels_floats"]
+    found = [
+        attr
+        for node in model.graph.node
+        for attr in node.attribute
+        if attr.type == helper.AttributeProto.FLOATS and len(attr.floats) >= 4 and attr.name != "classlabels_floats"
+    ]
     if not found:
         return False
     attr = max(found, key=lambda a: len(a.floats))
@@ -135,8 +155,12 @@ def postproc(model) -> bool:
     often changes nothing: drop the Softmax)."""
     graph = model.graph
     candidates = [(n.op_type, n) for n in graph.node if n.op_type in POSTPROC]
-    candidates += [("post_transform", n) for n in graph.node for a in n.attribute
-                   if a.name == "post_transform" and a.s not in (b"NONE", b"")]  # ai.onnx.ml's built-in softmax
+    candidates += [
+        ("post_transform", n)
+        for n in graph.node
+        for a in n.attribute
+        if a.name == "post_transform" and a.s not in (b"NONE", b"")
+    ]  # ai.onnx.ml's built-in softmax
     if not candidates:
         return False
     rank = {op: i for i, op in enumerate(POSTPROC)}
@@ -202,8 +226,13 @@ def float16(model) -> bool:
 def epsilon(model) -> bool:
     changed = False
     for node in model.graph.node:
-        if node.op_type in ("BatchNormalization", "LayerNormalization", "InstanceNormalization",
-                            "GroupNormalization", "SimplifiedLayerNormalization"):
+        if node.op_type in (
+            "BatchNormalization",
+            "LayerNormalization",
+            "InstanceNormalization",
+            "GroupNormalization",
+            "SimplifiedLayerNormalization",
+        ):
             attrs = {a.name: a for a in node.attribute}
             if "epsilon" in attrs:
                 attrs["epsilon"].f = 1e-2
@@ -232,8 +261,15 @@ def resize(model) -> bool:
     return changed
 
 
-FAULTS = OrderedDict(weight=weight, postproc=postproc, swap=swap, frozen_axis=frozen_axis, float16=float16,
-                     epsilon=epsilon, resize=resize)
+FAULTS = OrderedDict(
+    weight=weight,
+    postproc=postproc,
+    swap=swap,
+    frozen_axis=frozen_axis,
+    float16=float16,
+    epsilon=epsilon,
+    resize=resize,
+)
 
 
 def gate(artifact, model):
@@ -286,8 +322,10 @@ def main(argv=None) -> int:
     print(f"\n{'fault':<12} {'detected':>8} / injected")
     for kind, (detected, injected) in counts.items():
         print(f"{kind:<12} {detected:>8} / {injected}")
-    print(f"false failures on unmodified models: {len(false_failures)} / {clean}"
-          + (f" ({', '.join(false_failures)})" if false_failures else ""))
+    print(
+        f"false failures on unmodified models: {len(false_failures)} / {clean}"
+        + (f" ({', '.join(false_failures)})" if false_failures else "")
+    )
     if missed:
         print("missed: " + "; ".join(missed))
     return 0

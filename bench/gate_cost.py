@@ -15,14 +15,15 @@ noisy neighbour hits every variant alike:
 Latency measurement is off in every variant (it is timed separately by
 design). Prints medians, the number of cases and the full/plain ratio.
 """
+
 from __future__ import annotations
 
 import argparse
-import warnings
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,12 +105,16 @@ def main(argv=None) -> int:
                     times[key].append(time.perf_counter() - t0)
             med = {k: statistics.median(v[1:]) for k, v in times.items()}
             rows.append((name, med, info))
-    print(f"{'fixture':<26}{'plain s':>9}{'default s':>11}{'full s':>9}{'cases':>10}{'default/plain':>15}{'full/plain':>12}  verdicts")
+    print(
+        f"{'fixture':<26}{'plain s':>9}{'default s':>11}{'full s':>9}{'cases':>10}{'default/plain':>15}{'full/plain':>12}  verdicts"
+    )
     for name, med, info in rows:
         cases = f"1/{info['default'][1]}/{info['full'][1]}"
         verdicts = "/".join("pass" if info[k][0] else "FAIL" for k in ("plain", "default", "full"))
-        print(f"{name:<26}{med['plain']:>9.3f}{med['default']:>11.3f}{med['full']:>9.3f}{cases:>10}"
-              f"{med['default'] / med['plain']:>15.2f}{med['full'] / med['plain']:>12.2f}  {verdicts}")
+        print(
+            f"{name:<26}{med['plain']:>9.3f}{med['default']:>11.3f}{med['full']:>9.3f}{cases:>10}"
+            f"{med['default'] / med['plain']:>15.2f}{med['full'] / med['plain']:>12.2f}  {verdicts}"
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ Also: ``onnxgate --help`` startup against ``python -c pass``.
 Adding a case: append a ``Case`` whose ``build(folder)`` writes the source
 (and sample) and whose ``bare`` script reads ``SOURCE``/``SAMPLE`` env vars.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "fixtures"))
@@ -33,15 +34,15 @@ sys.path.insert(0, str(HERE.parent / "fixtures"))
 class Case:
     name: str
     #: build(folder) -> {"SOURCE": path, "SAMPLE": path or ""}
-    build: Callable[[Path], Dict[str, str]]
+    build: Callable[[Path], dict[str, str]]
     bare: str
-    cli_args: List[str] = field(default_factory=list)
+    cli_args: list[str] = field(default_factory=list)
 
 
-def _sklearn_build(folder: Path) -> Dict[str, str]:
+def _sklearn_build(folder: Path) -> dict[str, str]:
     import numpy as np
-    import skops.io as sio
     import sklearn_fixtures
+    import skops.io as sio
 
     name, model, X = sklearn_fixtures.models()[0]
     sio.dump(model, folder / "model.skops")
@@ -63,7 +64,7 @@ open(os.environ["OUT"], "wb").write(onx.SerializeToString())
 """
 
 
-def _torch_build(folder: Path) -> Dict[str, str]:
+def _torch_build(folder: Path) -> dict[str, str]:
     import torch
     import torch_fixtures
 
@@ -84,7 +85,8 @@ assert np.allclose(got, program.module()(x).detach().numpy(), rtol=1e-4, atol=1e
 open(os.environ["OUT"], "wb").write(onx.SerializeToString())
 """
 
-def _tensorflow_build(folder: Path) -> Dict[str, str]:
+
+def _tensorflow_build(folder: Path) -> dict[str, str]:
     import tensorflow_fixtures
 
     tensorflow_fixtures.sequential().save(folder / "mlp.keras")
@@ -108,17 +110,22 @@ open(os.environ["OUT"], "wb").write(onx.SerializeToString())
 def _trees_build(index: int):
     """A native classifier file from fixtures/trees_fixtures.py: 0 XGBoost
     (.json), 2 LightGBM (.txt), 4 CatBoost (.cbm)."""
-    def build(folder: Path) -> Dict[str, str]:
+
+    def build(folder: Path) -> dict[str, str]:
         import numpy as np
         import trees_fixtures
 
         data = trees_fixtures._data()
-        models = (trees_fixtures.xgboost_models(data) + trees_fixtures.lightgbm_models(data)
-                  + trees_fixtures.catboost_models(data))
+        models = (
+            trees_fixtures.xgboost_models(data)
+            + trees_fixtures.lightgbm_models(data)
+            + trees_fixtures.catboost_models(data)
+        )
         name, model, suffix, X = models[index]
         trees_fixtures.save_native(model, folder / f"{name}{suffix}")
         np.savez(folder / "sample.npz", X=np.asarray(X[::7], dtype=np.float32))
         return {"SOURCE": str(folder / f"{name}{suffix}"), "SAMPLE": str(folder / "sample.npz")}
+
     return build
 
 
@@ -159,7 +166,7 @@ proba = np.array([[row[k] for k in sorted(row)] for row in proba])  # ZipMap's l
 assert np.allclose(proba, model.predict_proba(X), rtol=1e-4, atol=1e-5)
 """
 
-CASES: List[Case] = [
+CASES: list[Case] = [
     Case("sklearn-logreg-pipeline", _sklearn_build, SKLEARN_BARE),
     Case("torch-mlp (.pt2, dynamo)", _torch_build, TORCH_BARE),
     Case("tf-sequential (.keras, tf2onnx)", _tensorflow_build, TENSORFLOW_BARE),
@@ -169,7 +176,7 @@ CASES: List[Case] = [
 ]
 
 
-def _time(cmd: List[str], env: Dict[str, str]) -> float:
+def _time(cmd: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -178,11 +185,11 @@ def _time(cmd: List[str], env: Dict[str, str]) -> float:
     return elapsed
 
 
-def _onnxgate_cmd(*args: str) -> List[str]:
+def _onnxgate_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "onnxgate.pipeline.cli", *args]
 
 
-def measure(case: Case, folder: Path, repeat: int) -> Dict[str, float]:
+def measure(case: Case, folder: Path, repeat: int) -> dict[str, float]:
     files = case.build(folder)
     env = {**os.environ, **files, "OUT": str(folder / "bare.onnx")}
     gate = _onnxgate_cmd("convert", files["SOURCE"], "-o", str(folder / "gate.onnx"), *case.cli_args)

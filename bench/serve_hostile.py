@@ -10,6 +10,7 @@ and prints each answer's status, time and the worker's peak memory (VmHWM).
 A body buffered in full before the 16 MiB check shows as a peak far above the
 baseline; onnxgate's score.py stops buffering at the limit.
 """
+
 import argparse
 import json
 import socket
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import build_model  # noqa: E402
+from serve_load import build_model
 
 
 def peak_mb(pid: int) -> float:
@@ -47,15 +48,23 @@ def exchange(port: int, head: bytes, chunks=()) -> int:
 
 
 def post(port: int, body: bytes) -> int:
-    return exchange(port, b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                          b"Content-Length: %d\r\n\r\n" % len(body), [body])
+    return exchange(
+        port,
+        b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body),
+        [body],
+    )
 
 
 def chunked(port: int, total: int) -> int:
     piece = b"[" + b"1.0," * 16383 + b"1]"
     frames = [b"%x\r\n" % len(piece) + piece + b"\r\n"] * (total // len(piece) + 1) + [b"0\r\n\r\n"]
-    return exchange(port, b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                          b"Transfer-Encoding: chunked\r\n\r\n", frames)
+    return exchange(
+        port,
+        b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+        frames,
+    )
 
 
 def main() -> int:
@@ -77,13 +86,17 @@ def main() -> int:
             assert post(server.port, good) == 200
         baseline = peak_mb(worker)
         print(f"baseline: worker peak {baseline:.0f} MB after 20 ordinary requests")
-        for label, send in ((f"chunked {args.chunked_mb} MB", lambda: chunked(server.port, args.chunked_mb << 20)),
-                            ("nested 100,000 deep", lambda: post(server.port, b"[" * 100_000 + b"]" * 100_000))):
+        for label, send in (
+            (f"chunked {args.chunked_mb} MB", lambda: chunked(server.port, args.chunked_mb << 20)),
+            ("nested 100,000 deep", lambda: post(server.port, b"[" * 100_000 + b"]" * 100_000)),
+        ):
             t0 = time.perf_counter()
             status = send()
             peak = peak_mb(worker)
-            print(f"{label}: HTTP {status} in {time.perf_counter() - t0:.2f} s; worker peak {peak:.0f} MB "
-                  f"({peak / baseline:.2f}x baseline)")
+            print(
+                f"{label}: HTTP {status} in {time.perf_counter() - t0:.2f} s; worker peak {peak:.0f} MB "
+                f"({peak / baseline:.2f}x baseline)"
+            )
         assert post(server.port, good) == 200 and server.process.poll() is None
     return 0
 

@@ -8,6 +8,7 @@ it, starts the real server from the serving venv (`onnxgate serve --setup`),
 sends the requests to 127.0.0.1 only, prints figures, stops the server.
 Bounded: at most --requests requests and --max-seconds of wall time.
 """
+
 import argparse
 import json
 import statistics
@@ -57,9 +58,7 @@ def main() -> int:
     args = ap.parse_args()
     args.requests = min(args.requests, 20000)  # bounded whatever is asked
 
-    from onnxgate.pipeline.deployment import package
-    from onnxgate.pipeline.deployment import record
-    from onnxgate.pipeline.deployment import serve
+    from onnxgate.pipeline.deployment import package, record, serve
     from onnxgate.pipeline.envs import serving as serving_env
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,8 +109,10 @@ def main() -> int:
     print(f"server startup to healthy: {startup:.2f} s (workers={args.workers})")
     print(f"requests: {len(ms)} from {args.threads} threads, {args.rows} rows each, statuses {dict(statuses)}")
     print(f"throughput: {len(ms) / wall:.0f} req/s ({len(ms) * args.rows / wall:.0f} rows/s), wall {wall:.2f} s")
-    print(f"latency ms: p50 {q(50):.2f}  p95 {q(95):.2f}  p99 {q(99):.2f}  max {ms[-1]:.2f}  "
-          f"mean {statistics.fmean(ms):.2f}")
+    print(
+        f"latency ms: p50 {q(50):.2f}  p95 {q(95):.2f}  p99 {q(99):.2f}  max {ms[-1]:.2f}  "
+        f"mean {statistics.fmean(ms):.2f}"
+    )
     bad = sum(v for k, v in statuses.items() if k != 200)
     return 1 if bad or len(ms) != args.requests else 0
 

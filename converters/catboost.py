@@ -8,6 +8,7 @@ of maps. onnxgate removes that ZipMap from the graph so the ONNX model itself
 returns a plain (N, classes) float array, like every other classifier here:
 whatever serves the model downstream then gets arrays too, not only the gate.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -65,9 +66,9 @@ def signature(model, options=None):
 
 
 def convert(model, example, options):
-    from onnxgate.plugins import ConversionError
-
     import onnx
+
+    from onnxgate.plugins import ConversionError
 
     _check_fitted(model)
     cat = model.get_cat_feature_indices()

@@ -10,6 +10,7 @@ process never imports the reference. Input shapes cannot be known from a
 Chainer model: pass ``--sample`` (an .npz keyed by input name, in the order
 of ``forward``'s arguments, or an .npy for a single input).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -108,10 +109,14 @@ def _export(model, args, names, options, batch_name=None):
         kwargs["opset_version"] = options.opset
     if batch_name:
         kwargs["input_shapes"] = [(batch_name,) + tuple(a.shape[1:]) for a in args]
-    with chainer.using_config("train", False), chainer.no_backprop_mode(), \
-            tempfile.TemporaryDirectory(prefix="onnxgate-chainer-") as tmp:
-        return onnx_chainer.export(model, list(args), filename=str(Path(tmp) / "model.onnx"),
-                                   input_names=names, **kwargs)
+    with (
+        chainer.using_config("train", False),
+        chainer.no_backprop_mode(),
+        tempfile.TemporaryDirectory(prefix="onnxgate-chainer-") as tmp,
+    ):
+        return onnx_chainer.export(
+            model, list(args), filename=str(Path(tmp) / "model.onnx"), input_names=names, **kwargs
+        )
 
 
 def convert(model, example, options):
@@ -178,14 +183,13 @@ def run(model, inputs):
     return [o.array if isinstance(o, chainer.Variable) else o for o in outs]
 
 
-
 @hookimpl
 def onnxgate_converters():
     yield ConverterSpec(
         name="chainer",
         framework="Chainer",
         description="Chainer links (.npz parameters + --option model=module:Factory) via onnx-chainer, "
-                    "in the 'legacy' environment",
+        "in the 'legacy' environment",
         convert=convert,
         run=run,
         load=load,
@@ -195,6 +199,9 @@ def onnxgate_converters():
         requires=("chainer", "onnx-chainer", "onnx"),
         framework_distribution="chainer",
         environment="legacy",
-        options=(OptionSpec(MODEL_OPTION, str,
-                            help="the model's factory: package.module:Factory or file.py:Factory (required)"),),
+        options=(
+            OptionSpec(
+                MODEL_OPTION, str, help="the model's factory: package.module:Factory or file.py:Factory (required)"
+            ),
+        ),
     )

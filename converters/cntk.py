@@ -14,6 +14,7 @@ both use that name. CNTK writes three layouts (Source/CNTKv2LibraryDll):
     ``version``, comes first) whose keys include ``primitive_functions`` and
     whose type is ``CompositeFunction``. This one is a heuristic.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

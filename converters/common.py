@@ -1,14 +1,15 @@
 """Small helpers shared by converter plugins. Nothing here imports a framework."""
+
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import List, Mapping
 
 import numpy as np
 
 
-def zip_names(path: Path) -> List[str]:
+def zip_names(path: Path) -> list[str]:
     """Member names of a zip archive, or [] when the file is not one."""
     try:
         with zipfile.ZipFile(path) as zf:

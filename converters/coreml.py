@@ -8,12 +8,12 @@ Core ML spec's input and output names.
 
 Sources: a ``.mlmodel`` file, a ``Model_pb2.Model`` spec or an ``MLModel``.
 """
+
 from __future__ import annotations
 
 import importlib
 import logging
 import sys
-
 from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl
@@ -24,13 +24,25 @@ logging.getLogger("coremltools").setLevel(logging.ERROR)
 
 #: Model kinds onnxmltools converts (a pipeline may hold any of them).
 SUPPORTED_KINDS = (
-    "neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor",
-    "glmRegressor", "glmClassifier",
-    "treeEnsembleRegressor", "treeEnsembleClassifier",
-    "pipeline", "pipelineClassifier", "pipelineRegressor",
-    "supportVectorRegressor", "supportVectorClassifier",
-    "scaler", "normalizer", "imputer", "oneHotEncoder", "featureVectorizer",
-    "dictVectorizer", "arrayFeatureExtractor",
+    "neuralNetwork",
+    "neuralNetworkClassifier",
+    "neuralNetworkRegressor",
+    "glmRegressor",
+    "glmClassifier",
+    "treeEnsembleRegressor",
+    "treeEnsembleClassifier",
+    "pipeline",
+    "pipelineClassifier",
+    "pipelineRegressor",
+    "supportVectorRegressor",
+    "supportVectorClassifier",
+    "scaler",
+    "normalizer",
+    "imputer",
+    "oneHotEncoder",
+    "featureVectorizer",
+    "dictVectorizer",
+    "arrayFeatureExtractor",
 )
 #: Opset onnxmltools' Core ML converters target when the user gives none.
 DEFAULT_OPSET = 15
@@ -119,8 +131,13 @@ def _feature_input(feature) -> InputSpec | None:
     if kind == "imageType":
         image = feature.type.imageType
         channels = 1 if image.colorSpace == _GRAYSCALE else 3
-        return InputSpec(name=feature.name, shape=(None, channels, int(image.height), int(image.width)),
-                         dtype="float32", low=0, high=256)
+        return InputSpec(
+            name=feature.name,
+            shape=(None, channels, int(image.height), int(image.width)),
+            dtype="float32",
+            low=0,
+            high=256,
+        )
     return None  # strings and dictionaries cannot be synthesised
 
 

@@ -5,6 +5,7 @@ which cannot share a venv with the main stack. ``onnxgate env create legacy``
 builds it from the package registry; the mxnet and chainer converters run
 their stage 1 there (see onnxgate.pipeline.envs.isolated).
 """
+
 from __future__ import annotations
 
 from onnxgate.plugins import EnvironmentSpec, hookimpl

@@ -12,6 +12,7 @@ run through libsvm's C predict functions directly: libsvm-official 3.37's
 ``svmutil.svm_predict`` sizes its buffer wrongly for multi-class nu-SVC and
 crashes the interpreter.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,11 +78,9 @@ def check_text(text: str) -> dict:
         fields = line.split()
         try:
             [float(v) for v in fields[: nr_class - 1]]
-            [(int(i), float(v)) for i, v in (f.split(":") for f in fields[nr_class - 1:])]
+            [(int(i), float(v)) for i, v in (f.split(":") for f in fields[nr_class - 1 :])]
         except ValueError:
-            raise ValueError(
-                f"line {number + offset + 1}: not a support vector ('coef ... index:value ...')"
-            ) from None
+            raise ValueError(f"line {number + offset + 1}: not a support vector ('coef ... index:value ...')") from None
     return header
 
 
@@ -171,16 +170,18 @@ def _binary_probabilities(onx, model) -> None:
         onx.graph.initializer.append(helper.make_tensor(name, TensorProto.INT64, [1], value))
     onx.graph.initializer.append(helper.make_tensor("libsvm_min_p", TensorProto.FLOAT, [], [1e-7]))
     onx.graph.initializer.append(helper.make_tensor("libsvm_max_p", TensorProto.FLOAT, [], [1 - 1e-7]))
-    onx.graph.node.extend([
-        helper.make_node("Slice", [scores, "libsvm_col", "libsvm_col_end", "libsvm_axis"], ["libsvm_d"]),
-        helper.make_node("Mul", ["libsvm_d", "libsvm_probA"], ["libsvm_ad"]),
-        helper.make_node("Add", ["libsvm_ad", "libsvm_probB"], ["libsvm_f"]),
-        helper.make_node("Neg", ["libsvm_f"], ["libsvm_neg_f"]),
-        helper.make_node("Sigmoid", ["libsvm_neg_f"], ["libsvm_p0_raw"]),
-        helper.make_node("Clip", ["libsvm_p0_raw", "libsvm_min_p", "libsvm_max_p"], ["libsvm_p0"]),
-        helper.make_node("Sub", ["libsvm_one", "libsvm_p0"], ["libsvm_p1"]),
-        helper.make_node("Concat", ["libsvm_p0", "libsvm_p1"], [probabilities], axis=1),
-    ])
+    onx.graph.node.extend(
+        [
+            helper.make_node("Slice", [scores, "libsvm_col", "libsvm_col_end", "libsvm_axis"], ["libsvm_d"]),
+            helper.make_node("Mul", ["libsvm_d", "libsvm_probA"], ["libsvm_ad"]),
+            helper.make_node("Add", ["libsvm_ad", "libsvm_probB"], ["libsvm_f"]),
+            helper.make_node("Neg", ["libsvm_f"], ["libsvm_neg_f"]),
+            helper.make_node("Sigmoid", ["libsvm_neg_f"], ["libsvm_p0_raw"]),
+            helper.make_node("Clip", ["libsvm_p0_raw", "libsvm_min_p", "libsvm_max_p"], ["libsvm_p0"]),
+            helper.make_node("Sub", ["libsvm_one", "libsvm_p0"], ["libsvm_p1"]),
+            helper.make_node("Concat", ["libsvm_p0", "libsvm_p1"], [probabilities], axis=1),
+        ]
+    )
 
 
 def convert(model, example, options):

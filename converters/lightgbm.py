@@ -5,6 +5,7 @@ raw ``Booster``, or LightGBM's text model file (``.txt``, read with
 ``Booster(model_file=...)``: no pickle). Classifiers give two plain arrays
 (``label``, ``probabilities``; ZipMap off); regressors one (``variable``).
 """
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ load, convert and the original model's inference run in the environment
 declared by ``legacy_env.py``; this module is imported there too, and only
 the spec's callables import mxnet.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl, read_head
 
@@ -63,9 +64,9 @@ class MXNetModel:
 
     symbol_path: Path
     params_path: Path
-    input_names: List[str]
+    input_names: list[str]
     #: Input shapes inferred from the parameters (0 = unknown), or None.
-    input_shapes: Dict[str, tuple] = field(default_factory=dict)
+    input_shapes: dict[str, tuple] = field(default_factory=dict)
     block: Any = None
 
 
@@ -127,8 +128,9 @@ def load(path: Path, trusted: bool, options=None) -> MXNetModel:
     if missing:
         raise UsageError(f"{params_path}: lacks parameters the symbol needs: {', '.join(missing[:5])}")
     try:
-        arg_shapes, _, _ = symbol.infer_shape_partial(**{k: v.shape for k, v in params.items()
-                                                         if k in symbol.list_inputs()})
+        arg_shapes, _, _ = symbol.infer_shape_partial(
+            **{k: v.shape for k, v in params.items() if k in symbol.list_inputs()}
+        )
     except mx.base.MXNetError as exc:
         raise UsageError(f"{params_path}: parameters do not fit the symbol: {_first_line(exc)}") from None
     shapes = dict(zip(symbol.list_arguments(), arg_shapes or []))
@@ -138,7 +140,7 @@ def load(path: Path, trusted: bool, options=None) -> MXNetModel:
     return MXNetModel(path, params_path, inputs, {n: tuple(shapes.get(n) or ()) for n in inputs}, block)
 
 
-def _dense_input_shapes(graph, params, inputs) -> Dict[str, tuple]:
+def _dense_input_shapes(graph, params, inputs) -> dict[str, tuple]:
     """MXNet infers no shape backwards; an input fed straight into a
     FullyConnected layer is (batch, in_units) by that layer's weight."""
     nodes = graph["nodes"]
@@ -153,7 +155,7 @@ def _dense_input_shapes(graph, params, inputs) -> Dict[str, tuple]:
     return found
 
 
-def signature(model: MXNetModel, options=None) -> Optional[List[InputSpec]]:
+def signature(model: MXNetModel, options=None) -> list[InputSpec] | None:
     """The shapes MXNet infers from the parameters, or None (--sample needed).
 
     MXNet infers shapes forwards only, so a shape is known when the input
@@ -168,7 +170,7 @@ def signature(model: MXNetModel, options=None) -> Optional[List[InputSpec]]:
     return specs
 
 
-def _bind(model: MXNetModel, inputs) -> Dict[str, Any]:
+def _bind(model: MXNetModel, inputs) -> dict[str, Any]:
     """Case inputs by MXNet input name; an unnamed sample (.npy, keyed
     "input") goes to a model's single input."""
     if set(inputs) == set(model.input_names):
@@ -180,7 +182,7 @@ def _bind(model: MXNetModel, inputs) -> Dict[str, Any]:
     raise UsageError(f"sample inputs {sorted(inputs)} do not match the model's inputs {model.input_names}")
 
 
-def _rename_inputs(onx, names: Dict[str, str]) -> None:
+def _rename_inputs(onx, names: dict[str, str]) -> None:
     for inp in onx.graph.input:
         if inp.name in names:
             inp.name = names[inp.name]
@@ -198,7 +200,7 @@ def convert(model: MXNetModel, example, options):
     bound = _bind(model, example)
     shapes = [tuple(np.shape(bound[name])) for name in model.input_names]
     types = [np.dtype(bound[name].dtype).type for name in model.input_names]
-    kwargs: Dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
     if options.dynamic_batch:
         kwargs.update(dynamic=True, dynamic_input_shapes=[(None,) + s[1:] for s in shapes])
     opset = options.opset or onnx.defs.onnx_opset_version()
@@ -207,8 +209,10 @@ def convert(model: MXNetModel, example, options):
 
         raise UsageError(f"mxnet.onnx exports opsets {MIN_OPSET} to {onnx.defs.onnx_opset_version()}, not {opset}")
     # export_model takes no opset: it asks onnx.defs for the newest one at call time
-    with tempfile.TemporaryDirectory(prefix="onnxgate-mxnet-") as tmp, \
-            mock.patch("onnx.defs.onnx_opset_version", lambda: opset):
+    with (
+        tempfile.TemporaryDirectory(prefix="onnxgate-mxnet-") as tmp,
+        mock.patch("onnx.defs.onnx_opset_version", lambda: opset),
+    ):
         out = Path(tmp) / "model.onnx"
         with _mx_errors():
             mx.onnx.export_model(str(model.symbol_path), str(model.params_path), shapes, types, str(out), **kwargs)

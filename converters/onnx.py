@@ -6,6 +6,7 @@ There is no original to run, so expected outputs must come from a golden
 folder (``--golden``) or from ``--expected`` with ``--sample``; without them
 the verdict is "unverified".
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,7 +33,9 @@ def load(path: Path, trusted: bool):
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:
-        raise UsageError(f"{path}: not a valid ONNX model (truncated or corrupt?): {one_line(exc, with_type=True, limit=300)}") from exc
+        raise UsageError(
+            f"{path}: not a valid ONNX model (truncated or corrupt?): {one_line(exc, with_type=True, limit=300)}"
+        ) from exc
     return model
 
 
@@ -40,8 +43,7 @@ def signature(model, options=None):
     """InputSpecs from the graph's declared inputs, to synthesise data."""
     from onnx import helper
 
-    from onnxgate.plugins import UsageError
-    from onnxgate.plugins import graph_inputs
+    from onnxgate.plugins import UsageError, graph_inputs
 
     specs = []
     for vi in graph_inputs(model):
@@ -56,8 +58,7 @@ def signature(model, options=None):
         if dtype is None:
             raise UsageError(f"input {vi.name!r} declares no element type; give its data with --golden or --sample")
         shape = tuple(
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
-            for d in tt.shape.dim
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None) for d in tt.shape.dim
         )
         specs.append(InputSpec(name=vi.name, shape=shape, dtype="str" if dtype.kind == "O" else dtype.name))
     return specs
@@ -73,9 +74,14 @@ def convert(model, example, options):
     target = int((options.extra or {}).get("upgrade_opset") or options.opset or 0)
     if target and target != declared:
         moved = _version_convert(model, declared, target)
-        return Conversion(moved, exporter=f"onnx.version_converter (opset {declared} -> {target})",
-                          notes=[f"ready-made ONNX model moved from opset {declared} to {target} by "
-                                 "onnx.version_converter, validated against the original model's outputs"])
+        return Conversion(
+            moved,
+            exporter=f"onnx.version_converter (opset {declared} -> {target})",
+            notes=[
+                f"ready-made ONNX model moved from opset {declared} to {target} by "
+                "onnx.version_converter, validated against the original model's outputs"
+            ],
+        )
     copy = onnx.ModelProto()
     copy.CopyFrom(model)  # the pipeline stamps provenance: leave the caller's object alone
     return Conversion(copy, exporter=EXPORTER, notes=["ready-made ONNX model: nothing was converted"])
@@ -108,8 +114,12 @@ def _version_convert(model, declared: int, target: int):
     with tempfile.TemporaryDirectory(prefix="onnxgate-upgrade-") as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, str(src))
-        proc = subprocess.run([sys.executable, "-c", _CONVERT_SCRIPT, str(src), str(dst), str(target)],
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-c", _CONVERT_SCRIPT, str(src), str(dst), str(target)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0 or not dst.is_file():
             why = (proc.stderr.strip().splitlines() or [f"the converter died (exit code {proc.returncode})"])[-1]
             raise ConversionError(
@@ -129,7 +139,7 @@ def onnxgate_converters():
         name="onnx",
         framework="ONNX",
         description="ready-made ONNX models: no conversion, the same checks and gate "
-                    "(expected outputs from --golden DIR or --expected)",
+        "(expected outputs from --golden DIR or --expected)",
         convert=convert,
         run=None,  # there is no original: expected outputs are the user's
         load=load,
@@ -141,6 +151,11 @@ def onnxgate_converters():
         tolerance=Tolerance(rtol=1e-3, atol=1e-7),
         requires=("onnx", "onnxruntime"),
         framework_distribution="onnx",
-        options=(OptionSpec("upgrade_opset", int, help="move the model to this opset with onnx.version_converter "
-                                                       "(the CLI's --upgrade-opset)"),),
+        options=(
+            OptionSpec(
+                "upgrade_opset",
+                int,
+                help="move the model to this opset with onnx.version_converter (the CLI's --upgrade-opset)",
+            ),
+        ),
     )

@@ -35,6 +35,7 @@ the path and the matching part of this module should be deleted.
 
 Applied lazily from the converters' ``convert`` callables, never at import.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -3,6 +3,7 @@
 Classifiers come out as two plain arrays (label, probabilities): ZipMap is
 switched off for every classifier in the model, pipelines included.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,6 @@ from pathlib import Path
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl
 
 from .common import first_zip_member
-
 
 #: Modules whose plain-data classes are trusted in .skops files: rebuilding
 #: an instance of one of them runs no user code. Functions (os.system,
@@ -176,8 +176,11 @@ class _soft_voting_unflattened:
     ``flatten_transform=False`` (it changes transform(), not predictions)."""
 
     def __init__(self, model):
-        self.changed = [e for e in _estimators(model)
-                        if type(e).__name__ == "VotingClassifier" and getattr(e, "flatten_transform", False)]
+        self.changed = [
+            e
+            for e in _estimators(model)
+            if type(e).__name__ == "VotingClassifier" and getattr(e, "flatten_transform", False)
+        ]
 
     def __enter__(self):
         for est in self.changed:
@@ -297,8 +300,11 @@ def intermediates(model, inputs, onnx_model):
     X = _features(inputs)
     opset = max((i.version for i in onnx_model.opset_import if i.domain in ("", "ai.onnx")), default=None)
     _, topology = convert_sklearn(
-        model, initial_types=[("X", FloatTensorType([None, X.shape[1]]))], target_opset=opset,
-        options={"zipmap": False} if _has_classifier(model) else None, intermediate=True,
+        model,
+        initial_types=[("X", FloatTensorType([None, X.shape[1]]))],
+        target_opset=opset,
+        options={"zipmap": False} if _has_classifier(model) else None,
+        intermediate=True,
     )
     by_step = {id(op.raw_operator): op.outputs[0].onnx_name for op in topology.unordered_operator_iterator()}
     tensors = {o for node in onnx_model.graph.node for o in node.output}
@@ -315,6 +321,7 @@ def intermediates(model, inputs, onnx_model):
     elif hasattr(last, "predict"):
         found.append(Intermediate(name, type(last).__name__, outputs[0], last.predict(Xt)))
     return found
+
 
 @hookimpl
 def onnxgate_converters():
@@ -335,11 +342,17 @@ def onnxgate_converters():
         framework_distribution="scikit-learn",
         intermediates=intermediates,
         options=(
-            OptionSpec("zipmap", bool, False,
-                       help="classifiers output probabilities as ZipMap (a list of {class: p}) instead of a matrix"),
-            OptionSpec("trust_types", str,
-                       help="comma-separated types a .skops file may load beyond the plain-data ones "
-                            "(the CLI's --trust-type)"),
+            OptionSpec(
+                "zipmap",
+                bool,
+                False,
+                help="classifiers output probabilities as ZipMap (a list of {class: p}) instead of a matrix",
+            ),
+            OptionSpec(
+                "trust_types",
+                str,
+                help="comma-separated types a .skops file may load beyond the plain-data ones (the CLI's --trust-type)",
+            ),
             OptionSpec("locale", str, help="StringNormalizer locale (default: en_US.UTF-8 if installed, else C.UTF-8)"),
         ),
     )

@@ -12,6 +12,7 @@ result is scanned: any op ONNX does not define is a conversion failure that
 names the ops, except the few ops this module composes from ONNX ops itself
 (see ``tf_ops.compositions``); the gate then validates those like everything else.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -19,7 +20,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl, installed_distribution
 
@@ -37,6 +38,7 @@ _TENSOR_NAME = re.compile(r"[^A-Za-z0-9_.\-/]")
 
 
 # --- detection (no framework import) -------------------------------------
+
 
 def sniff(path: Path) -> bool:
     """SavedModel folder, .keras zip archive, or TFLite flatbuffer."""
@@ -57,6 +59,7 @@ def _is_tflite(path: Path) -> bool:
 
 
 # --- sources read from files ----------------------------------------------
+
 
 @dataclass
 class SavedModel:
@@ -151,12 +154,16 @@ def _interpreter(path: Path):
 
 # --- input signature -------------------------------------------------------
 
-def signature(model, options=None) -> Optional[List[InputSpec]]:
+
+def signature(model, options=None) -> list[InputSpec] | None:
     _quiet_native_logs()
     if isinstance(model, TFLiteModel):
         return [
-            InputSpec(name=d["name"], shape=tuple(int(s) if s >= 0 else None for s in d["shape_signature"]),
-                      dtype=_np_name(d["dtype"]))
+            InputSpec(
+                name=d["name"],
+                shape=tuple(int(s) if s >= 0 else None for s in d["shape_signature"]),
+                dtype=_np_name(d["dtype"]),
+            )
             for d in _interpreter(model.path).get_input_details()
         ]
     if isinstance(model, SavedModel):
@@ -171,7 +178,7 @@ def signature(model, options=None) -> Optional[List[InputSpec]]:
     return None
 
 
-def _keras_signature(model) -> Optional[List[InputSpec]]:
+def _keras_signature(model) -> list[InputSpec] | None:
     try:
         inputs = list(model.inputs or [])
     except (AttributeError, ValueError):  # subclassed, or a Sequential without an Input
@@ -191,8 +198,13 @@ def _keras_signature(model) -> Optional[List[InputSpec]]:
         if shape is None or not isinstance(shape, (tuple, list)) or any(isinstance(s, (tuple, list)) for s in shape):
             return None  # nested inputs: ask for a sample
         name = "input" if key == "input_shape" else key.removesuffix("_shape")
-        specs.append(InputSpec(name=_input_name(name, i, len(shapes)), shape=(None,) + tuple(shape[1:]),
-                               dtype=str(getattr(model, "input_dtype", "float32") or "float32")))
+        specs.append(
+            InputSpec(
+                name=_input_name(name, i, len(shapes)),
+                shape=(None,) + tuple(shape[1:]),
+                dtype=str(getattr(model, "input_dtype", "float32") or "float32"),
+            )
+        )
     return specs
 
 
@@ -203,28 +215,30 @@ def _input_name(name: str, index: int, count: int) -> str:
     return name
 
 
-def _function_signature(fn) -> Optional[List[InputSpec]]:
+def _function_signature(fn) -> list[InputSpec] | None:
     args, kwargs = fn.structured_input_signature
     specs = list(args) + [kwargs[k] for k in sorted(kwargs)]
     names = [None] * len(args) + sorted(kwargs)
     return _specs_to_inputs(specs, names)
 
 
-def _specs_to_inputs(specs, names) -> Optional[List[InputSpec]]:
+def _specs_to_inputs(specs, names) -> list[InputSpec] | None:
     if not all(hasattr(s, "shape") and hasattr(s, "dtype") for s in specs):
         return None  # nested structures per argument: the user gives a sample
     out = []
     for i, spec in enumerate(specs):
         name = spec.name or (names[i] if i < len(names) and names[i] else None)
-        out.append(InputSpec(
-            name=_input_name(name, i, len(specs)),
-            shape=tuple(spec.shape.as_list()) if spec.shape.rank is not None else (None,),
-            dtype=spec.dtype.name,
-        ))
+        out.append(
+            InputSpec(
+                name=_input_name(name, i, len(specs)),
+                shape=tuple(spec.shape.as_list()) if spec.shape.rank is not None else (None,),
+                dtype=spec.dtype.name,
+            )
+        )
     return out
 
 
-def _arg_names(fn) -> List[str]:
+def _arg_names(fn) -> list[str]:
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -234,7 +248,8 @@ def _arg_names(fn) -> List[str]:
 
 # --- calling the original model ----------------------------------------------
 
-def _call(model, tensors: List[Any], names: List[str]) -> Dict[str, Any]:
+
+def _call(model, tensors: list[Any], names: list[str]) -> dict[str, Any]:
     """Run a graph source on TF tensors; outputs flattened and named."""
     if isinstance(model, SavedModel):
         return _name_outputs(model.function, _call_concrete(model.function, tensors, names))
@@ -266,19 +281,24 @@ def _call_arity(model) -> int:
         params = inspect.signature(model.call).parameters.values()
     except (TypeError, ValueError):
         return 1
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-               and p.default is p.empty and p.name not in ("training", "mask"))
+    return sum(
+        1
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.default is p.empty
+        and p.name not in ("training", "mask")
+    )
 
 
 def _call_concrete(fn, tensors, names):
     args, kwargs = fn.structured_input_signature
     if kwargs:  # serving signatures take keyword arguments only
         keys = sorted(kwargs)
-        return fn(*tensors[:len(args)], **dict(zip(keys, tensors[len(args):])))
+        return fn(*tensors[: len(args)], **dict(zip(keys, tensors[len(args) :])))
     return fn(*tensors)
 
 
-def _name_outputs(model, out) -> Dict[str, Any]:
+def _name_outputs(model, out) -> dict[str, Any]:
     """Flat {name: tensor}; the names become the ONNX output names."""
     import tensorflow as tf
 
@@ -319,6 +339,7 @@ def _run_tflite(model: TFLiteModel, inputs):
 
 # --- conversion ------------------------------------------------------------------
 
+
 def convert(model, example, options):
     _quiet_native_logs()
     opset = options.opset or DEFAULT_OPSET
@@ -338,24 +359,26 @@ def convert(model, example, options):
             exporter = "tf2onnx from_tflite"
         else:
             fn, specs = _wrap(model, example, options.dynamic_batch)
-            onx, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset,
-                                                   custom_op_handlers=handlers)
+            onx, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset, custom_op_handlers=handlers)
             exporter = "tf2onnx from_function"
             folded = _fold_captured_constants(onx, fn, [s.name for s in specs])
     tf_ops.fail_on_untranslated(onx, log)
     if options.dynamic_batch:
         _name_batch(onx)
-    notes = [f"TF op {op} composed from ONNX ops by onnxgate (tf2onnx has no converter for it)"
-             for op in sorted(composed)]
+    notes = [
+        f"TF op {op} composed from ONNX ops by onnxgate (tf2onnx has no converter for it)" for op in sorted(composed)
+    ]
     if not isinstance(model, TFLiteModel) and folded:
-        notes.append(f"{len(folded)} captured constants that tf2onnx left as graph inputs folded into the model "
-                     f"(e.g. a Normalization layer's mean and variance): {', '.join(folded[:4])}")
+        notes.append(
+            f"{len(folded)} captured constants that tf2onnx left as graph inputs folded into the model "
+            f"(e.g. a Normalization layer's mean and variance): {', '.join(folded[:4])}"
+        )
     if isinstance(model, SavedModel):
         notes.append(f"converted SavedModel signature {model.signature_name!r}")
     return Conversion(onx, exporter=exporter, notes=notes)
 
 
-def _fold_captured_constants(onx, fn, input_names) -> List[str]:
+def _fold_captured_constants(onx, fn, input_names) -> list[str]:
     """tf2onnx freezes variables but turns tensors the function captured by
     value (Keras 3's Normalization keeps its mean and variance so) into extra
     graph inputs; the model would then ask the user for them. Make them
@@ -423,6 +446,7 @@ def _wrap(model, example, dynamic_batch: bool):
 
 # --- diagnosis -------------------------------------------------------------------------
 
+
 def intermediates(model, inputs, onnx_model):
     """Per-layer values of a functional/Sequential Keras model for
     ``onnxgate diagnose`` (other sources: none)."""
@@ -435,11 +459,14 @@ def intermediates(model, inputs, onnx_model):
     if sorted(order) == sorted(inputs):  # in model.inputs order, as the probe model takes them
         inputs = {name: inputs[name] for name in order}
     shapes = _onnx_shapes(onnx_model)
-    return [i for i in keras_intermediates(model, inputs, onnx_model)
-            if _same_layout(i.value.shape, shapes.get(i.onnx_tensor))]
+    return [
+        i
+        for i in keras_intermediates(model, inputs, onnx_model)
+        if _same_layout(i.value.shape, shapes.get(i.onnx_tensor))
+    ]
 
 
-def _onnx_shapes(onnx_model) -> Dict[str, list]:
+def _onnx_shapes(onnx_model) -> dict[str, list]:
     import onnx
 
     try:
@@ -447,8 +474,11 @@ def _onnx_shapes(onnx_model) -> Dict[str, list]:
     except Exception:  # shapes are only a filter here
         return {}
     values = list(inferred.graph.value_info) + list(inferred.graph.output)
-    return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-            for v in values if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+        for v in values
+        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+    }
 
 
 def _same_layout(shape, onnx_shape) -> bool:
@@ -463,6 +493,7 @@ def _same_layout(shape, onnx_shape) -> bool:
 
 
 # --- helpers ------------------------------------------------------------------------
+
 
 def _has_type(obj, dotted: str) -> bool:
     return any(f"{c.__module__}.{c.__qualname__}" == dotted for c in type(obj).__mro__)

@@ -1,7 +1,6 @@
 """Per-layer values of a Keras model, for ``onnxgate diagnose``."""
-from __future__ import annotations
 
-from typing import Dict
+from __future__ import annotations
 
 import numpy as np
 
@@ -21,7 +20,7 @@ def keras_intermediates(model, inputs, onnx_model):
         return []  # subclassed models have no symbolic layer outputs
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     names = {l.name for l in layers}
-    last: Dict[str, str] = {}
+    last: dict[str, str] = {}
     for node in onnx_model.graph.node:
         for segment in node.name.split("/")[:-1]:
             stripped = re.sub(r"_\d+$", "", segment)

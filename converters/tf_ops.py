@@ -6,13 +6,13 @@ conversion failure naming the ops; ``compositions`` supplies ONNX
 compositions for ops tf2onnx 1.17 lacks (Log1p, Expm1, Erfc), which the gate
 then validates like everything else.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import warnings
 from contextlib import contextmanager
-from typing import Dict, List, Optional
 
 TF_DOMAIN = "ai.onnx.converters.tensorflow"
 
@@ -21,7 +21,7 @@ TF_DOMAIN = "ai.onnx.converters.tensorflow"
 def capture_tf2onnx_log():
     """Collect tf2onnx's error records (they name unsupported ops) and keep
     them off the user's terminal: the outcome is reported as one line."""
-    records: List[logging.LogRecord] = []
+    records: list[logging.LogRecord] = []
 
     class _Keep(logging.Handler):
         def emit(self, record):
@@ -53,10 +53,10 @@ def quiet_tf():
         tf_logger.setLevel(level)
 
 
-def _unsupported_from_log(records) -> Dict[str, str]:
+def _unsupported_from_log(records) -> dict[str, str]:
     """{TF op: why} from tf2onnx's 'is not supported' and 'Failed to convert
     node' records (the latter: a converter exists but raised)."""
-    found: Dict[str, str] = {}
+    found: dict[str, str] = {}
     for rec in records:
         msg, args = str(rec.msg), rec.args or ()
         if msg.startswith("Tensorflow op [") and len(args) == 2:
@@ -79,11 +79,11 @@ def _graph_nodes(graph):
                 yield from _graph_nodes(sub)
 
 
-def _foreign_ops(onx) -> Dict[str, int]:
+def _foreign_ops(onx) -> dict[str, int]:
     """Ops left in the graph that ONNX does not define (TF ops tf2onnx kept)."""
     import onnx
 
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for node in _graph_nodes(onx.graph):
         standard = node.domain in ("", "ai.onnx", "ai.onnx.ml")
         if node.domain == TF_DOMAIN or (standard and not onnx.defs.has(node.op_type, node.domain)):
@@ -105,21 +105,25 @@ def fail_on_untranslated(onx, records) -> None:
         detail += [from_log[op]] if from_log.get(op) else []
         parts.append(f"{op} ({'; '.join(detail)})" if detail else op)
     raise ConversionError(
-        "tf2onnx cannot convert these TensorFlow ops: " + ", ".join(parts)
+        "tf2onnx cannot convert these TensorFlow ops: "
+        + ", ".join(parts)
         + f" (onnxgate composes only {', '.join(sorted(compositions()))}); the model would not load in onnxruntime"
     )
 
 
 # --- ONNX compositions for TF ops tf2onnx 1.17 lacks ----------------------------------
 
-def compositions(used: Optional[set] = None):
+
+def compositions(used: set | None = None):
     """{TF op: tf2onnx old-style handler}; each rewrites the node in place and
     records its op in ``used`` so the report can say what was composed."""
+
     def recording(op, compose):
         def handler(ctx, node, name, args):
             compose(ctx, node)
             if used is not None:
                 used.add(op)
+
         return handler
 
     composers = (("Log1p", _compose_log1p), ("Expm1", _compose_expm1), ("Erfc", _compose_erfc))
@@ -172,8 +176,18 @@ def _compose_expm1(ctx, node):
 
 #: Numerical Recipes' erfc(z) = t*exp(-z^2 + P(t)), t = 1/(1 + z/2), z >= 0:
 #: fractional error below 1.2e-7 everywhere, so the tail keeps its precision.
-_ERFC_P = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-           0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+_ERFC_P = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
 
 
 def _compose_erfc(ctx, node):

@@ -4,6 +4,7 @@ The dynamo exporter runs first; when it fails, the TorchScript exporter is
 tried and the report says which one produced the model. The batch dimension
 is dynamic unless the user asks otherwise.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -41,7 +42,9 @@ def load(path: Path, trusted: bool):
         )
     model = torch.load(str(path), map_location="cpu", weights_only=False)
     if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"the file holds a {type(model).__name__}, not an nn.Module (a state_dict needs the model's code)")
+        raise ValueError(
+            f"the file holds a {type(model).__name__}, not an nn.Module (a state_dict needs the model's code)"
+        )
     return model
 
 
@@ -97,8 +100,10 @@ def _tensors(model, inputs):
         return (torch.from_numpy(next(iter(inputs.values()))),)
     from onnxgate.plugins import UsageError
 
-    raise UsageError(f"sample inputs {sorted(inputs)} do not match the model's forward() arguments {names}; "
-                     "map them with --input-map SAMPLE_NAME=MODEL_INPUT (repeatable)")
+    raise UsageError(
+        f"sample inputs {sorted(inputs)} do not match the model's forward() arguments {names}; "
+        "map them with --input-map SAMPLE_NAME=MODEL_INPUT (repeatable)"
+    )
 
 
 def convert(model, example, options):
@@ -125,8 +130,10 @@ def _convert(model, example, options, torch):
         try:
             return Conversion(_export_dynamo(model, args, options), exporter="torch.onnx dynamo", notes=notes)
         except Exception as exc:  # the exporter raises many types; the fallback decides
-            notes.append(f"dynamo exporter failed ({one_line(exc, with_type=True, limit=200)}); "
-                         "fell back to the TorchScript exporter")
+            notes.append(
+                f"dynamo exporter failed ({one_line(exc, with_type=True, limit=200)}); "
+                "fell back to the TorchScript exporter"
+            )
             if _is_exported_program(model):
                 raise
     onx = _export_torchscript(model, args, options)
@@ -141,8 +148,13 @@ def _export_dynamo(model, args, options):
         batch = torch.export.Dim("batch")
         dynamic_shapes = tuple({0: batch} for _ in args)
     program = torch.onnx.export(
-        model, args, dynamo=True, dynamic_shapes=dynamic_shapes,
-        opset_version=options.opset, verbose=False, optimize=True,
+        model,
+        args,
+        dynamo=True,
+        dynamic_shapes=dynamic_shapes,
+        opset_version=options.opset,
+        verbose=False,
+        optimize=True,
     )
     return program.model_proto
 
@@ -160,8 +172,14 @@ def _export_torchscript(model, args, options):
     dynamic_axes = {n: {0: "batch"} for n in names + output_names} if options.dynamic_batch else None
     buffer = io.BytesIO()
     torch.onnx.export(
-        model, args, buffer, dynamo=False, input_names=names, output_names=output_names,
-        dynamic_axes=dynamic_axes, opset_version=options.opset or 17,
+        model,
+        args,
+        buffer,
+        dynamo=False,
+        input_names=names,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes,
+        opset_version=options.opset or 17,
     )
     return onnx.load_from_string(buffer.getvalue())
 
@@ -195,6 +213,7 @@ def intermediates(model, inputs, onnx_model):
             seen[name] = seen.get(name, 0) + 1
             if isinstance(out, torch.Tensor) and name in last:
                 found.append(Intermediate(name, type(mod).__name__, last[name], out.detach().cpu().numpy().copy()))
+
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules() if n]
@@ -224,6 +243,7 @@ def _scope_outputs(onnx_model):
         for path in paths:
             last[path] = node.output[0]
     return last
+
 
 @hookimpl
 def onnxgate_converters():

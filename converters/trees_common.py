@@ -1,8 +1,7 @@
 """Helpers shared by the gradient-boosting converters (XGBoost, LightGBM,
 CatBoost). Nothing here imports a framework at module level."""
-from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from __future__ import annotations
 
 import numpy as np
 
@@ -13,13 +12,13 @@ from onnxgate.plugins import InputSpec
 INPUT_NAME = "X"
 
 
-def features_signature(n_features: Optional[int]) -> Optional[List[InputSpec]]:
+def features_signature(n_features: int | None) -> list[InputSpec] | None:
     if not n_features:
         return None
     return [InputSpec(name=INPUT_NAME, shape=(None, int(n_features)), dtype="float32")]
 
 
-def onnxmltools_opset(requested: Optional[int]) -> Tuple[int, List[str]]:
+def onnxmltools_opset(requested: int | None) -> tuple[int, list[str]]:
     """The default-domain opset to ask onnxmltools for, and a note when the
     request had to be lowered: onnxmltools refuses anything above its cap
     (15 in 1.16) with a RuntimeError instead of converting."""
@@ -165,12 +164,12 @@ def boosters_in(model) -> list:
 def register_with_skl2onnx(boosters) -> None:
     """Register onnxmltools' converter and skl2onnx's shape calculator for
     each booster type (skl2onnx's documented extension point)."""
-    from sklearn.base import is_classifier
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import (
         calculate_linear_classifier_output_shapes,
         calculate_linear_regressor_output_shapes,
     )
+    from sklearn.base import is_classifier
 
     for cls in {type(b) for b in boosters}:
         if any(p.startswith("xgboost.") for p in (f"{c.__module__}." for c in cls.__mro__)):
@@ -183,12 +182,17 @@ def register_with_skl2onnx(boosters) -> None:
             alias = f"LightGbm{cls.__name__}"
         if is_classifier(cls()):
             update_registered_converter(
-                cls, alias, calculate_linear_classifier_output_shapes, converter,
+                cls,
+                alias,
+                calculate_linear_classifier_output_shapes,
+                converter,
                 options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
             )
         else:
             options = {"split": None} if alias.startswith("LightGbm") else None
-            update_registered_converter(cls, alias, calculate_linear_regressor_output_shapes, converter, options=options)
+            update_registered_converter(
+                cls, alias, calculate_linear_regressor_output_shapes, converter, options=options
+            )
 
 
 class positional_feature_names:

@@ -5,6 +5,7 @@ Sources: fitted ``XGBClassifier``/``XGBRegressor`` (any ``XGBModel``), a raw
 ``Booster.load_model``: no pickle). Classifiers give two plain arrays
 (``label``, ``probabilities``); regressors one (``variable``).
 """
+
 from __future__ import annotations
 
 import json
@@ -70,13 +71,17 @@ def convert(model, example, options):
     opset, notes = tc.onnxmltools_opset(options.opset)
     with tc.positional_feature_names([booster]):
         onx = convert_xgboost(
-            model, initial_types=tc.float_initial_types(booster.num_features()), target_opset=opset,
+            model,
+            initial_types=tc.float_initial_types(booster.num_features()),
+            target_opset=opset,
         )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
     if objective(model) == "multi:softmax" and _softmax_probabilities(onx):
-        notes.append("multi:softmax: onnxmltools outputs raw margins as probabilities; "
-                     "set the tree ensemble's post_transform to SOFTMAX (what predict_proba returns)")
+        notes.append(
+            "multi:softmax: onnxmltools outputs raw margins as probabilities; "
+            "set the tree ensemble's post_transform to SOFTMAX (what predict_proba returns)"
+        )
     return Conversion(onx, exporter="onnxmltools.convert_xgboost", notes=notes)
 
 

@@ -5,6 +5,7 @@ See docs/architecture.md.
 The public Python API is re-exported here; it is imported lazily so that
 importing the CLI stays cheap.
 """
+
 from typing import TYPE_CHECKING, Any
 
 from onnxgate.plugins.errors import (
@@ -38,7 +39,11 @@ __all__ = [
 if TYPE_CHECKING:  # what type checkers see; at run time the names load lazily
     from onnxgate.pipeline.api import Result, convert, validate
     from onnxgate.pipeline.deployment.handles import (
-        AzureMLDeployment, Deployment, LocalDeployment, deploy, register,
+        AzureMLDeployment,
+        Deployment,
+        LocalDeployment,
+        deploy,
+        register,
     )
     from onnxgate.pipeline.deployment.record import DeployRefused
     from onnxgate.pipeline.gate.config import GateConfig, OutputRule

@@ -4,34 +4,35 @@ Data arguments (``sample``, ``expected``) take a file path, as on the CLI,
 or the data itself: numpy arrays, lists, torch and TensorFlow tensors, pandas
 DataFrames, or dicts of these keyed by input (output) name. See docs/api.md.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 
-from onnxgate.plugins.manager import Registry
-from onnxgate.plugins.options import parse_options
-from onnxgate.plugins.spec import ConvertOptions, Tolerance
+from onnxgate.pipeline.conversion import provenance
+from onnxgate.pipeline.conversion import stage as stage_convert
+from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
+from onnxgate.pipeline.conversion.sources import resolve
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.core import latency as latency_mod
+from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
 from onnxgate.pipeline.core.session import Runtime
-from onnxgate.pipeline.conversion import provenance
 from onnxgate.pipeline.deployment import record
+from onnxgate.pipeline.gate import config as gate_config_mod
+from onnxgate.pipeline.gate import stage as stage_validate
+from onnxgate.pipeline.gate import tasks
+from onnxgate.pipeline.gate.config import GateConfig
 from onnxgate.pipeline.report import build as report_build
 from onnxgate.pipeline.report import document as report_doc
 from onnxgate.pipeline.report.model import OutputStats, Report
-from onnxgate.pipeline.conversion import stage as stage_convert
-from onnxgate.pipeline.gate import stage as stage_validate
-from onnxgate.pipeline.gate import tasks
 from onnxgate.plugins.errors import UsageError
-from onnxgate.pipeline.gate import config as gate_config_mod
-from onnxgate.pipeline.gate.config import GateConfig
-from onnxgate.pipeline.conversion.inputs import DEFAULT_SEED
-from onnxgate.pipeline.conversion.sources import resolve
-from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
-from onnxgate.plugins.spec import Conversion
+from onnxgate.plugins.manager import Registry
+from onnxgate.plugins.options import parse_options
+from onnxgate.plugins.spec import Conversion, ConvertOptions, Tolerance
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -58,7 +59,7 @@ class Result:
     report: Report
     artifact: Any = None
     #: The onnxruntime sessions and outputs of the run (``core.session.Runtime``).
-    runtime: Optional[Runtime] = None
+    runtime: Runtime | None = None
 
     @property
     def passed(self) -> bool:
@@ -69,14 +70,14 @@ class Result:
         return self.report.verdict
 
     @property
-    def failures(self) -> List[str]:
+    def failures(self) -> list[str]:
         return list(self.report.failures)
 
     @property
-    def outputs(self) -> Dict[str, OutputStats]:
+    def outputs(self) -> dict[str, OutputStats]:
         return self.report.outputs
 
-    def _report_dict(self) -> Dict[str, Any]:
+    def _report_dict(self) -> dict[str, Any]:
         """The report as a plain dict (the one accessor the methods below read)."""
         return self.report.to_dict()
 
@@ -87,7 +88,7 @@ class Result:
         """The ONNX model, serialised (what ``save`` writes)."""
         return self.model_bytes()
 
-    def session(self, providers: Optional[list] = None) -> "onnxruntime.InferenceSession":
+    def session(self, providers: list | None = None) -> onnxruntime.InferenceSession:
         """An onnxruntime session on this model, ready for ``session.run(None, {name: array})``."""
         import onnxruntime as ort
 
@@ -97,7 +98,7 @@ class Result:
             return load_session(self.model_bytes())
         return ort.InferenceSession(self.model_bytes(), providers=providers)
 
-    def deploy(self, target: str = "local", **kwargs: Any) -> "Deployment":
+    def deploy(self, target: str = "local", **kwargs: Any) -> Deployment:
         """Register and deploy this model: ``onnxgate.pipeline.deploy(self, target, **kwargs)``.
 
         A result that did not pass the gate is refused, as on the CLI.
@@ -113,10 +114,12 @@ class Result:
         conv, source = report.get("converter", {}), report.get("source", {})
         cases = report.get("cases", [])
         outputs = sum(len(c.get("outputs", [])) for c in cases)
-        text = (f"<Result {str(report.get('verdict', 'passed' if report.get('passed') else 'failed')).upper()}: "
-                f"{source.get('framework', '?')} via {conv.get('name', '?')} ({conv.get('exporter', '?')}), "
-                f"opset {conv.get('opset', '?')}; {len(cases)} cases, {outputs} outputs compared, "
-                f"max abs err {worst(report, 'max_abs_err'):.3g}")
+        text = (
+            f"<Result {str(report.get('verdict', 'passed' if report.get('passed') else 'failed')).upper()}: "
+            f"{source.get('framework', '?')} via {conv.get('name', '?')} ({conv.get('exporter', '?')}), "
+            f"opset {conv.get('opset', '?')}; {len(cases)} cases, {outputs} outputs compared, "
+            f"max abs err {worst(report, 'max_abs_err'):.3g}"
+        )
         failures = report.get("failures") or []
         if failures:
             text += f"; {len(failures)} failure{'s' if len(failures) > 1 else ''}: {str(failures[0])[:120]}"
@@ -129,11 +132,13 @@ class Result:
         from onnxgate.pipeline.report.html import to_html
 
         page = to_html(self._report_dict())
-        return (f'<iframe srcdoc="{escape(page, quote=True)}" sandbox="allow-scripts" '
-                'style="width:100%;height:640px;border:1px solid #e6e9f0;border-radius:8px" '
-                'title="onnxgate report"></iframe>')
+        return (
+            f'<iframe srcdoc="{escape(page, quote=True)}" sandbox="allow-scripts" '
+            'style="width:100%;height:640px;border:1px solid #e6e9f0;border-radius:8px" '
+            'title="onnxgate report"></iframe>'
+        )
 
-    def save(self, path: PathLike, report_path: Optional[PathLike] = None) -> None:
+    def save(self, path: PathLike, report_path: PathLike | None = None) -> None:
         """Write the model (and the report) atomically, and the validation
         record deploy's gate reads, bound to the bytes just written."""
         path = Path(path)
@@ -147,7 +152,7 @@ class Result:
         record.write_for(self, path)
 
 
-def _tolerance(base: Tolerance, rtol: Optional[float], atol: Optional[float]) -> Tolerance:
+def _tolerance(base: Tolerance, rtol: float | None, atol: float | None) -> Tolerance:
     return Tolerance(rtol=base.rtol if rtol is None else rtol, atol=base.atol if atol is None else atol)
 
 
@@ -160,8 +165,9 @@ def _with_rules(gate: GateConfig, registry: Registry) -> GateConfig:
     known = {rule.name for rule in tasks.rules_of(gate)}
     for output, settings in gate.outputs.items():
         if settings.rule is not None and settings.rule not in known:
-            raise UsageError(f"output {output!r}: unknown comparison rule {settings.rule!r} "
-                             f"(known: {', '.join(sorted(known))})")
+            raise UsageError(
+                f"output {output!r}: unknown comparison rule {settings.rule!r} (known: {', '.join(sorted(known))})"
+            )
     return gate
 
 
@@ -169,30 +175,30 @@ def run(
     source: Any,
     *,
     onnx_model: Any = None,
-    onnx_sha256: Optional[str] = None,
-    framework: Optional[str] = None,
-    sample: Optional[PathLike] = None,
-    opset: Optional[int] = None,
-    rtol: Optional[float] = None,
-    atol: Optional[float] = None,
+    onnx_sha256: str | None = None,
+    framework: str | None = None,
+    sample: PathLike | None = None,
+    opset: int | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     trust_source: bool = False,
     dynamic_batch: bool = True,
     seed: int = DEFAULT_SEED,
-    options: Optional[Dict[str, Any]] = None,
-    registry: Optional[Registry] = None,
-    expected: Optional[PathLike] = None,
+    options: dict[str, Any] | None = None,
+    registry: Registry | None = None,
+    expected: PathLike | None = None,
     accept_unverified: bool = False,
-    golden: Optional[PathLike] = None,
+    golden: PathLike | None = None,
     stamp: bool = True,
     latency: bool = True,
-    gate: Optional[GateConfig] = None,
-    model_path: Optional[PathLike] = None,
-    ci: Optional[bool] = None,
-    gate_config: Optional[PathLike] = None,
-    baseline: Optional[PathLike] = None,
-    input_map: Optional[Dict[str, str]] = None,
-    reference_timeout: Optional[float] = None,
-    upgrade_opset: Optional[int] = None,
+    gate: GateConfig | None = None,
+    model_path: PathLike | None = None,
+    ci: bool | None = None,
+    gate_config: PathLike | None = None,
+    baseline: PathLike | None = None,
+    input_map: dict[str, str] | None = None,
+    reference_timeout: float | None = None,
+    upgrade_opset: int | None = None,
 ) -> Result:
     """Convert ``source`` (or take ``onnx_model``) and validate it.
 
@@ -233,9 +239,12 @@ def run(
     if onnx_model is not None:
         spec = _given_model_spec(spec, onnx_model)
     artifact = stage_convert.produce(
-        spec, src,
+        spec,
+        src,
         sample=_data(sample),
-        options=convert_options, trusted=trust_source, seed=seed,
+        options=convert_options,
+        trusted=trust_source,
+        seed=seed,
         plugin=registry.plugin_of(spec.name),
         expected=_data(expected),
         golden=Path(golden) if golden is not None else None,
@@ -245,15 +254,18 @@ def run(
         reference_timeout=reference_timeout,
     )
     if onnx_model is None and stamp:  # a given model is validated byte for byte, not re-stamped
-        provenance.stamp(artifact.model, {
-            "version": report_doc.onnxgate_version(),
-            "converter": artifact.converter["name"],
-            "converter_version": artifact.converter["version"],
-            "exporter": artifact.converter["exporter"],
-            "framework": artifact.source["framework"],
-            "framework_version": artifact.source["framework_version"],
-            "source_sha256": artifact.source["sha256"],
-        })
+        provenance.stamp(
+            artifact.model,
+            {
+                "version": report_doc.onnxgate_version(),
+                "converter": artifact.converter["name"],
+                "converter_version": artifact.converter["version"],
+                "exporter": artifact.converter["exporter"],
+                "framework": artifact.source["framework"],
+                "framework_version": artifact.source["framework_version"],
+                "source_sha256": artifact.source["sha256"],
+            },
+        )
     ort = Runtime(artifact.model.SerializeToString())  # one session per optimisation level, for every use
     validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate, runtime=ort)
     runtime = latency_mod.runtime_pass(artifact, ort, measure=latency)  # latency, error histograms
@@ -261,8 +273,9 @@ def run(
     file_is_model = onnx_model is not None or spec.framework == "ONNX"
     digest = (onnx_sha256 if file_is_model else None) or sha256_bytes(ort.model_bytes)
     onnx = report_build.onnx_info(artifact.model, str(model_path or ""), digest)
-    report = report_build.build(artifact, validation, runtime, onnx=onnx, started=started,
-                                accept_unverified=accept_unverified, gate=gate)
+    report = report_build.build(
+        artifact, validation, runtime, onnx=onnx, started=started, accept_unverified=accept_unverified, gate=gate
+    )
     return Result(model=artifact.model, report=report, artifact=artifact, runtime=ort)
 
 
@@ -302,53 +315,80 @@ _COMMON_DOC = """
 """
 
 
-def _gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
-          optimizer_check, baseline, drift_factor, drift_floor, model_path=None) -> Dict[str, Any]:
+def _gate(
+    rtol,
+    atol,
+    tolerance,
+    gate,
+    gate_config,
+    sweep,
+    edge_values,
+    ci,
+    max_flip_rate,
+    target_runtime,
+    optimizer_check,
+    baseline,
+    drift_factor,
+    drift_floor,
+    model_path=None,
+) -> dict[str, Any]:
     from onnxgate.pipeline.gate import keywords
 
     rtol, atol, gate = keywords.resolve(
-        rtol=rtol, atol=atol, tolerance=tolerance, gate=gate, gate_config=gate_config, sweep=sweep,
-        edge_values=edge_values, ci=ci, max_flip_rate=max_flip_rate, target_runtime=target_runtime,
-        optimizer_check=optimizer_check, baseline=baseline, drift_factor=drift_factor, drift_floor=drift_floor,
-        model_path=model_path)
+        rtol=rtol,
+        atol=atol,
+        tolerance=tolerance,
+        gate=gate,
+        gate_config=gate_config,
+        sweep=sweep,
+        edge_values=edge_values,
+        ci=ci,
+        max_flip_rate=max_flip_rate,
+        target_runtime=target_runtime,
+        optimizer_check=optimizer_check,
+        baseline=baseline,
+        drift_factor=drift_factor,
+        drift_floor=drift_floor,
+        model_path=model_path,
+    )
     return {"rtol": rtol, "atol": atol, "gate": gate}
 
 
 def convert(
     source: Any,
-    output: Optional[PathLike] = None,
-    report: Optional[PathLike] = None,
+    output: PathLike | None = None,
+    report: PathLike | None = None,
     *,
     sample: Data = None,
     expected: Data = None,
-    golden: Optional[PathLike] = None,
-    framework: Optional[str] = None,
-    opset: Optional[int] = None,
+    golden: PathLike | None = None,
+    framework: str | None = None,
+    opset: int | None = None,
     trust_source: bool = False,
     static_batch: bool = False,
     seed: int = DEFAULT_SEED,
-    options: Optional[Mapping[str, Any]] = None,
-    rtol: Optional[float] = None,
-    atol: Optional[float] = None,
-    tolerance: "ToleranceLike" = None,
-    gate_config: Optional[PathLike] = None,
+    options: Mapping[str, Any] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    tolerance: ToleranceLike = None,
+    gate_config: PathLike | None = None,
     accept_unverified: bool = False,
     sweep: bool = True,
-    edge_values: Optional[bool] = None,
-    ci: Optional[bool] = None,
+    edge_values: bool | None = None,
+    ci: bool | None = None,
     max_flip_rate: float = 0.0,
-    target_runtime: Optional[str] = None,
+    target_runtime: str | None = None,
     optimizer_check: bool = True,
-    baseline: Optional[PathLike] = None,
+    baseline: PathLike | None = None,
     drift_factor: float = 10.0,
     drift_floor: float = 1e-6,
     latency: bool = True,
-    gate: Optional[GateConfig] = None,
-    dynamic_batch: Optional[bool] = None,
-    registry: Optional[Registry] = None,
-    input_map: Optional[Mapping[str, str]] = None,
-    reference_timeout: Optional[float] = None,
-    upgrade_opset: Optional[int] = None,
+    gate: GateConfig | None = None,
+    dynamic_batch: bool | None = None,
+    registry: Registry | None = None,
+    input_map: Mapping[str, str] | None = None,
+    reference_timeout: float | None = None,
+    upgrade_opset: int | None = None,
 ) -> Result:
     """Convert ``source`` to ONNX and validate it against the original.
 
@@ -370,12 +410,40 @@ def convert(
         if report is not None:
             atomic.check_writable(Path(report))
     result = run(
-        source, sample=sample, expected=expected, golden=golden, framework=framework, opset=opset,
-        trust_source=trust_source, dynamic_batch=_dynamic(static_batch, dynamic_batch), seed=seed,
-        options=dict(options or {}), accept_unverified=accept_unverified, latency=latency, registry=registry,
-        model_path=output, input_map=input_map, reference_timeout=reference_timeout, upgrade_opset=upgrade_opset,
-        **_gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
-                optimizer_check, baseline, drift_factor, drift_floor, model_path=output),
+        source,
+        sample=sample,
+        expected=expected,
+        golden=golden,
+        framework=framework,
+        opset=opset,
+        trust_source=trust_source,
+        dynamic_batch=_dynamic(static_batch, dynamic_batch),
+        seed=seed,
+        options=dict(options or {}),
+        accept_unverified=accept_unverified,
+        latency=latency,
+        registry=registry,
+        model_path=output,
+        input_map=input_map,
+        reference_timeout=reference_timeout,
+        upgrade_opset=upgrade_opset,
+        **_gate(
+            rtol,
+            atol,
+            tolerance,
+            gate,
+            gate_config,
+            sweep,
+            edge_values,
+            ci,
+            max_flip_rate,
+            target_runtime,
+            optimizer_check,
+            baseline,
+            drift_factor,
+            drift_floor,
+            model_path=output,
+        ),
     )
     if output is not None:
         result.save(output, report)
@@ -384,38 +452,38 @@ def convert(
 
 def validate(
     source: Any,
-    model: Union[PathLike, Any, None] = None,
+    model: PathLike | Any | None = None,
     *,
     sample: Data = None,
     expected: Data = None,
-    golden: Optional[PathLike] = None,
-    framework: Optional[str] = None,
-    opset: Optional[int] = None,
+    golden: PathLike | None = None,
+    framework: str | None = None,
+    opset: int | None = None,
     trust_source: bool = False,
     static_batch: bool = False,
     seed: int = DEFAULT_SEED,
-    options: Optional[Mapping[str, Any]] = None,
-    rtol: Optional[float] = None,
-    atol: Optional[float] = None,
-    tolerance: "ToleranceLike" = None,
-    gate_config: Optional[PathLike] = None,
+    options: Mapping[str, Any] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    tolerance: ToleranceLike = None,
+    gate_config: PathLike | None = None,
     accept_unverified: bool = False,
     sweep: bool = True,
-    edge_values: Optional[bool] = None,
-    ci: Optional[bool] = None,
+    edge_values: bool | None = None,
+    ci: bool | None = None,
     max_flip_rate: float = 0.0,
-    target_runtime: Optional[str] = None,
+    target_runtime: str | None = None,
     optimizer_check: bool = True,
-    baseline: Optional[PathLike] = None,
+    baseline: PathLike | None = None,
     drift_factor: float = 10.0,
     drift_floor: float = 1e-6,
     latency: bool = True,
-    gate: Optional[GateConfig] = None,
-    dynamic_batch: Optional[bool] = None,
-    registry: Optional[Registry] = None,
-    input_map: Optional[Mapping[str, str]] = None,
-    reference_timeout: Optional[float] = None,
-    upgrade_opset: Optional[int] = None,
+    gate: GateConfig | None = None,
+    dynamic_batch: bool | None = None,
+    registry: Registry | None = None,
+    input_map: Mapping[str, str] | None = None,
+    reference_timeout: float | None = None,
+    upgrade_opset: int | None = None,
 ) -> Result:
     """Validate an existing ONNX ``model`` (a path or ``onnx.ModelProto``) against the original ``source``.
 
@@ -432,13 +500,42 @@ def validate(
         path = Path(model) if isinstance(model, (str, Path)) else None
         extra = {"onnx_model": onnx_model}
     return run(
-        source, onnx_sha256=sha256_path(path) if path else None, model_path=path, **extra,
-        sample=sample, expected=expected, golden=golden, framework=framework, opset=opset,
-        trust_source=trust_source, dynamic_batch=_dynamic(static_batch, dynamic_batch), seed=seed,
-        options=dict(options or {}), accept_unverified=accept_unverified, latency=latency, registry=registry,
-        input_map=input_map, reference_timeout=reference_timeout, upgrade_opset=upgrade_opset,
-        **_gate(rtol, atol, tolerance, gate, gate_config, sweep, edge_values, ci, max_flip_rate, target_runtime,
-                optimizer_check, baseline, drift_factor, drift_floor, model_path=path),
+        source,
+        onnx_sha256=sha256_path(path) if path else None,
+        model_path=path,
+        **extra,
+        sample=sample,
+        expected=expected,
+        golden=golden,
+        framework=framework,
+        opset=opset,
+        trust_source=trust_source,
+        dynamic_batch=_dynamic(static_batch, dynamic_batch),
+        seed=seed,
+        options=dict(options or {}),
+        accept_unverified=accept_unverified,
+        latency=latency,
+        registry=registry,
+        input_map=input_map,
+        reference_timeout=reference_timeout,
+        upgrade_opset=upgrade_opset,
+        **_gate(
+            rtol,
+            atol,
+            tolerance,
+            gate,
+            gate_config,
+            sweep,
+            edge_values,
+            ci,
+            max_flip_rate,
+            target_runtime,
+            optimizer_check,
+            baseline,
+            drift_factor,
+            drift_floor,
+            model_path=path,
+        ),
     )
 
 
@@ -446,7 +543,7 @@ convert.__doc__ = (convert.__doc__ or "") + _COMMON_DOC
 validate.__doc__ = (validate.__doc__ or "") + _COMMON_DOC
 
 
-def _dynamic(static_batch: bool, dynamic_batch: Optional[bool]) -> bool:
+def _dynamic(static_batch: bool, dynamic_batch: bool | None) -> bool:
     if dynamic_batch is not None:
         if static_batch and dynamic_batch:
             raise UsageError("static_batch=True and dynamic_batch=True contradict each other")
@@ -459,7 +556,7 @@ def _data(value: Data) -> Any:
     return Path(value) if isinstance(value, str) else value
 
 
-def load_onnx(model: Union[PathLike, Any]):
+def load_onnx(model: PathLike | Any):
     import onnx
 
     if not isinstance(model, (str, Path)):
@@ -476,7 +573,6 @@ def load_onnx(model: Union[PathLike, Any]):
 def _given_model_spec(spec, onnx_model):
     """The source's converter, with ``convert`` returning the given model."""
     from dataclasses import replace
-
 
     def given(model, example, options):
         return Conversion(onnx_model, exporter="given")

@@ -4,6 +4,7 @@ Plugins and the built-in converters import from here only::
 
     from onnxgate.plugins import ConverterSpec, Conversion, UsageError, hookimpl
 """
+
 from .detect import read_head, type_paths
 from .errors import (
     EXIT_CONVERSION_FAILED,
@@ -19,7 +20,6 @@ from .errors import (
 from .helpers import distribution_version, graph_inputs, installed_distribution, one_line
 from .hookspecs import hookimpl, hookspec
 from .options import OptionSpec, parse_options
-from .versioning import API_VERSION
 from .spec import (
     CompareContext,
     CompareRule,
@@ -34,6 +34,7 @@ from .spec import (
     Tolerance,
     normalize_name,
 )
+from .versioning import API_VERSION
 
 __all__ = [
     "API_VERSION",

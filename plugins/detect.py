@@ -5,19 +5,34 @@ share a suffix); objects match on the dotted paths of their type's MRO, and
 the converter whose declared class is closest to the object's type wins
 (an XGBClassifier is an sklearn estimator too, but xgboost is more specific).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 from .spec import ConverterSpec
 
-
 #: Modules whose import means a framework was loaded (detection must not).
 HEAVY_MODULES = (
-    "torch", "tensorflow", "keras", "sklearn", "skl2onnx", "tf2onnx", "onnxmltools", "xgboost",
-    "lightgbm", "catboost", "coremltools", "libsvm", "mxnet", "chainer", "onnx_chainer",
-    "jax", "flax", "jax2onnx",
+    "torch",
+    "tensorflow",
+    "keras",
+    "sklearn",
+    "skl2onnx",
+    "tf2onnx",
+    "onnxmltools",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "coremltools",
+    "libsvm",
+    "mxnet",
+    "chainer",
+    "onnx_chainer",
+    "jax",
+    "flax",
+    "jax2onnx",
 )
 
 
@@ -25,12 +40,12 @@ class DetectionError(Exception):
     """No converter, or more than one equally good converter, fits a source."""
 
 
-def type_paths(obj: object) -> List[str]:
+def type_paths(obj: object) -> list[str]:
     """Dotted paths of the classes in ``type(obj).__mro__``, most specific first."""
     return [f"{cls.__module__}.{cls.__qualname__}" for cls in type(obj).__mro__]
 
 
-def _mro_rank(spec: ConverterSpec, paths: Sequence[str]) -> Optional[int]:
+def _mro_rank(spec: ConverterSpec, paths: Sequence[str]) -> int | None:
     ranks = [paths.index(t) for t in spec.object_types if t in paths]
     return min(ranks) if ranks else None
 

@@ -1,14 +1,15 @@
 """Helpers that converters and the engine share (import them from ``onnxgate.plugins``)."""
+
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any, List, Optional, Union
+from typing import Any
 
 #: Longest message kept from a third-party exception; the rest is noise on a terminal.
 MAX_MESSAGE = 500
 
 
-def one_line(exc: Union[BaseException, str], *, with_type: bool = False, limit: int = MAX_MESSAGE) -> str:
+def one_line(exc: BaseException | str, *, with_type: bool = False, limit: int = MAX_MESSAGE) -> str:
     """The first non-empty line of ``exc``'s message, truncated to ``limit``.
 
     ``with_type`` prefixes the exception's class name (``ValueError: ...``),
@@ -27,13 +28,13 @@ def one_line(exc: Union[BaseException, str], *, with_type: bool = False, limit: 
     return f"{type(exc).__name__}: {first}" if with_type else first
 
 
-def graph_inputs(model: Any) -> List[Any]:
+def graph_inputs(model: Any) -> list[Any]:
     """An ONNX model's real inputs (ValueInfoProtos), initializers excluded."""
     initializers = {i.name for i in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in initializers]
 
 
-def distribution_version(name: Optional[str]) -> str:
+def distribution_version(name: str | None) -> str:
     if not name:
         return ""
     try:

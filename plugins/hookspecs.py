@@ -8,9 +8,10 @@ the results into registries keyed by name, and two plugins claiming one name
 is an error naming both. Keep these hooks cheap: import your framework inside
 the spec's callables, never at module level.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pluggy
 

@@ -1,11 +1,12 @@
 """Plugin manager and the registries built from hook results."""
+
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Dict, Iterable, List, Optional, Tuple
 
 import pluggy
 
@@ -33,7 +34,7 @@ class BrokenPlugin:
     version: str
     error: str
     #: Specs it did return before failing (for "selecting the broken one").
-    specs: Tuple[object, ...] = ()
+    specs: tuple[object, ...] = ()
 
     @property
     def origin(self) -> str:
@@ -48,9 +49,9 @@ class PluginManager(pluggy.PluginManager):
 
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
-        self.broken: Dict[str, BrokenPlugin] = {}
+        self.broken: dict[str, BrokenPlugin] = {}
         #: plugin -> DeprecationWarnings its hooks caused (``plugins check`` shows them).
-        self.deprecations: Dict[str, List[str]] = {}
+        self.deprecations: dict[str, list[str]] = {}
 
 
 def disabled_plugins() -> set:
@@ -115,10 +116,10 @@ def _load_entry_point(pm: PluginManager, ep) -> str:
     return ""
 
 
-_PLUGIN_DISTS: Dict[str, Tuple[str, str]] = {}
+_PLUGIN_DISTS: dict[str, tuple[str, str]] = {}
 
 
-def plugin_distribution(plugin_name: str) -> Tuple[str, str]:
+def plugin_distribution(plugin_name: str) -> tuple[str, str]:
     """(distribution, version) a plugin came from, or ("", "") when local."""
     return _PLUGIN_DISTS.get(plugin_name, ("", ""))
 
@@ -146,7 +147,7 @@ HOOK_TYPES = {
 }
 
 
-def call_hooks(pm: PluginManager) -> Dict[str, Dict[str, list]]:
+def call_hooks(pm: PluginManager) -> dict[str, dict[str, list]]:
     """hook -> plugin -> its specs. A plugin whose hook raises or returns
     anything but specs joins ``pm.broken`` and contributes nothing.
 
@@ -156,10 +157,11 @@ def call_hooks(pm: PluginManager) -> Dict[str, Dict[str, list]]:
     spec stays attributed to its plugin."""
     if not isinstance(pm, PluginManager):  # a bare pluggy manager built by the caller
         pm.broken, pm.deprecations = getattr(pm, "broken", {}), getattr(pm, "deprecations", {})
-    results: Dict[str, Dict[str, list]] = {hook: {} for hook in HOOK_TYPES}
+    results: dict[str, dict[str, list]] = {hook: {} for hook in HOOK_TYPES}
     for hook_name, kind in HOOK_TYPES.items():
-        declaring = [impl for impl in getattr(pm.hook, hook_name).get_hookimpls()
-                     if not (impl.hookwrapper or impl.wrapper)]
+        declaring = [
+            impl for impl in getattr(pm.hook, hook_name).get_hookimpls() if not (impl.hookwrapper or impl.wrapper)
+        ]
         for impl in declaring:
             if impl.plugin_name in pm.broken:
                 continue
@@ -171,7 +173,8 @@ def call_hooks(pm: PluginManager) -> Dict[str, Dict[str, list]]:
             _replay(caught, pm.deprecations.setdefault(impl.plugin_name, []))
             if error:
                 pm.broken[impl.plugin_name] = BrokenPlugin(
-                    impl.plugin_name, *plugin_distribution(impl.plugin_name), error, tuple(specs))
+                    impl.plugin_name, *plugin_distribution(impl.plugin_name), error, tuple(specs)
+                )
             else:
                 results[hook_name][impl.plugin_name] = specs
     for per_plugin in results.values():  # a plugin broken in one hook is out of all of them
@@ -181,7 +184,7 @@ def call_hooks(pm: PluginManager) -> Dict[str, Dict[str, list]]:
     return results
 
 
-def _replay(caught, deprecations: List[str]) -> None:
+def _replay(caught, deprecations: list[str]) -> None:
     """Keep the plugin's deprecations, and warn them again as they were."""
     for w in caught:
         if issubclass(w.category, DeprecationWarning):
@@ -189,7 +192,7 @@ def _replay(caught, deprecations: List[str]) -> None:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
-def _call_one(call, hook_name: str, kind: type) -> Tuple[list, str]:
+def _call_one(call, hook_name: str, kind: type) -> tuple[list, str]:
     try:
         results = call()  # one plugin's implementation: a list of at most one result
         returned = results[0] if results else None
@@ -207,9 +210,9 @@ def _call_one(call, hook_name: str, kind: type) -> Tuple[list, str]:
     return specs, ""
 
 
-def _collect(results: Dict[str, list], hook_name: str) -> Dict[str, Registered]:
+def _collect(results: dict[str, list], hook_name: str) -> dict[str, Registered]:
     """One hook's specs keyed by name; two plugins claiming a name is an error."""
-    found: Dict[str, Registered] = {}
+    found: dict[str, Registered] = {}
     for plugin, specs in results.items():
         for spec in specs:
             previous = found.get(spec.name)
@@ -225,7 +228,7 @@ def _collect(results: Dict[str, list], hook_name: str) -> Dict[str, Registered]:
 class Registry:
     """Everything plugins declared, keyed by normalised name."""
 
-    def __init__(self, pm: Optional[pluggy.PluginManager] = None):
+    def __init__(self, pm: pluggy.PluginManager | None = None):
         self.pm = pm or get_plugin_manager()
         results = call_hooks(self.pm)
         self._converters = _collect(results["onnxgate_converters"], "onnxgate_converters")
@@ -235,10 +238,10 @@ class Registry:
         self._formats = _collect(results["onnxgate_report_formats"], "onnxgate_report_formats")
 
     # broken plugins ---------------------------------------------------------
-    def broken(self) -> List[BrokenPlugin]:
+    def broken(self) -> list[BrokenPlugin]:
         return [self.pm.broken[name] for name in sorted(self.pm.broken)]
 
-    def broken_for(self, name: str) -> Optional[BrokenPlugin]:
+    def broken_for(self, name: str) -> BrokenPlugin | None:
         """The broken plugin a converter name most likely belongs to: one that
         returned a spec of that name, or whose plugin name it is."""
         key = normalize_name(name)
@@ -247,13 +250,13 @@ class Registry:
                 return broken
         return None
 
-    def broken_converters(self) -> List[ConverterSpec]:
+    def broken_converters(self) -> list[ConverterSpec]:
         """Converter specs broken plugins did return: detection consults them
         only to say why a source cannot be converted."""
         return [s for b in self.broken() for s in b.specs if isinstance(s, ConverterSpec)]
 
     # converters -----------------------------------------------------------
-    def converters(self) -> List[ConverterSpec]:
+    def converters(self) -> list[ConverterSpec]:
         return [r.spec for r in self._converters.values()]
 
     def converter(self, name: str) -> ConverterSpec:
@@ -270,7 +273,7 @@ class Registry:
         return self._converters[normalize_name(name)].plugin
 
     # environments and targets --------------------------------------------
-    def environments(self) -> List[EnvironmentSpec]:
+    def environments(self) -> list[EnvironmentSpec]:
         return [r.spec for r in self._environments.values()]
 
     def environment(self, name: str) -> EnvironmentSpec:
@@ -279,7 +282,7 @@ class Registry:
             raise KeyError(f"unknown environment {name!r} (known: {', '.join(sorted(self._environments)) or 'none'})")
         return self._environments[key].spec
 
-    def deploy_targets(self) -> List[DeployTargetSpec]:
+    def deploy_targets(self) -> list[DeployTargetSpec]:
         return [r.spec for r in self._targets.values()]
 
     def deploy_target(self, name: str) -> DeployTargetSpec:
@@ -289,11 +292,11 @@ class Registry:
         return self._targets[key].spec
 
     # comparison rules and report formats ---------------------------------
-    def compare_rules(self) -> List[CompareRule]:
+    def compare_rules(self) -> list[CompareRule]:
         """Every rule, highest priority first (ties: by name)."""
         return sorted((r.spec for r in self._rules.values()), key=lambda rule: (-rule.priority, rule.name))
 
-    def report_formats(self) -> List[ReportFormat]:
+    def report_formats(self) -> list[ReportFormat]:
         return [r.spec for r in self._formats.values()]
 
     def report_format(self, name: str) -> ReportFormat:
@@ -303,7 +306,7 @@ class Registry:
         return self._formats[key].spec
 
 
-def missing_requirements(requires: Iterable[str]) -> List[str]:
+def missing_requirements(requires: Iterable[str]) -> list[str]:
     """Distributions from ``requires`` that are not installed (no import)."""
     missing = []
     for req in requires:

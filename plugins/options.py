@@ -1,11 +1,13 @@
 """Options a plugin declares: converter options (``--option KEY=VALUE``),
 deploy-target flags, comparison-rule keys. One type, one parser, so every
 unknown or ill-typed value is refused with the same one-line message."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any
 
 from .errors import UsageError
 
@@ -56,7 +58,7 @@ class OptionSpec:
         return f"{self.name} ({self.type.__name__}{default})" + (f": {self.help}" if self.help else "")
 
 
-def parse_options(declared: Sequence[OptionSpec], given: Mapping[str, Any], where: str) -> Dict[str, Any]:
+def parse_options(declared: Sequence[OptionSpec], given: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Typed values for ``given`` plus the defaults of the options not given.
 
     ``where`` names the owner in messages (``converter 'sklearn'``). An unknown
@@ -73,6 +75,7 @@ def parse_options(declared: Sequence[OptionSpec], given: Mapping[str, Any], wher
         try:
             values[key] = option.parse(value)
         except (TypeError, ValueError):
-            raise UsageError(f"{where}: option {key}={value!r} is not a {option.type.__name__} "
-                             f"(known: {known})") from None
+            raise UsageError(
+                f"{where}: option {key}={value!r} is not a {option.type.__name__} (known: {known})"
+            ) from None
     return values

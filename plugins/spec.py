@@ -3,15 +3,16 @@
 Nothing here imports a framework or onnx: building a spec must stay cheap so
 that `onnxgate plugins` and source detection never pay for a framework import.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Union
 
 from .options import OptionSpec
-
 from .versioning import adapt_inputs
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -38,7 +39,7 @@ class InputSpec:
     """One model input, enough to synthesise validation data without a sample."""
 
     name: str
-    shape: Tuple[Dim, ...]
+    shape: tuple[Dim, ...]
     dtype: str = "float32"
     #: For integer inputs: values are drawn from [low, high).
     low: float = 0
@@ -49,7 +50,7 @@ class InputSpec:
 class ConvertOptions:
     """What the user asked of a conversion."""
 
-    opset: Optional[int] = None
+    opset: int | None = None
     dynamic_batch: bool = True
     #: The converter's own options (``--option key=value`` on the CLI), checked
     #: against ``ConverterSpec.options`` and typed; defaults filled in.
@@ -78,12 +79,12 @@ Loader = Callable[..., Any]
 ConvertFn = Callable[[Any, Mapping[str, Any], ConvertOptions], Conversion]
 #: run(model, inputs) -> outputs of the ORIGINAL model, in the order of the
 #: ONNX model's outputs (a sequence) or keyed by ONNX output name (a mapping).
-RunFn = Callable[[Any, Mapping[str, Any]], Union[Sequence[Any], Mapping[str, Any]]]
+RunFn = Callable[[Any, Mapping[str, Any]], Sequence[Any] | Mapping[str, Any]]
 #: inputs(model, options) -> the model's input signature, or None when it
 #: cannot be known (then the user must give --sample). ``options`` is the
 #: ConvertOptions, so a plugin can take the signature from the user's
 #: ``--option``s. The API 1.0 form inputs(model) is deprecated.
-SignatureFn = Callable[[Any, ConvertOptions], Optional[Sequence[InputSpec]]]
+SignatureFn = Callable[[Any, ConvertOptions], Sequence[InputSpec] | None]
 #: sniff(path) -> True when the file's content is this converter's format.
 SniffFn = Callable[[Path], bool]
 
@@ -122,38 +123,38 @@ class ConverterSpec:
     #: None when the original model cannot run here (CoreML off macOS): the
     #: user then supplies expected outputs (--expected) or the verdict is
     #: "unverified".
-    run: Optional[RunFn]
-    load: Optional[Loader] = None
-    inputs: Optional[SignatureFn] = None
+    run: RunFn | None
+    load: Loader | None = None
+    inputs: SignatureFn | None = None
     #: File suffixes this converter reads, lower case with the dot (".skops").
-    suffixes: Tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
     #: Suffixes whose loading unpickles: refused unless the source is trusted.
-    unsafe_suffixes: Tuple[str, ...] = ()
+    unsafe_suffixes: tuple[str, ...] = ()
     #: Optional content check, for suffixes several converters share (".json").
-    sniff: Optional[SniffFn] = None
+    sniff: SniffFn | None = None
     #: Dotted paths of classes (``"torch.nn.modules.module.Module"``); an
     #: object matches when one of them is in its type's MRO. The converter
     #: whose class sits closest to the object's own type wins.
-    object_types: Tuple[str, ...] = ()
+    object_types: tuple[str, ...] = ()
     tolerance: Tolerance = Tolerance()
     #: Distribution names that must be installed (checked without importing).
-    requires: Tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
     #: Distribution whose version is reported as the framework version.
-    framework_distribution: Optional[str] = None
+    framework_distribution: str | None = None
     #: Name of an isolated environment the converter runs in (see
     #: ``onnxgate_environments``); None = this interpreter.
-    environment: Optional[str] = None
+    environment: str | None = None
     #: Exporter opset used when the user gives none.
-    default_opset: Optional[int] = None
+    default_opset: int | None = None
     #: True for tree ensembles: validation may tolerate threshold-rounding flips.
     tree_ensemble: bool = False
     description: str = ""
     #: Optional: values at the original's layers/steps for diagnosis
     #: (``onnxgate diagnose``); None = only ONNX Runtime vs onnx.reference.
-    intermediates: Optional[IntermediatesFn] = None
+    intermediates: IntermediatesFn | None = None
     #: The options ``convert``/``load`` read from ``ConvertOptions.extra``
     #: (``--option KEY=VALUE``); any other key is refused.
-    options: Tuple[OptionSpec, ...] = ()
+    options: tuple[OptionSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(normalize_name(self.name)):
@@ -172,14 +173,14 @@ class EnvironmentSpec:
     #: pip requirement lines, installed in order, each a list of pip arguments
     #: (``("--no-deps", "onnx-chainer==1.6.0")``). onnxgate adds one step of its
     #: own (the worker's needs: pluggy). Only the package registry is used.
-    install_steps: Tuple[Tuple[str, ...], ...]
+    install_steps: tuple[tuple[str, ...], ...]
     #: Interpreter the venv is made from: a name looked up on PATH
     #: (``"python3.11"``) or an absolute path.
     python: str = "python3"
     description: str = ""
     #: Pins applied to every install step (``pip -c``), so a later step cannot
     #: move a version an earlier one chose (``"numpy==1.23.5"``).
-    constraints: Tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", normalize_name(self.name))
@@ -194,12 +195,12 @@ class DeployTargetSpec:
     name: str
     #: deploy(request) -> result dict; imports its SDK lazily.
     deploy: Callable[..., Any]
-    requires: Tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
     description: str = ""
     #: The target's command-line flags (``OptionSpec("endpoint")`` is
     #: ``onnxgate deploy --endpoint``); values arrive in ``request.options``
     #: by name, defaults filled in. Targets may share a flag of one type.
-    options: Tuple[OptionSpec, ...] = ()
+    options: tuple[OptionSpec, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", normalize_name(self.name))
@@ -213,9 +214,9 @@ class CompareContext:
     actual: Mapping[str, Any]
     expected: Mapping[str, Any]
     #: Output name -> name of the rule that judges it.
-    kinds: Dict[str, str]
+    kinds: dict[str, str]
     #: The classifier's class list in column order, when the model declares one.
-    classes: Optional[Sequence[Any]] = None
+    classes: Sequence[Any] | None = None
 
 
 class CompareRule:
@@ -236,7 +237,7 @@ class CompareRule:
     priority: int = 0
     #: Per-output settings the rule reads (``--tolerance OUT:KEY=VALUE``,
     #: ``[outputs.OUT]`` in ``--gate-config``); their defaults are documentation.
-    keys: Tuple[OptionSpec, ...] = ()
+    keys: tuple[OptionSpec, ...] = ()
     #: False: the elementwise error never decides (labels: agreement does).
     elementwise: bool = True
     description: str = ""
@@ -245,18 +246,19 @@ class CompareRule:
         """Whether this output (raw values as the runtimes returned them) is this kind."""
         return False
 
-    def prepare(self, actual: Any, expected: Any, context: CompareContext) -> Tuple[Any, Any, str]:
+    def prepare(self, actual: Any, expected: Any, context: CompareContext) -> tuple[Any, Any, str]:
         """Both sides as comparable arrays, and a note for the report ("" = none)."""
         return actual, expected, ""
 
-    def metrics(self, actual: Any, expected: Any, result: Mapping[str, Any],
-                settings: Mapping[str, Any]) -> Dict[str, Any]:
+    def metrics(
+        self, actual: Any, expected: Any, result: Mapping[str, Any], settings: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Numbers for the report (``metrics``); ``result`` is the elementwise
         result. Both sides are arrays, ``actual`` in ``expected``'s shape when
         their sizes agree."""
         return {}
 
-    def check(self, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> List[str]:
+    def check(self, metrics: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
         """Why the output fails on this rule's own terms (empty: it passes them)."""
         return []
 
@@ -272,7 +274,7 @@ class ReportFormat:
 
     name: str
     suffix: str
-    render: Callable[[Mapping[str, Any]], Union[str, bytes]]
+    render: Callable[[Mapping[str, Any]], str | bytes]
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -17,14 +17,16 @@ inherited tests (this module is also registered as a pytest plugin through the
 
 Every built-in converter is tested with this kit, as an outside author would.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 import pytest
 
@@ -48,13 +50,17 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
 """
 
 
-def run_cli(*args: str, cwd: Optional[Path] = None, env: Optional[Dict[str, str]] = None, timeout: float = 600):
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
     """Run ``python -m onnxgate.pipeline.cli ARGS`` in a fresh interpreter."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "onnxgate.pipeline.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
     )
 
 
@@ -79,17 +85,17 @@ class ConverterContract:
 
     converter: str = ""
     #: Extra keyword arguments for ``onnxgate.pipeline.convert``.
-    convert_kwargs: Dict[str, Any] = {}
+    convert_kwargs: dict[str, Any] = {}
     #: Suffixes to fill with random bytes; None = the spec's suffixes.
-    corrupt_suffixes: Optional[Sequence[str]] = None
+    corrupt_suffixes: Sequence[str] | None = None
 
     def make_source(self, tmp_path: Path) -> Any:
         raise NotImplementedError("return a model object, a file path, or 'module:attr'")
 
-    def make_sample(self, tmp_path: Path) -> Optional[Path]:
+    def make_sample(self, tmp_path: Path) -> Path | None:
         return None
 
-    def make_convert_kwargs(self, tmp_path: Path) -> Dict[str, Any]:
+    def make_convert_kwargs(self, tmp_path: Path) -> dict[str, Any]:
         """Extra keyword arguments that depend on files (``golden=...``)."""
         return {}
 
@@ -139,7 +145,9 @@ class ConverterContract:
             paths.append(str(path))
         proc = subprocess.run(
             [sys.executable, "-c", _DETECT_SCRIPT, spec.name, json.dumps(paths), json.dumps(HEAVY_MODULES)],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

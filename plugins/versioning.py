@@ -13,13 +13,15 @@ entry-point object, in the usual specifier syntax::
 Out of range, onnxgate refuses to load the plugin and lists it as broken
 with this module's message, instead of failing later in a confusing way.
 """
+
 from __future__ import annotations
 
 import inspect
 import operator
 import re
 import warnings
-from typing import Any, Callable, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 #: Version of the plugin surface (hooks, spec types, contract kit).
 #: 1.0: hooks onnxgate_converters/environments/deploy_targets, ConverterSpec.
@@ -36,7 +38,7 @@ class SpecifierError(ValueError):
     """A version range a plugin declared cannot be read."""
 
 
-def _version(text: str) -> Tuple[int, ...]:
+def _version(text: str) -> tuple[int, ...]:
     parts = tuple(int(p) for p in text.split("."))
     return parts + (0,) * (3 - len(parts))
 
@@ -56,7 +58,7 @@ def supports(specifier: str, version: str = API_VERSION) -> bool:
     return True
 
 
-def check_declared(plugin: Any) -> Optional[str]:
+def check_declared(plugin: Any) -> str | None:
     """Why ``plugin`` cannot be used with this API version, or None."""
     declared = getattr(plugin, DECLARATION, None)
     if declared is None:
@@ -74,8 +76,9 @@ def check_declared(plugin: Any) -> Optional[str]:
 
 def deprecated(message: str, *, since: str, stacklevel: int = 3) -> None:
     """Warn that an old form still works but will go (``since`` = API version)."""
-    warnings.warn(f"{message} (deprecated since onnxgate plugin API {since})", DeprecationWarning,
-                  stacklevel=stacklevel)
+    warnings.warn(
+        f"{message} (deprecated since onnxgate plugin API {since})", DeprecationWarning, stacklevel=stacklevel
+    )
 
 
 def _accepts_positional(fn: Callable, count: int) -> bool:
@@ -89,13 +92,14 @@ def _accepts_positional(fn: Callable, count: int) -> bool:
     return len(positional) >= count
 
 
-def adapt_inputs(fn: Optional[Callable], owner: str) -> Optional[Callable]:
+def adapt_inputs(fn: Callable | None, owner: str) -> Callable | None:
     """``inputs(model, options)``; the API 1.0 form ``inputs(model)`` keeps
     working with a DeprecationWarning."""
     if fn is None or _accepts_positional(fn, 2):
         return fn
-    deprecated(f"converter {owner!r}: inputs(model) is the old form; write inputs(model, options)",
-               since="1.1", stacklevel=5)
+    deprecated(
+        f"converter {owner!r}: inputs(model) is the old form; write inputs(model, options)", since="1.1", stacklevel=5
+    )
 
     def inputs(model, options=None):
         return fn(model)

@@ -5,6 +5,7 @@ a module of ``module:attr`` factories that crash, hang or eat memory when the
 worker loads them. The folder must be on the workers' PYTHONPATH: the tests
 put it there through the environment, which spawned workers inherit.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,10 @@ def models(folder: Path) -> dict:
     X, y = load_iris(return_X_y=True)
     Xd, yd = load_diabetes(return_X_y=True)
     built = {}
-    for name, model, sample in (("logreg", LogisticRegression(max_iter=300).fit(X, y), X[::15]),
-                                ("ridge", Ridge(alpha=0.5).fit(Xd, yd), Xd[:8])):
+    for name, model, sample in (
+        ("logreg", LogisticRegression(max_iter=300).fit(X, y), X[::15]),
+        ("ridge", Ridge(alpha=0.5).fit(Xd, yd), Xd[:8]),
+    ):
         sio.dump(model, folder / f"{name}.skops")
         np.savez(folder / f"{name}.sample.npz", X=sample.astype(np.float32))
         built[name] = {"source": f"{name}.skops", "sample": f"{name}.sample.npz"}

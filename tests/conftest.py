@@ -1,5 +1,6 @@
 """Test-wide settings: frameworks write into $HOME on import, so point HOME
 and the XDG folders at a throwaway directory before anything imports them."""
+
 import os
 import tempfile
 

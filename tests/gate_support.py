@@ -6,9 +6,10 @@ exactly the defect it is about (a frozen axis, a hard-coded length, an
 optimiser-sensitive pattern) and still run the real pipeline: stage 1 runs
 the numpy original, stage 2 runs onnxruntime.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -19,7 +20,7 @@ from onnxgate.plugins.manager import Registry, get_plugin_manager
 
 
 class HandModel:
-    def __init__(self, fn: Callable, onnx_model, signature: Optional[Sequence[InputSpec]]):
+    def __init__(self, fn: Callable, onnx_model, signature: Sequence[InputSpec] | None):
         self.fn, self.onnx_model, self.signature = fn, onnx_model, signature
 
 
@@ -50,7 +51,7 @@ def make_model(nodes, inputs, outputs, initializers=(), opset=17):
     return model
 
 
-def seq_mean_model(seq_dim, hard_coded_length: Optional[int] = None, min_seq: int = 0):
+def seq_mean_model(seq_dim, hard_coded_length: int | None = None, min_seq: int = 0):
     """y = mean(x, axis=1) @ W for x of shape (batch, seq, 4).
 
     ``seq_dim``: the ONNX dim of the sequence axis ("seq" = dynamic, an int =
@@ -66,16 +67,21 @@ def seq_mean_model(seq_dim, hard_coded_length: Optional[int] = None, min_seq: in
         return [x.astype(np.float64).mean(axis=1) @ W.astype(np.float64)]
 
     if hard_coded_length:
-        nodes = [helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0),
-                 helper.make_node("Div", ["s", "n"], ["m"])]
+        nodes = [
+            helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0),
+            helper.make_node("Div", ["s", "n"], ["m"]),
+        ]
         inits = [("axes", np.array([1], np.int64)), ("n", np.array(hard_coded_length, np.float32))]
     else:
         nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0)]
         inits = []
     nodes.append(helper.make_node("MatMul", ["m", "W"], ["y"]))
-    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", seq_dim, 4])],
-                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
-                       inits + [("W", W)])
+    model = make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", seq_dim, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        inits + [("W", W)],
+    )
     return HandModel(fn, model, [InputSpec("x", (None, "seq", 4))])
 
 
@@ -104,17 +110,21 @@ def conv_bn_model(offset: float = 1e4):
         out = np.zeros((n, C, h, w))
         for i in range(3):
             for j in range(3):
-                patch = padded[:, :, i:i + h, j:j + w]
+                patch = padded[:, :, i : i + h, j : j + w]
                 out += np.einsum("nchw,oc->nohw", patch, W[:, :, i, j].astype(np.float64))
         conv = out + b[None, :, None, None].astype(np.float64)  # exact: the bias cancels the mean
         y = (conv - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None].astype(np.float64) + eps)
         return [y]
 
-    nodes = [helper.make_node("Conv", ["x", "W", "b"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["y"], epsilon=eps)]
-    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", C, 8, 8])],
-                       [("W", W), ("b", b), ("s", np.ones(C, np.float32)), ("bb", np.zeros(C, np.float32)),
-                        ("m", mean), ("v", var)])
+    nodes = [
+        helper.make_node("Conv", ["x", "W", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["y"], epsilon=eps),
+    ]
+    model = make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", C, 8, 8])],
+        [("W", W), ("b", b), ("s", np.ones(C, np.float32)), ("bb", np.zeros(C, np.float32)), ("m", mean), ("v", var)],
+    )
     sig = [InputSpec("x", (None, 3, 8, 8))]
     return HandModel(fn, model, sig)

@@ -5,6 +5,7 @@ Local deploys run the real Azure ML inference server from the serving venv
 Azure ML deploy is a CONTRACT test against the fake HTTP layer of
 tests/test_azureml_contract.py, with an MLClient built by the caller.
 """
+
 import json
 import urllib.request
 
@@ -13,7 +14,13 @@ import onnx
 import pytest
 
 from onnxgate.pipeline import (
-    AzureMLDeployment, DeployRefused, LocalDeployment, Tolerance, UsageError, convert, deploy,
+    AzureMLDeployment,
+    DeployRefused,
+    LocalDeployment,
+    Tolerance,
+    UsageError,
+    convert,
+    deploy,
 )
 from onnxgate.pipeline.envs import serving as serving_env
 
@@ -146,13 +153,18 @@ def test_unvalidated_file_is_refused(tmp_path, iris):
         deploy(path, registry=tmp_path / "registry", log=lambda line: None)
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    (dict(target="local", endpoint="x"), "endpoint: not an option of target 'local'"),
-    (dict(target="azureml", registry="/tmp/r", dry_run=True), "registry: not an option of target 'azureml'"),
-    (dict(target="nowhere"), "nowhere"),
-    (dict(target="azureml", traffic=120, subscription_id="s", resource_group="r", workspace="w", dry_run=True),
-     "traffic=120: must be 0..100"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        (dict(target="local", endpoint="x"), "endpoint: not an option of target 'local'"),
+        (dict(target="azureml", registry="/tmp/r", dry_run=True), "registry: not an option of target 'azureml'"),
+        (dict(target="nowhere"), "nowhere"),
+        (
+            dict(target="azureml", traffic=120, subscription_id="s", resource_group="r", workspace="w", dry_run=True),
+            "traffic=120: must be 0..100",
+        ),
+    ],
+)
 def test_bad_deploy_options_are_usage_errors(iris, tmp_path, kwargs, needle):
     target = kwargs.pop("target")
     with pytest.raises(UsageError, match=needle):
@@ -167,8 +179,16 @@ def test_not_a_model_is_a_usage_error():
 # ---- Azure ML -------------------------------------------------------------------------
 def test_azureml_dry_run_from_python_sends_nothing(iris):
     lines = []
-    plan = iris[2].deploy("azureml", dry_run=True, name="iris", subscription_id="sub-1", resource_group="rg",
-                          workspace="ws", traffic=20, log=lines.append)
+    plan = iris[2].deploy(
+        "azureml",
+        dry_run=True,
+        name="iris",
+        subscription_id="sub-1",
+        resource_group="rg",
+        workspace="ws",
+        traffic=20,
+        log=lines.append,
+    )
     assert isinstance(plan, AzureMLDeployment) and plan.dry_run
     assert plan.endpoint == "onnxgate-iris" and plan.scoring_uri is None
     assert any("endpoint: onnxgate-iris" in step for step in plan.plan) and lines
@@ -180,7 +200,6 @@ def test_contract_azureml_deploy_with_the_callers_mlclient(tmp_path):
     pytest.importorskip("azure.ai.ml")
     responses = pytest.importorskip("responses")
     from azure.ai.ml import MLClient
-
     from test_azureml_contract import RG, SUB, WS, FakeAzureML, FakeCredential, _answer_like_validated, _iris_model
 
     path = _iris_model(tmp_path)

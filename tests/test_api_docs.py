@@ -1,6 +1,7 @@
 """docs/api.md documents the public API: every name in
 ``onnxgate.pipeline.__all__``, every keyword of convert/validate/deploy, and
 the package ships ``py.typed``."""
+
 import inspect
 import re
 from pathlib import Path
@@ -76,10 +77,22 @@ def _mypy(tmp_path, code):
             (tree / folder).symlink_to(ROOT / folder, target_is_directory=True)
     (tmp_path / "user.py").write_text(code, encoding="utf-8")
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--follow-imports=silent",
-         "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "user.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
-        env={**os.environ, "MYPYPATH": str(tmp_path / "src")})
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--ignore-missing-imports",
+            "--follow-imports=silent",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(tmp_path / "user.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "MYPYPATH": str(tmp_path / "src")},
+    )
 
 
 def test_public_api_type_checks_with_mypy(tmp_path):

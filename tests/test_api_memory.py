@@ -4,6 +4,7 @@ usage errors a wrong value gets (onnxgate's own, naming what was given).
 
 Gate extras (sweep, latency) are off where they add time and not coverage.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +117,12 @@ def test_tensorflow_sample_forms(keras_model, form):
     import tensorflow as tf
 
     x = np.random.default_rng(2).standard_normal((6, 4)).astype(np.float32)
-    sample = {"tf tensor": tf.constant(x), "ndarray": x, "dict by input name": {"features": tf.constant(x)},
-              "list": x.tolist()}[form]
+    sample = {
+        "tf tensor": tf.constant(x),
+        "ndarray": x,
+        "dict by input name": {"features": tf.constant(x)},
+        "list": x.tolist(),
+    }[form]
     result = convert(keras_model, sample=sample, **FAST)
     assert result.passed, result.report.to_dict()["failures"]
     assert 6 in [c["input_shapes"]["features"][0] for c in result.report.to_dict()["cases"]]
@@ -133,8 +138,13 @@ def _onnx_add(tmp_path):
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 1])
     out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 1])
     two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph([helper.make_node("Mul", ["b", "two"], ["b2"]), helper.make_node("Add", ["a", "b2"], ["out"])],
-                              "add", [a, b], [out], initializer=[two])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["b", "two"], ["b2"]), helper.make_node("Add", ["a", "b2"], ["out"])],
+        "add",
+        [a, b],
+        [out],
+        initializer=[two],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     path = tmp_path / "add.onnx"
@@ -161,14 +171,17 @@ def test_onnx_dict_sample_and_expected_dict(tmp_path):
 
 
 # ---- errors: onnxgate's own, naming what was given and what is accepted ----------------
-@pytest.mark.parametrize("value,needle", [
-    ({1, 2, 3}, "a set is not usable as data"),
-    (object(), "a object is not usable as data"),
-    ([[1.0, 2.0], [3.0]], "cannot be read as an array (list)"),
-    ({}, "the dict holds no arrays"),
-    ({0: np.ones((2, 4))}, "dict keys must be input names"),
-    ([{"a": 1}], "not usable as data"),
-])
+@pytest.mark.parametrize(
+    "value,needle",
+    [
+        ({1, 2, 3}, "a set is not usable as data"),
+        (object(), "a object is not usable as data"),
+        ([[1.0, 2.0], [3.0]], "cannot be read as an array (list)"),
+        ({}, "the dict holds no arrays"),
+        ({0: np.ones((2, 4))}, "dict keys must be input names"),
+        ([{"a": 1}], "not usable as data"),
+    ],
+)
 def test_unsupported_sample_is_a_usage_error_naming_it(iris, value, needle):
     model, _X = iris
     with pytest.raises(UsageError) as info:
@@ -195,24 +208,33 @@ def test_tolerance_objects_and_per_output_rules(iris):
     model, X = iris
     strict = convert(model, sample=X[:10], tolerance=Tolerance(rtol=0.0, atol=0.0), **FAST)
     assert strict.report.to_dict()["tolerance"] == {"rtol": 0.0, "atol": 0.0}
-    rules = convert(model, sample=X[:10], tolerance={"probabilities": Tolerance(rtol=1e-2, atol=1e-3),
-                                                     "label": {"min_agreement": 0.9}}, **FAST)
+    rules = convert(
+        model,
+        sample=X[:10],
+        tolerance={"probabilities": Tolerance(rtol=1e-2, atol=1e-3), "label": {"min_agreement": 0.9}},
+        **FAST,
+    )
     assert rules.passed
-    assert rules.report.to_dict()["gate"]["outputs"] == {"probabilities": {"rtol": 1e-2, "atol": 1e-3},
-                                               "label": {"min_agreement": 0.9}}
+    assert rules.report.to_dict()["gate"]["outputs"] == {
+        "probabilities": {"rtol": 1e-2, "atol": 1e-3},
+        "label": {"min_agreement": 0.9},
+    }
     also = convert(model, sample=X[:10], tolerance={"label": OutputRule(min_agreement=0.5)}, **FAST)
     assert also.report.to_dict()["gate"]["outputs"] == {"label": {"min_agreement": 0.5}}
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    (dict(tolerance=Tolerance(), rtol=1e-3), "not both"),
-    (dict(tolerance={"label": {"nonsense": 1}}), "unknown key 'nonsense'"),
-    (dict(tolerance=0.1), "give a Tolerance or a dict"),
-    (dict(rtol=-1.0), "must be a number >= 0"),
-    (dict(max_flip_rate=2.0), "between 0 and 1"),
-    (dict(target_runtime="new"), "expected a version like 1.17"),
-    (dict(baseline="/nonexistent/baseline.json"), "no such file"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        (dict(tolerance=Tolerance(), rtol=1e-3), "not both"),
+        (dict(tolerance={"label": {"nonsense": 1}}), "unknown key 'nonsense'"),
+        (dict(tolerance=0.1), "give a Tolerance or a dict"),
+        (dict(rtol=-1.0), "must be a number >= 0"),
+        (dict(max_flip_rate=2.0), "between 0 and 1"),
+        (dict(target_runtime="new"), "expected a version like 1.17"),
+        (dict(baseline="/nonexistent/baseline.json"), "no such file"),
+    ],
+)
 def test_bad_keywords_are_usage_errors(iris, kwargs, needle):
     model, X = iris
     with pytest.raises(UsageError, match=needle):
@@ -222,7 +244,10 @@ def test_bad_keywords_are_usage_errors(iris, kwargs, needle):
 def test_gate_keywords_reach_the_report(iris):
     model, X = iris
     result = convert(model, sample=X[:6], edge_values=True, optimizer_check=False, latency=False)
-    assert result.report.to_dict()["gate"]["edge_values"] is True and result.report.to_dict()["gate"]["optimizer_check"] is False
+    assert (
+        result.report.to_dict()["gate"]["edge_values"] is True
+        and result.report.to_dict()["gate"]["optimizer_check"] is False
+    )
     assert any(c["kind"] == "edge" for c in result.report.to_dict()["cases"])
     assert "latency" not in result.report.to_dict() or not result.report.to_dict()["latency"]
 
@@ -234,7 +259,7 @@ def test_in_memory_sample_reaches_an_isolated_environment():
     mlp = built()["chainer-mlp"]
     path = Path(mlp["sample"])
     arrays = dict(np.load(path)) if path.suffix == ".npz" else {None: np.load(path)}
-    sample = arrays[None] if None in arrays else arrays
+    sample = arrays.get(None, arrays)
     result = convert(mlp["source"], framework="chainer", sample=sample, options=mlp["options"], **FAST)
     assert result.passed, result.report.to_dict()["failures"]
     rows = next(iter(arrays.values())).shape[0]

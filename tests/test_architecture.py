@@ -6,17 +6,17 @@
   contract kit, which drives the engine the way a plugin author's tests do;
 - no import cycles between onnxgate's modules, lazy imports included.
 """
+
 from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Dict, List, Set
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"converters": "onnxgate.converters", "pipeline": "onnxgate.pipeline", "plugins": "onnxgate.plugins"}
 
 
-def module_files() -> Dict[str, Path]:
+def module_files() -> dict[str, Path]:
     found = {}
     for folder, package in PACKAGES.items():
         for path in sorted((ROOT / folder).rglob("*.py")):
@@ -27,7 +27,7 @@ def module_files() -> Dict[str, Path]:
     return found
 
 
-def imports_of(name: str, path: Path, known: Set[str]) -> Set[str]:
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     """onnxgate modules that ``name`` imports anywhere in its body."""
     is_package = path.name == "__init__.py"
     out = set()
@@ -51,32 +51,38 @@ def imports_of(name: str, path: Path, known: Set[str]) -> Set[str]:
     return out
 
 
-def graph() -> Dict[str, Set[str]]:
+def graph() -> dict[str, set[str]]:
     files = module_files()
     known = set(files)
     return {name: imports_of(name, path, known) for name, path in files.items()}
 
 
 def test_converters_import_only_the_plugin_surface():
-    offenders = {name: sorted(t for t in targets if not t.startswith(("onnxgate.plugins", "onnxgate.converters")))
-                 for name, targets in graph().items() if name.startswith("onnxgate.converters")}
+    offenders = {
+        name: sorted(t for t in targets if not t.startswith(("onnxgate.plugins", "onnxgate.converters")))
+        for name, targets in graph().items()
+        if name.startswith("onnxgate.converters")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_plugins_do_not_import_the_engine():
     allowed = {"onnxgate.plugins.testing"}  # the contract kit runs the engine, as an author's tests do
-    offenders = {name: sorted(t for t in targets if t.startswith("onnxgate.pipeline"))
-                 for name, targets in graph().items() if name.startswith("onnxgate.plugins") and name not in allowed}
+    offenders = {
+        name: sorted(t for t in targets if t.startswith("onnxgate.pipeline"))
+        for name, targets in graph().items()
+        if name.startswith("onnxgate.plugins") and name not in allowed
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def _cycles(edges: Dict[str, Set[str]]) -> List[List[str]]:
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan)."""
-    index: Dict[str, int] = {}
-    low: Dict[str, int] = {}
-    stack: List[str] = []
-    on_stack: Set[str] = set()
-    found: List[List[str]] = []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
 
     def visit(v: str) -> None:
         index[v] = low[v] = len(index)
@@ -119,7 +125,10 @@ def test_architecture_doc_names_files_that_exist():
 
     doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`((?:pipeline|plugins|converters|tests|docs)/[\w/.-]+\.(?:py|json|md))`", doc))
-    named |= {f"pipeline/{m}" for m in re.findall(r"`((?:conversion|gate|report|deployment|envs|core|cli|batch)/[\w.]+\.py)`", doc)}
+    named |= {
+        f"pipeline/{m}"
+        for m in re.findall(r"`((?:conversion|gate|report|deployment|envs|core|cli|batch)/[\w.]+\.py)`", doc)
+    }
     named = {p for p in named if "NAME" not in p}  # placeholders of the "to add X" table
     assert len(named) >= 5
     assert sorted(p for p in named if not (ROOT / p).exists()) == []

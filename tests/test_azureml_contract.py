@@ -8,6 +8,7 @@ prove that the live service accepts the deployment: tests/test_azureml_live.py
 does that for a user with a subscription. The fake's answers carry the fields
 azure-ai-ml 1.35 parses, hence the pin `azure-ai-ml>=1.35,<2`.
 """
+
 import base64
 import json
 import os
@@ -23,13 +24,13 @@ import pytest
 pytest.importorskip("azure.ai.ml", reason="the azureml extra is not installed: pip install 'onnxgate[azureml]'")
 responses = pytest.importorskip("responses")
 
-from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.deployment import azureml as deploy_azureml
-from onnxgate.pipeline.deployment import record  # noqa: E402
-from onnxgate.pipeline.deployment.service import DeployError, DeployRequest  # noqa: E402
-from onnxgate.plugins.errors import UsageError  # noqa: E402
-from onnxgate.pipeline.deployment.serve import SmokeTestFailed  # noqa: E402
+from onnxgate.pipeline.deployment import record
+from onnxgate.pipeline.deployment.serve import SmokeTestFailed
+from onnxgate.pipeline.deployment.service import DeployError, DeployRequest
+from onnxgate.plugins.errors import UsageError
 
 TOKEN = "FAKE-TOKEN-s3cr3t-0123456789"
 
@@ -43,20 +44,28 @@ SCORING = "https://{ep}.westeurope.inference.ml.azure.com/score"
 ENDPOINT_KEY = "FAKE-ENDPOINT-KEY-k3y"
 ACCOUNT_KEY = base64.b64encode(b"FAKE-ACCOUNT-KEY").decode()
 
+
 def _sys():
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
-    return {"createdAt": now, "createdBy": "fake", "createdByType": "User", "lastModifiedAt": now,
-            "lastModifiedBy": "fake", "lastModifiedByType": "User"}
+    return {
+        "createdAt": now,
+        "createdBy": "fake",
+        "createdByType": "User",
+        "lastModifiedAt": now,
+        "lastModifiedBy": "fake",
+        "lastModifiedByType": "User",
+    }
+
 
 class FakeAzureML:
     def __init__(self, score=None):
-        self.calls = []          # (method, path, query, body)
+        self.calls = []  # (method, path, query, body)
         self.unexpected = []
         self.models, self.envs, self.endpoints, self.deployments, self.codes = {}, {}, {}, {}, {}
         self.blobs = {}
-        self.fail = {}           # (method, path-regex) -> (status, error json)
-        self.lro_fail = set()    # resource kinds whose LRO ends Failed
-        self.score = score       # callable(body)->(status, json)
+        self.fail = {}  # (method, path-regex) -> (status, error json)
+        self.lro_fail = set()  # resource kinds whose LRO ends Failed
+        self.score = score  # callable(body)->(status, json)
         self.ops = {}
         self.score_deployments = []  # the deployment each scoring call asked for
 
@@ -79,7 +88,11 @@ class FakeAzureML:
             return self._route(req.method, u, body, req.headers)
         except _Unexpected:
             self.unexpected.append(f"{req.method} {req.url}")
-            return 400, {"Content-Type": "application/json"}, json.dumps({"error": {"code": "Unexpected", "message": "not expected by the fake"}})
+            return (
+                400,
+                {"Content-Type": "application/json"},
+                json.dumps({"error": {"code": "Unexpected", "message": "not expected by the fake"}}),
+            )
 
     def _json(self, status, obj, headers=None):
         return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(obj)
@@ -98,7 +111,7 @@ class FakeAzureML:
         base = urlparse(ARM).path
         if not path.startswith(base):
             raise _Unexpected()
-        rel = path[len(base):]
+        rel = path[len(base) :]
         for pattern, handler in self._routes():
             m = re.fullmatch(pattern, rel)
             if m and handler[0] == method:
@@ -136,9 +149,17 @@ class FakeAzureML:
         return doc
 
     def _workspace(self, body, q):
-        return self._json(200, {"id": urlparse(ARM).path, "name": WS, "location": "westeurope",
-                                "type": "Microsoft.MachineLearningServices/workspaces",
-                                "properties": {"friendlyName": WS}, "systemData": _sys()})
+        return self._json(
+            200,
+            {
+                "id": urlparse(ARM).path,
+                "name": WS,
+                "location": "westeurope",
+                "type": "Microsoft.MachineLearningServices/workspaces",
+                "properties": {"friendlyName": WS},
+                "systemData": _sys(),
+            },
+        )
 
     def _lro(self, status_code, doc, kind):
         op = f"op{len(self.ops) + 1}"
@@ -151,17 +172,32 @@ class FakeAzureML:
         if kind is None:
             raise _Unexpected()
         if kind in self.lro_fail:
-            return self._json(200, {"status": "Failed", "error": {"code": "DeploymentFailed",
-                              "message": f"fake {kind} failure: container crashed (ImageBuildFailure)"}})
+            return self._json(
+                200,
+                {
+                    "status": "Failed",
+                    "error": {
+                        "code": "DeploymentFailed",
+                        "message": f"fake {kind} failure: container crashed (ImageBuildFailure)",
+                    },
+                },
+            )
         return self._json(200, {"status": "Succeeded"})
 
     def _get_endpoint(self, body, q, ep):
         return self._json(200, self.endpoints[ep]) if ep in self.endpoints else self._404(f"endpoint {ep}")
 
     def _put_endpoint(self, body, q, ep):
-        doc = self._resource(f"/onlineEndpoints/{ep}", ep, body, {
-            "provisioningState": "Succeeded", "scoringUri": SCORING.format(ep=ep),
-            "swaggerUri": SCORING.format(ep=ep).replace("/score", "/swagger.json")})
+        doc = self._resource(
+            f"/onlineEndpoints/{ep}",
+            ep,
+            body,
+            {
+                "provisioningState": "Succeeded",
+                "scoringUri": SCORING.format(ep=ep),
+                "swaggerUri": SCORING.format(ep=ep).replace("/score", "/swagger.json"),
+            },
+        )
         doc.setdefault("location", "westeurope")
         doc["properties"].setdefault("traffic", {})
         new = ep not in self.endpoints
@@ -178,7 +214,9 @@ class FakeAzureML:
     def _put_deployment(self, body, q, ep, name):
         if ep not in self.endpoints:
             return self._404(f"endpoint {ep}")
-        doc = self._resource(f"/onlineEndpoints/{ep}/deployments/{name}", name, body, {"provisioningState": "Succeeded"})
+        doc = self._resource(
+            f"/onlineEndpoints/{ep}/deployments/{name}", name, body, {"provisioningState": "Succeeded"}
+        )
         doc.setdefault("location", "westeurope")
         doc["properties"].setdefault("scaleSettings", {"scaleType": "Default"})
         new = (ep, name) not in self.deployments
@@ -214,12 +252,23 @@ class FakeAzureML:
         return self._json(201, doc)
 
     def _datastore(self, body, q):
-        return self._json(200, {"id": urlparse(ARM).path + "/datastores/workspaceblobstore", "name": "workspaceblobstore",
-                                "systemData": _sys(),
-                                "properties": {"datastoreType": "AzureBlob", "accountName": ACCOUNT,
-                                               "containerName": CONTAINER, "endpoint": "core.windows.net",
-                                               "protocol": "https", "isDefault": True,
-                                               "credentials": {"credentialsType": "AccountKey"}}})
+        return self._json(
+            200,
+            {
+                "id": urlparse(ARM).path + "/datastores/workspaceblobstore",
+                "name": "workspaceblobstore",
+                "systemData": _sys(),
+                "properties": {
+                    "datastoreType": "AzureBlob",
+                    "accountName": ACCOUNT,
+                    "containerName": CONTAINER,
+                    "endpoint": "core.windows.net",
+                    "protocol": "https",
+                    "isDefault": True,
+                    "credentials": {"credentialsType": "AccountKey"},
+                },
+            },
+        )
 
     def _secrets(self, body, q):
         return self._json(200, {"secretsType": "AccountKey", "key": ACCOUNT_KEY})
@@ -235,8 +284,16 @@ class FakeAzureML:
 
     def _list_codes(self, body, q, name):
         h = (q.get("hash") or [None])[0]
-        return self._json(200, {"value": [d for (n, _), d in self.codes.items()
-                                          if n == name and (h is None or d["properties"].get("codeHash") == h)]})
+        return self._json(
+            200,
+            {
+                "value": [
+                    d
+                    for (n, _), d in self.codes.items()
+                    if n == name and (h is None or d["properties"].get("codeHash") == h)
+                ]
+            },
+        )
 
     def _get_code(self, body, q, name, version):
         d = self.codes.get((name, version))
@@ -249,9 +306,16 @@ class FakeAzureML:
 
     def _pending_upload(self, body, q, name, version):
         sas = f"{BLOB}/{CONTAINER}/codes/{name}?sv=2021&sig=FAKESAS"
-        return self._json(200, {"blobReferenceForConsumption": {
-            "blobUri": f"{BLOB}/{CONTAINER}/codes/{name}",
-            "storageAccountArmId": "/fake", "credential": {"credentialType": "SAS", "sasUri": sas}}})
+        return self._json(
+            200,
+            {
+                "blobReferenceForConsumption": {
+                    "blobUri": f"{BLOB}/{CONTAINER}/codes/{name}",
+                    "storageAccountArmId": "/fake",
+                    "credential": {"credentialType": "SAS", "sasUri": sas},
+                }
+            },
+        )
 
     # --- blob storage ---------------------------------------------------------
     def _blob(self, method, u, body):
@@ -259,8 +323,15 @@ class FakeAzureML:
         q = parse_qs(u.query)
         if method == "HEAD":
             if key in self.blobs:
-                return 200, {"Content-Length": str(len(self.blobs[key]["data"])), "x-ms-blob-type": "BlockBlob",
-                             **{f"x-ms-meta-{k}": v for k, v in self.blobs[key]["meta"].items()}}, ""
+                return (
+                    200,
+                    {
+                        "Content-Length": str(len(self.blobs[key]["data"])),
+                        "x-ms-blob-type": "BlockBlob",
+                        **{f"x-ms-meta-{k}": v for k, v in self.blobs[key]["meta"].items()},
+                    },
+                    "",
+                )
             return 404, {"x-ms-error-code": "BlobNotFound"}, ""
         if method == "PUT" and q.get("comp") == ["metadata"]:
             return 200, {}, ""
@@ -269,8 +340,15 @@ class FakeAzureML:
             return 201, {"ETag": '"0x1"', "Last-Modified": "Thu, 26 Nov 2026 10:00:00 GMT"}, ""
         if method == "GET" and q.get("restype") == ["container"] and q.get("comp") == ["list"]:
             prefix = (q.get("prefix") or [""])[0]
-            names = [k.split(f"/{CONTAINER}/", 1)[1] for k in self.blobs if k.split(f"/{CONTAINER}/", 1)[1].startswith(prefix)]
-            items = "".join(f"<Blob><Name>{n}</Name><Properties><Content-Length>{len(self.blobs['/' + CONTAINER + '/' + n]['data'])}</Content-Length><BlobType>BlockBlob</BlobType></Properties><Metadata /></Blob>" for n in names)
+            names = [
+                k.split(f"/{CONTAINER}/", 1)[1]
+                for k in self.blobs
+                if k.split(f"/{CONTAINER}/", 1)[1].startswith(prefix)
+            ]
+            items = "".join(
+                f"<Blob><Name>{n}</Name><Properties><Content-Length>{len(self.blobs['/' + CONTAINER + '/' + n]['data'])}</Content-Length><BlobType>BlockBlob</BlobType></Properties><Metadata /></Blob>"
+                for n in names
+            )
             xml = f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="{BLOB}/" ContainerName="{CONTAINER}"><Prefix>{prefix}</Prefix><Blobs>{items}</Blobs><NextMarker /></EnumerationResults>'
             return 200, {"Content-Type": "application/xml"}, xml
         raise _Unexpected()
@@ -283,6 +361,7 @@ class FakeAzureML:
         if isinstance(answer, str):  # an HTML error page from a gateway
             return status, {"Content-Type": "text/html"}, answer
         return self._json(status, answer)
+
 
 class _Unexpected(Exception):
     pass
@@ -345,8 +424,11 @@ def _deploy(model_path, fake, name="iris", log=None, **opts):
 
 def _writes(fake):
     """Requests that create or change something (listKeys and scoring are reads)."""
-    return [(m, p) for m, p, _q, _b in fake.calls
-            if m in ("PUT", "POST", "PATCH", "DELETE") and not p.endswith(("/listKeys", "/score"))]
+    return [
+        (m, p)
+        for m, p, _q, _b in fake.calls
+        if m in ("PUT", "POST", "PATCH", "DELETE") and not p.endswith(("/listKeys", "/score"))
+    ]
 
 
 def _body(fake, method, path_end):
@@ -359,8 +441,10 @@ def _body(fake, method, path_end):
 def test_contract_first_deploy_sends_the_expected_sequence(model, fake):
     result = _deploy(model, fake)
     assert result["passed"] and result["version"] == "1" and result["traffic"] == {"blue": 100}
-    sequence = [(m, re.sub(r"^.*/workspaces/[^/]+", "", p) if "management" in p else p.split(".", 1)[-1])
-                for m, p, _q, _b in fake.calls]
+    sequence = [
+        (m, re.sub(r"^.*/workspaces/[^/]+", "", p) if "management" in p else p.split(".", 1)[-1])
+        for m, p, _q, _b in fake.calls
+    ]
     wanted = [
         ("GET", "/onlineEndpoints/onnxgate-iris"),
         ("GET", "/models/iris/versions"),
@@ -469,7 +553,11 @@ def test_contract_blue_green_traffic_split(model, tmp_path, fake):
 def test_contract_traffic_rules():
     assert deploy_azureml.desired_traffic({}, "blue", None, True) == {"blue": 100}
     assert deploy_azureml.desired_traffic({"blue": 100}, "green", None, False) == {"blue": 100, "green": 0}
-    assert deploy_azureml.desired_traffic({"blue": 60, "red": 40}, "green", 50, False) == {"blue": 30, "red": 20, "green": 50}
+    assert deploy_azureml.desired_traffic({"blue": 60, "red": 40}, "green", 50, False) == {
+        "blue": 30,
+        "red": 20,
+        "green": 50,
+    }
     with pytest.raises(UsageError, match="no other deployment"):
         deploy_azureml.desired_traffic({}, "blue", 40, True)
 
@@ -483,12 +571,28 @@ def test_contract_failed_long_running_operation_reports_the_service_message(mode
 
 
 def test_contract_service_error_is_reported_with_its_message_and_exit_3(model, fake, capsys, monkeypatch):
-    fake.fail[("PUT", r"/models/iris/versions/")] = (400, {"error": {"code": "UserError",
-                                                           "message": "Model asset name is reserved"}})
+    fake.fail[("PUT", r"/models/iris/versions/")] = (
+        400,
+        {"error": {"code": "UserError", "message": "Model asset name is reserved"}},
+    )
     monkeypatch.setattr("azure.identity.DefaultAzureCredential", lambda **kw: FakeCredential())
     fake.score = _answer_like_validated(model)
-    code = cli.main(["deploy", str(model), "--target", "azureml", "--name", "iris", "--subscription-id", SUB,
-                     "--resource-group", RG, "--workspace", WS])
+    code = cli.main(
+        [
+            "deploy",
+            str(model),
+            "--target",
+            "azureml",
+            "--name",
+            "iris",
+            "--subscription-id",
+            SUB,
+            "--resource-group",
+            RG,
+            "--workspace",
+            WS,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3
     assert "Model asset name is reserved" in err and "HTTP 400" in err
@@ -499,8 +603,20 @@ def test_contract_missing_credentials_exit_2_and_nothing_sent(model, fake, capsy
     for var in list(os.environ):
         if var.startswith(("AZURE_", "IDENTITY_", "MSI_")):
             monkeypatch.delenv(var)
-    code = cli.main(["deploy", str(model), "--target", "azureml", "--subscription-id", SUB,
-                     "--resource-group", RG, "--workspace", WS])
+    code = cli.main(
+        [
+            "deploy",
+            str(model),
+            "--target",
+            "azureml",
+            "--subscription-id",
+            SUB,
+            "--resource-group",
+            RG,
+            "--workspace",
+            WS,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Azure credentials" in err and "az login" in err
@@ -527,8 +643,20 @@ def test_contract_scoring_error_from_the_endpoint_is_a_deploy_failure(model, fak
 # ---- the gate, dry run, secrets ------------------------------------------------------------
 def test_contract_refused_model_sends_nothing(model, fake, capsys):
     model.write_bytes(model.read_bytes() + b"\0")  # bytes no longer match the record
-    code = cli.main(["deploy", str(model), "--target", "azureml", "--subscription-id", SUB,
-                     "--resource-group", RG, "--workspace", WS])
+    code = cli.main(
+        [
+            "deploy",
+            str(model),
+            "--target",
+            "azureml",
+            "--subscription-id",
+            SUB,
+            "--resource-group",
+            RG,
+            "--workspace",
+            WS,
+        ]
+    )
     assert code == 2 and "bytes changed" in capsys.readouterr().err
     assert fake.calls == []
 
@@ -544,14 +672,40 @@ def test_contract_override_is_recorded_in_the_model_tags(model, fake):
 
 
 def test_contract_dry_run_prints_every_resource_and_sends_nothing(model, fake, capsys):
-    code = cli.main(["deploy", str(model), "--target", "azureml", "--dry-run", "--subscription-id", SUB,
-                     "--resource-group", RG, "--workspace", WS, "--deployment", "green", "--traffic", "20",
-                     "--instance-type", "Standard_F4s_v2"])
+    code = cli.main(
+        [
+            "deploy",
+            str(model),
+            "--target",
+            "azureml",
+            "--dry-run",
+            "--subscription-id",
+            SUB,
+            "--resource-group",
+            RG,
+            "--workspace",
+            WS,
+            "--deployment",
+            "green",
+            "--traffic",
+            "20",
+            "--instance-type",
+            "Standard_F4s_v2",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert fake.calls == []
-    for needle in ("model: iris", "custom_model", "environment: onnxgate-ort-", "endpoint: onnxgate-iris",
-                   "deployment: green", "Standard_F4s_v2", "traffic: 20%", "smoke test"):
+    for needle in (
+        "model: iris",
+        "custom_model",
+        "environment: onnxgate-ort-",
+        "endpoint: onnxgate-iris",
+        "deployment: green",
+        "Standard_F4s_v2",
+        "traffic: 20%",
+        "smoke test",
+    ):
         assert needle in out, f"{needle!r} not in the dry-run plan:\n{out}"
 
 
@@ -577,8 +731,22 @@ def test_contract_credentials_never_appear_in_output_or_report(model, fake, tmp_
     logging.getLogger("azure").addHandler(handler)
     logging.getLogger("azure").setLevel(logging.DEBUG)  # even with the SDK's own debug logging on
     try:
-        code = cli.main(["deploy", str(model), "--target", "azureml", "--report", str(report),
-                         "--subscription-id", SUB, "--resource-group", RG, "--workspace", WS])
+        code = cli.main(
+            [
+                "deploy",
+                str(model),
+                "--target",
+                "azureml",
+                "--report",
+                str(report),
+                "--subscription-id",
+                SUB,
+                "--resource-group",
+                RG,
+                "--workspace",
+                WS,
+            ]
+        )
     finally:
         logging.getLogger("azure").setLevel(logging.NOTSET)
         logging.getLogger("azure").removeHandler(handler)
@@ -593,8 +761,10 @@ def test_contract_credentials_never_appear_in_output_or_report(model, fake, tmp_
 def test_azure_sdk_is_not_imported_by_the_cli_or_plugin_listing():
     import subprocess
 
-    code = ("import sys; from onnxgate.pipeline import cli; cli.build_parser(); "
-            "from onnxgate.plugins.manager import Registry; r = Registry(); r.deploy_target('azureml'); "
-            "assert not [m for m in sys.modules if m.startswith(('azure.ai', 'azure.identity'))], 'azure imported'")
+    code = (
+        "import sys; from onnxgate.pipeline import cli; cli.build_parser(); "
+        "from onnxgate.plugins.manager import Registry; r = Registry(); r.deploy_target('azureml'); "
+        "assert not [m for m in sys.modules if m.startswith(('azure.ai', 'azure.identity'))], 'azure imported'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -12,6 +12,7 @@ Optional: ONNXGATE_AZUREML_ENDPOINT (default onnxgate-live-<random>),
 ONNXGATE_AZUREML_INSTANCE_TYPE (default Standard_DS3_v2),
 ONNXGATE_AZUREML_KEEP=1 to keep the endpoint afterwards (deleted otherwise).
 """
+
 import os
 import uuid
 
@@ -43,9 +44,12 @@ def test_live_deploy_smoke_test_and_idempotency(tmp_path):
 
     endpoint = os.environ.get("ONNXGATE_AZUREML_ENDPOINT") or f"onnxgate-live-{uuid.uuid4().hex[:8]}"
     options = {
-        "subscription_id": os.environ["AZURE_SUBSCRIPTION_ID"], "resource_group": os.environ["AZURE_RESOURCE_GROUP"],
-        "workspace": os.environ["AZUREML_WORKSPACE"], "endpoint": endpoint,
-        "instance_type": os.environ.get("ONNXGATE_AZUREML_INSTANCE_TYPE", "Standard_DS3_v2"), "timeout": 3600,
+        "subscription_id": os.environ["AZURE_SUBSCRIPTION_ID"],
+        "resource_group": os.environ["AZURE_RESOURCE_GROUP"],
+        "workspace": os.environ["AZUREML_WORKSPACE"],
+        "endpoint": endpoint,
+        "instance_type": os.environ.get("ONNXGATE_AZUREML_INSTANCE_TYPE", "Standard_DS3_v2"),
+        "timeout": 3600,
     }
     try:
         first = deploy.deploy(model, "azureml", name="onnxgate-live-iris", options=options)
@@ -54,8 +58,9 @@ def test_live_deploy_smoke_test_and_idempotency(tmp_path):
         assert second["changes"] == [] and second["version"] == first["version"]
     finally:
         if os.environ.get("ONNXGATE_AZUREML_KEEP") != "1":
-            client = MLClient(DefaultAzureCredential(), options["subscription_id"], options["resource_group"],
-                              options["workspace"])
+            client = MLClient(
+                DefaultAzureCredential(), options["subscription_id"], options["resource_group"], options["workspace"]
+            )
             try:
                 client.online_endpoints.begin_delete(endpoint).result(timeout=1800)
             except Exception as exc:  # cleanup is best effort; say so

@@ -7,6 +7,7 @@ outcome of every model is written to ``artifacts/onnx-backend-data.md`` and
 ``.json`` in the repository root. Every failure must match a known, explained
 cause, and at least ``PASS_FLOOR`` models must pass.
 """
+
 import json
 import re
 import shutil
@@ -30,12 +31,18 @@ UPGRADED_FLOOR = 31
 #: (cause, regex on the error message) for every failure seen; all are
 #: onnxruntime limits or machine setup, none is onnxgate or a golden file.
 EXPLAINED = (
-    ("onnxruntime has no kernel for this pre-opset-7 operator version (it guarantees ai.onnx opset >= 7 only)",
-     re.compile(r"NOT_IMPLEMENTED : Could not find an implementation for \w+\((1|6)\)")),
-    ("training-only operator ai.onnx.preview.training:Gradient; not in the onnxruntime inference build",
-     re.compile(r"ai\.onnx\.preview\.training:Gradient\(-1\) is not a registered function/op")),
-    ("StringNormalizer needs the en_US.UTF-8 locale, which this machine lacks (locale-gen en_US.UTF-8)",
-     re.compile(r"Failed to construct locale with name:en_US\.UTF-8")),
+    (
+        "onnxruntime has no kernel for this pre-opset-7 operator version (it guarantees ai.onnx opset >= 7 only)",
+        re.compile(r"NOT_IMPLEMENTED : Could not find an implementation for \w+\((1|6)\)"),
+    ),
+    (
+        "training-only operator ai.onnx.preview.training:Gradient; not in the onnxruntime inference build",
+        re.compile(r"ai\.onnx\.preview\.training:Gradient\(-1\) is not a registered function/op"),
+    ),
+    (
+        "StringNormalizer needs the en_US.UTF-8 locale, which this machine lacks (locale-gen en_US.UTF-8)",
+        re.compile(r"Failed to construct locale with name:en_US\.UTF-8"),
+    ),
 )
 
 
@@ -60,8 +67,7 @@ def _run_one(folder: Path, registry) -> dict:
     except OnnxgateError as exc:
         row.update(verdict="error", exit_code=exc.exit_code, message=str(exc))
         return row
-    row.update(verdict=result.verdict, exit_code=0 if result.passed else 1,
-               message="; ".join(result.failures))
+    row.update(verdict=result.verdict, exit_code=0 if result.passed else 1, message="; ".join(result.failures))
     return row
 
 
@@ -121,14 +127,15 @@ def upgraded(outcomes):
         folder = DATA / row["model"]
         try:
             result = api.validate(folder / "model.onnx", golden=folder, upgrade_opset=7)
-            rows.append({"model": row["model"], "verdict": result.verdict,
-                         "message": "; ".join(result.failures)})
+            rows.append({"model": row["model"], "verdict": result.verdict, "message": "; ".join(result.failures)})
         except OnnxgateError as exc:
             rows.append({"model": row["model"], "verdict": "error", "message": str(exc)})
     with open(ARTIFACTS / "onnx-backend-data.md", "a") as fh:
         passed = sum(r["verdict"] == "passed" for r in rows)
-        fh.write(f"\n## The pre-opset-7 failures with `--upgrade-opset 7` (onnx.version_converter, in a subprocess)\n\n"
-                 f"**{passed} of {len(rows)} pass.**\n\n")
+        fh.write(
+            f"\n## The pre-opset-7 failures with `--upgrade-opset 7` (onnx.version_converter, in a subprocess)\n\n"
+            f"**{passed} of {len(rows)} pass.**\n\n"
+        )
         for r in rows:
             if r["verdict"] != "passed":
                 fh.write(f"- {r['model']}: {r['verdict']}: {r['message'][:240]}\n")
@@ -157,18 +164,22 @@ def test_failures_are_load_errors_not_mismatches(outcomes):
     assert all(r["exit_code"] == 3 for r in outcomes if r["verdict"] != "passed")
 
 
-@pytest.mark.parametrize("model", [
-    "simple/test_expand_shape_model1",          # two inputs, int64 shape tensor
-    "simple/test_sequence_model1",              # initializers listed among the graph inputs
-    "pytorch-converted/test_Conv2d",
-    "pytorch-operator/test_operator_chunk",      # several outputs
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "simple/test_expand_shape_model1",  # two inputs, int64 shape tensor
+        "simple/test_sequence_model1",  # initializers listed among the graph inputs
+        "pytorch-converted/test_Conv2d",
+        "pytorch-operator/test_operator_chunk",  # several outputs
+    ],
+)
 def test_cli_validates_with_golden(tmp_path, model):
     # a copy: validate writes its record beside the model, not into site-packages
     folder = tmp_path / model.split("/")[1]
     shutil.copytree(DATA / model, folder)
-    proc = run_cli("validate", str(folder / "model.onnx"), "--golden", str(folder),
-                   "--report", str(tmp_path / "report.json"))
+    proc = run_cli(
+        "validate", str(folder / "model.onnx"), "--golden", str(folder), "--report", str(tmp_path / "report.json")
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("PASSED")
     report = json.loads((tmp_path / "report.json").read_text())
@@ -188,8 +199,18 @@ def test_cli_upgrade_opset_validates_the_upgraded_model_against_golden(tmp_path)
     folder = tmp_path / "test_operator_add_broadcast"
     shutil.copytree(DATA / "pytorch-operator" / "test_operator_add_broadcast", folder)
     out = tmp_path / "upgraded.onnx"
-    proc = run_cli("convert", str(folder / "model.onnx"), "--golden", str(folder), "--upgrade-opset", "7",
-                   "-o", str(out), "--report", str(tmp_path / "r.json"))
+    proc = run_cli(
+        "convert",
+        str(folder / "model.onnx"),
+        "--golden",
+        str(folder),
+        "--upgrade-opset",
+        "7",
+        "-o",
+        str(out),
+        "--report",
+        str(tmp_path / "r.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert onnx.load(str(out)).opset_import[0].version == 7
     assert "version_converter" in json.loads((tmp_path / "r.json").read_text())["converter"]["exporter"]

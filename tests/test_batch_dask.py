@@ -2,6 +2,7 @@
 processes on 127.0.0.1): same verdicts as the local executor for good
 models, a gate failure, a crash, a segfault, a hang and a memory hog; the
 same cache."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(folder):
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as local:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as local:
         yield local
 
 
@@ -40,16 +42,26 @@ def test_dask_gives_the_local_verdicts(cluster, folder, tmp_path):
     manifest = tmp_path / "m.toml"
     manifest.write_text(
         toml_entry(name="logreg", **built["logreg"])
-        + toml_entry(name="ridge-strict", **built["ridge"]) + "[models.outputs.variable]\natol = 0\nrtol = 0\n"
+        + toml_entry(name="ridge-strict", **built["ridge"])
+        + "[models.outputs.variable]\natol = 0\nrtol = 0\n"
         + toml_entry(name="exits", source="badmodels:exits")
         + toml_entry(name="segfaults", source="badmodels:segfaults")
         + toml_entry(name="hangs", source="badmodels:hangs", timeout=3)
-        + toml_entry(name="hog", source="badmodels:eats_memory"))
+        + toml_entry(name="hog", source="badmodels:eats_memory")
+    )
     common = {"latency": False, "max_memory": 1 << 30}
     started = time.perf_counter()
-    local = {r["name"]: (r["verdict"], r["exit_code"]) for r in batch.run(manifest, tmp_path / "local", jobs=2, **common)}
-    assert local == {"logreg": ("passed", 0), "ridge-strict": ("failed", 1), "exits": ("crashed", 3),
-                     "segfaults": ("crashed", 3), "hangs": ("timeout", 3), "hog": ("out-of-memory", 3)}
+    local = {
+        r["name"]: (r["verdict"], r["exit_code"]) for r in batch.run(manifest, tmp_path / "local", jobs=2, **common)
+    }
+    assert local == {
+        "logreg": ("passed", 0),
+        "ridge-strict": ("failed", 1),
+        "exits": ("crashed", 3),
+        "segfaults": ("crashed", 3),
+        "hangs": ("timeout", 3),
+        "hog": ("out-of-memory", 3),
+    }
     print(f"local: {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
     rows = batch.run(manifest, tmp_path / "dask", executor="dask", scheduler=cluster.scheduler_address, **common)
@@ -72,10 +84,23 @@ def test_dask_local_cluster_from_the_cli_shipping_bytes(tmp_path):
 
     built = models(tmp_path)
     manifest = tmp_path / "m.toml"
-    manifest.write_text(toml_entry(name="logreg", **built["logreg"])
-                        + toml_entry(name="exits", source="badmodels:exits"))
-    proc = run_cli("batch", str(manifest), "--out", str(tmp_path / "out"), "--executor", "dask", "--dask-workers", "2",
-                   "--ship", "--no-latency", env=env_with_path(tmp_path), timeout=300)
+    manifest.write_text(
+        toml_entry(name="logreg", **built["logreg"]) + toml_entry(name="exits", source="badmodels:exits")
+    )
+    proc = run_cli(
+        "batch",
+        str(manifest),
+        "--out",
+        str(tmp_path / "out"),
+        "--executor",
+        "dask",
+        "--dask-workers",
+        "2",
+        "--ship",
+        "--no-latency",
+        env=env_with_path(tmp_path),
+        timeout=300,
+    )
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "crashed" in proc.stdout and "passed" in proc.stdout

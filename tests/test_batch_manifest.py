@@ -1,6 +1,7 @@
 """The batch manifest: TOML/JSON, defaults, globs, relative paths, and
 hostile manifests refused before anything runs (exit 2, nothing unpickled,
 nothing written). No model is converted here, so these tests are fast."""
+
 from __future__ import annotations
 
 import json
@@ -162,8 +163,10 @@ def test_ill_typed_options_refused(tmp_path, capsys):
 def test_duplicate_names_and_empty_globs(tmp_path, capsys):
     touch(tmp_path / "a.onnx")
     manifest = tmp_path / "m.toml"
-    manifest.write_text('[[models]]\nsource = "a.onnx"\n[[models]]\nname = "A"\nsource = "a.onnx"\n'
-                         '[[models]]\nsource = "nothing/*.skops"\n')
+    manifest.write_text(
+        '[[models]]\nsource = "a.onnx"\n[[models]]\nname = "A"\nsource = "a.onnx"\n'
+        '[[models]]\nsource = "nothing/*.skops"\n'
+    )
     code, _, err = cli(capsys, "batch", manifest, "--out", tmp_path / "out")
     assert code == 2
     assert "name 'a': used by 2 entries" in err and "matches nothing" in err
@@ -188,14 +191,31 @@ def test_manifest_schema_agrees_with_the_loader(tmp_path):
     schema = json.loads(SCHEMA_FILE.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     touch(tmp_path / "m.onnx")
-    good = {"defaults": {"timeout": 60, "tags": ["x"]},
-            "models": [{"name": "m", "source": "m.onnx", "trust_source": False, "options": {"model": "a:b"},
-                        "outputs": {"y": {"rtol": 1e-3, "elementwise": False}}}]}
+    good = {
+        "defaults": {"timeout": 60, "tags": ["x"]},
+        "models": [
+            {
+                "name": "m",
+                "source": "m.onnx",
+                "trust_source": False,
+                "options": {"model": "a:b"},
+                "outputs": {"y": {"rtol": 1e-3, "elementwise": False}},
+            }
+        ],
+    }
     jsonschema.validate(good, schema)
     (tmp_path / "good.json").write_text(json.dumps(good))
     assert [e.name for e in load(tmp_path / "good.json")] == ["m"]
-    for bad in ({"trust_source": "false"}, {"accept_unverified": "no"}, {"name": "../x"}, {"name": "/abs"},
-                {"options": "fast"}, {"opset": "13"}, {"colour": 1}, {"outputs": {"y": {"rtol": "1e-3"}}}):
+    for bad in (
+        {"trust_source": "false"},
+        {"accept_unverified": "no"},
+        {"name": "../x"},
+        {"name": "/abs"},
+        {"options": "fast"},
+        {"opset": "13"},
+        {"colour": 1},
+        {"outputs": {"y": {"rtol": "1e-3"}}},
+    ):
         doc = {"models": [{"source": "m.onnx", **bad}]}
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(doc, schema)
@@ -207,10 +227,12 @@ def test_manifest_schema_agrees_with_the_loader(tmp_path):
 def test_scheduling_keeps_a_framework_on_the_worker_that_imported_it():
     from onnxgate.pipeline.batch.runner import Job, pick
 
-    jobs = [Job(entry=None, framework=fw, key=str(i), gate=None, timeout=1)
-            for i, fw in enumerate(["sklearn", "sklearn", "torch", "tensorflow", "torch"])]
-    assert pick(jobs, last="torch", busy=["sklearn"]).key == "2"        # its own framework first
-    assert pick(jobs, last=None, busy=["sklearn"]).key == "2"           # then one no other worker is on
+    jobs = [
+        Job(entry=None, framework=fw, key=str(i), gate=None, timeout=1)
+        for i, fw in enumerate(["sklearn", "sklearn", "torch", "tensorflow", "torch"])
+    ]
+    assert pick(jobs, last="torch", busy=["sklearn"]).key == "2"  # its own framework first
+    assert pick(jobs, last=None, busy=["sklearn"]).key == "2"  # then one no other worker is on
     # every framework busy elsewhere: wait rather than import one again for two models...
     assert pick(jobs, last="xgboost", busy=["sklearn", "torch", "tensorflow"]) is None
     # ...but share a framework with many models left

@@ -2,6 +2,7 @@
 untrusted pickle, a model that exits, one that segfaults, one that hangs and
 one that eats memory. Each gets its own verdict and the batch goes on; the
 reports, the cache, resuming after SIGTERM/SIGKILL and --max-failures."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,14 @@ from onnxgate.plugins.testing import run_cli
 pytest.importorskip("skops")
 
 EXPECTED = {  # name -> (verdict, exit code)
-    "logreg": ("passed", 0), "ridge": ("passed", 0), "ridge-strict": ("failed", 1),
-    "evil": ("error", 2), "exits": ("crashed", 3), "segfaults": ("crashed", 3),
-    "hangs": ("timeout", 3), "hog": ("out-of-memory", 3),
+    "logreg": ("passed", 0),
+    "ridge": ("passed", 0),
+    "ridge-strict": ("failed", 1),
+    "evil": ("error", 2),
+    "exits": ("crashed", 3),
+    "segfaults": ("crashed", 3),
+    "hangs": ("timeout", 3),
+    "hog": ("out-of-memory", 3),
 }
 
 
@@ -50,10 +56,20 @@ def mixed(tmp_path_factory):
     manifest = mixed_manifest(folder)
     out = folder / "out"
     started = time.perf_counter()
-    proc = run_cli("batch", str(manifest), "--out", str(out), "--jobs", "2", "--max-memory", "1G",
-                   "--no-latency", env=env_with_path(folder), timeout=300)
-    return {"folder": folder, "manifest": manifest, "out": out, "proc": proc,
-            "seconds": time.perf_counter() - started}
+    proc = run_cli(
+        "batch",
+        str(manifest),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--max-memory",
+        "1G",
+        "--no-latency",
+        env=env_with_path(folder),
+        timeout=300,
+    )
+    return {"folder": folder, "manifest": manifest, "out": out, "proc": proc, "seconds": time.perf_counter() - started}
 
 
 def rows_of(out: Path) -> dict:
@@ -126,7 +142,7 @@ def test_dashboard_sorts_filters_and_links_in_chromium(mixed, tmp_path):
     shown = dom.split('data-shown="')[1].split('"')[0].split(",")
     assert sorted(shown) == ["exits", "segfaults"]
     for name in ("logreg", "ridge-strict"):  # each model links to its own HTML report
-        assert f"<a href=\"{name}.html\">{name}</a>" in dom or f"<a href='{name}.html'>" in page
+        assert f'<a href="{name}.html">{name}</a>' in dom or f"<a href='{name}.html'>" in page
 
 
 def test_rerun_skips_finished_models_and_rerun_failed_redoes_them(mixed, tmp_path):
@@ -154,9 +170,24 @@ def _copies(folder: Path, n: int) -> Path:
 
 
 def _start(manifest: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "onnxgate.pipeline.cli", "batch", str(manifest), "--out", str(out),
-                             "--jobs", "1", "--no-latency", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "onnxgate.pipeline.cli",
+            "batch",
+            str(manifest),
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+            "--no-latency",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _records(out: Path) -> int:
@@ -212,11 +243,21 @@ def test_killed_batch_resumes_without_partial_outputs(tmp_path):
 def test_max_failures_stops_scheduling(tmp_path, monkeypatch):
     models(tmp_path)
     manifest = tmp_path / "m.toml"
-    manifest.write_text(toml_entry(name="crash-0", source="badmodels:killed")
-                        + "".join(toml_entry(name=f"crash-{i}", source="badmodels:exits") for i in (1, 2))
-                        + toml_entry(name="logreg", source="logreg.skops", sample="logreg.sample.npz"))
-    proc = run_cli("batch", str(manifest), "--out", str(tmp_path / "out"), "--max-failures", "1", "--quiet",
-                   env=env_with_path(tmp_path))
+    manifest.write_text(
+        toml_entry(name="crash-0", source="badmodels:killed")
+        + "".join(toml_entry(name=f"crash-{i}", source="badmodels:exits") for i in (1, 2))
+        + toml_entry(name="logreg", source="logreg.skops", sample="logreg.sample.npz")
+    )
+    proc = run_cli(
+        "batch",
+        str(manifest),
+        "--out",
+        str(tmp_path / "out"),
+        "--max-failures",
+        "1",
+        "--quiet",
+        env=env_with_path(tmp_path),
+    )
     assert proc.returncode == 3
     rows = rows_of(tmp_path / "out")
     assert rows["crash-0"]["verdict"] == "crashed" and rows["crash-0"]["exit_status"] == -signal.SIGKILL
@@ -239,8 +280,10 @@ def test_version_change_reruns_exactly_the_models_it_affects(tmp_path, monkeypat
 
     convert(str(tmp_path / "logreg.skops"), sample=str(tmp_path / "logreg.sample.npz"), latency=False).save(ready)
     manifest = tmp_path / "m.toml"
-    manifest.write_text(toml_entry(name="logreg", **built["logreg"])
-                        + toml_entry(name="ready", source="ready.onnx", accept_unverified=True))
+    manifest.write_text(
+        toml_entry(name="logreg", **built["logreg"])
+        + toml_entry(name="ready", source="ready.onnx", accept_unverified=True)
+    )
     out = tmp_path / "out"
 
     def fresh(**kw):
@@ -250,12 +293,13 @@ def test_version_change_reruns_exactly_the_models_it_affects(tmp_path, monkeypat
 
     assert fresh() == {"logreg", "ready"}
     real = cache.distribution_version
-    monkeypatch.setattr(cache, "distribution_version",
-                        lambda dist: "999.0" if dist == "scikit-learn" else real(dist))
+    monkeypatch.setattr(cache, "distribution_version", lambda dist: "999.0" if dist == "scikit-learn" else real(dist))
     assert fresh() == {"logreg"}
     monkeypatch.setattr(cache, "onnxgate_version", lambda: "999.0")
     assert fresh() == {"logreg", "ready"}
-    assert {r["verdict"] for r in batch.run(manifest, out, latency=False)} == {"passed"}  # the ready-made model is checked against onnx.reference
+    assert {r["verdict"] for r in batch.run(manifest, out, latency=False)} == {
+        "passed"
+    }  # the ready-made model is checked against onnx.reference
 
 
 def test_live_progress_on_a_terminal(tmp_path):
@@ -266,12 +310,19 @@ def test_live_progress_on_a_terminal(tmp_path):
 
     models(tmp_path)
     manifest = tmp_path / "m.toml"
-    manifest.write_text(toml_entry(name="slow", source="badmodels:hangs", timeout=2)
-                        + toml_entry(name="quick", source="badmodels:exits"))
+    manifest.write_text(
+        toml_entry(name="slow", source="badmodels:hangs", timeout=2)
+        + toml_entry(name="quick", source="badmodels:exits")
+    )
     leader, follower = pty.openpty()
     env = {**env_with_path(tmp_path), "COLUMNS": "120", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "onnxgate.pipeline.cli", "batch", str(manifest), "--out",
-                             str(tmp_path / "out")], stdin=follower, stdout=follower, stderr=follower, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnxgate.pipeline.cli", "batch", str(manifest), "--out", str(tmp_path / "out")],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -291,10 +342,19 @@ def test_live_progress_on_a_terminal(tmp_path):
 def test_workers_recycled_after_n_models_and_force_redoes_all(tmp_path):
     models(tmp_path)
     manifest = tmp_path / "m.toml"
-    manifest.write_text("".join(toml_entry(name=f"tiny-{i}", source="badmodels:tiny_onnx", accept_unverified=True)
-                                for i in range(4)))
-    args = ("batch", str(manifest), "--out", str(tmp_path / "out"), "--max-models-per-worker", "2", "--no-latency",
-            "--quiet")
+    manifest.write_text(
+        "".join(toml_entry(name=f"tiny-{i}", source="badmodels:tiny_onnx", accept_unverified=True) for i in range(4))
+    )
+    args = (
+        "batch",
+        str(manifest),
+        "--out",
+        str(tmp_path / "out"),
+        "--max-models-per-worker",
+        "2",
+        "--no-latency",
+        "--quiet",
+    )
     proc = run_cli(*args, env=env_with_path(tmp_path))
     assert proc.returncode == 0, proc.stderr
     rows = [rows_of(tmp_path / "out")[f"tiny-{i}"] for i in range(4)]

@@ -1,4 +1,5 @@
 """Bad input: one clear line, the documented exit code, nothing written."""
+
 import os
 import stat
 from pathlib import Path
@@ -75,8 +76,11 @@ def test_sample_with_wrong_names(tmp_path, skops_model):
     # one array for a one-input model matches by position whatever its name;
     # two arrays that match no input are an error naming both sides and --input-map
     np.savez(tmp_path / "s.npz", wrong=np.ones((2, 4), np.float32), other=np.ones((2, 4), np.float32))
-    _check(tmp_path, ["convert", str(skops_model), "--sample", str(tmp_path / "s.npz")],
-           expect_text="match neither the source model's inputs ['X']")
+    _check(
+        tmp_path,
+        ["convert", str(skops_model), "--sample", str(tmp_path / "s.npz")],
+        expect_text="match neither the source model's inputs ['X']",
+    )
 
 
 def test_sample_with_wrong_shape(tmp_path, skops_model):

@@ -4,6 +4,7 @@ that compares against user-supplied expected outputs (Core ML cannot run here).
 Every spec is built from chosen weights; the expected outputs are computed
 with numpy from those weights (fixtures/coreml_libsvm_fixtures.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import pytest
 from onnxgate.plugins.testing import ConverterContract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-import coreml_libsvm_fixtures as fx  # noqa: E402
+import coreml_libsvm_fixtures as fx
 
 pytest.importorskip("coremltools")
 pytest.importorskip("onnxmltools")
@@ -81,8 +82,19 @@ def test_onnx_keeps_the_core_ml_names(name):
 def test_cli_passes_with_expected_outputs(tmp_path, capsys):
     files = fx.write_coreml(CASES["coreml-nn-classifier"], tmp_path)
     out, report = tmp_path / "m.onnx", tmp_path / "r.json"
-    code, _out, err = cli(capsys, "convert", files["source"], "--sample", files["sample"],
-                          "--expected", files["expected"], "-o", out, "--report", report)
+    code, _out, err = cli(
+        capsys,
+        "convert",
+        files["source"],
+        "--sample",
+        files["sample"],
+        "--expected",
+        files["expected"],
+        "-o",
+        out,
+        "--report",
+        report,
+    )
     assert code == 0, err
     data = json.loads(report.read_text())
     assert data["verdict"] == "passed" and out.stat().st_size > 0
@@ -96,8 +108,19 @@ def test_cli_fails_on_wrong_expected_values_and_names_the_output(tmp_path, capsy
     wrong["scores"] = wrong["scores"] + np.array([0.0, 0.0, 0.01])  # one column off by 0.01
     np.savez(files["expected"], **wrong)
     report = tmp_path / "r.json"
-    code, _out, err = cli(capsys, "convert", files["source"], "--sample", files["sample"],
-                          "--expected", files["expected"], "-o", tmp_path / "m.onnx", "--report", report)
+    code, _out, err = cli(
+        capsys,
+        "convert",
+        files["source"],
+        "--sample",
+        files["sample"],
+        "--expected",
+        files["expected"],
+        "-o",
+        tmp_path / "m.onnx",
+        "--report",
+        report,
+    )
     assert code == 1, err
     assert "scores" in err and "FAIL" in err
     data = json.loads(report.read_text())
@@ -109,8 +132,9 @@ def test_cli_fails_on_wrong_expected_values_and_names_the_output(tmp_path, capsy
 def test_cli_without_expected_outputs_is_unverified_and_fails(tmp_path, capsys):
     files = fx.write_coreml(CASES["coreml-glm-regressor"], tmp_path)
     report = tmp_path / "r.json"
-    code, _out, err = cli(capsys, "convert", files["source"], "--sample", files["sample"],
-                          "-o", tmp_path / "m.onnx", "--report", report)
+    code, _out, err = cli(
+        capsys, "convert", files["source"], "--sample", files["sample"], "-o", tmp_path / "m.onnx", "--report", report
+    )
     assert code == 1, err
     assert "no expected outputs" in err and "--accept-unverified" in err
     data = json.loads(report.read_text())
@@ -123,8 +147,9 @@ def test_cli_without_expected_outputs_is_unverified_and_fails(tmp_path, capsys):
 def test_cli_accept_unverified_passes_with_verdict_unverified(tmp_path, capsys):
     files = fx.write_coreml(CASES["coreml-glm-regressor"], tmp_path)
     report = tmp_path / "r.json"
-    code, _out, err = cli(capsys, "convert", files["source"], "-o", tmp_path / "m.onnx", "--report", report,
-                          "--accept-unverified")
+    code, _out, err = cli(
+        capsys, "convert", files["source"], "-o", tmp_path / "m.onnx", "--report", report, "--accept-unverified"
+    )
     assert code == 0, err
     data = json.loads(report.read_text())
     assert data["passed"] and data["verdict"] == "unverified"
@@ -203,8 +228,9 @@ def test_unsupported_kind_inside_a_pipeline_is_named(tmp_path, capsys):
 
 def test_expected_without_sample_is_a_usage_error(tmp_path, capsys):
     files = fx.write_coreml(CASES["coreml-glm-regressor"], tmp_path)
-    code, _out, err = cli(capsys, "convert", files["source"], "--expected", files["expected"],
-                          "-o", str(tmp_path / "x.onnx"))
+    code, _out, err = cli(
+        capsys, "convert", files["source"], "--expected", files["expected"], "-o", str(tmp_path / "x.onnx")
+    )
     assert code == 2
     assert_one_line_error(err)
 

@@ -1,4 +1,5 @@
 """Diagnosis: models broken on purpose, and the diagnosis must name where."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import pytest
 from onnx import helper, numpy_helper
 
 from onnxgate.pipeline import api
-from onnxgate.pipeline.gate import diagnose
 from onnxgate.pipeline.cli import main
+from onnxgate.pipeline.gate import diagnose
 from onnxgate.pipeline.report.document import validate_schema
 from onnxgate.plugins.spec import Tolerance
 
@@ -28,6 +29,7 @@ def _perturb_initializer(model, name, delta=0.5):
 
 
 # ---------------------------------------------------------------- PyTorch
+
 
 @pytest.fixture(scope="module")
 def torch_mlp():
@@ -78,6 +80,7 @@ def test_torch_correct_model_locates_nothing(torch_mlp):
 
 
 # ---------------------------------------------------------------- scikit-learn
+
 
 @pytest.fixture(scope="module")
 def sk_pipeline():
@@ -132,6 +135,7 @@ def test_sklearn_corrupt_last_step_is_named(sk_pipeline):
 
 # ---------------------------------------------------------------- Keras
 
+
 def test_keras_perturbed_dense_layer_is_named():
     pytest.importorskip("tf2onnx")
     keras = pytest.importorskip("keras")
@@ -157,6 +161,7 @@ def test_keras_perturbed_dense_layer_is_named():
 
 
 # ---------------------------------------------------------------- runtime vs reference
+
 
 def _small_graph():
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 4])
@@ -195,8 +200,10 @@ def test_reference_unavailable_for_custom_domain_is_reported():
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 4])
     node = helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft", name="gelu")
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model = helper.make_model(
+        helper.make_graph([node], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+    )
     found = diagnose.runtime_vs_reference(model, {"x": _rng_input((2, 4))})
     assert found["status"] == "unavailable"
     assert "onnx.reference cannot run this model" in found["message"] and "\n" not in found["message"]
@@ -210,6 +217,7 @@ def test_expose_adds_intermediates():
 
 
 # ---------------------------------------------------------------- CLI
+
 
 @pytest.fixture()
 def skops_files(tmp_path, sk_pipeline):
@@ -247,6 +255,7 @@ def test_cli_validate_diagnose_only_on_failure(skops_files, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def _spec(name):
     from onnxgate.plugins.manager import Registry

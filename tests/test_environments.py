@@ -7,6 +7,7 @@ so a pre-created environment (``onnxgate env create legacy`` in .ci/run) is
 reused. Tests that need their own, small environments use a temp
 ONNXGATE_HOME.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,8 @@ import numpy as np
 import pytest
 
 from onnxgate.pipeline.envs import isolated as environments
-from onnxgate.plugins.errors import UsageError
 from onnxgate.plugins import EnvironmentSpec
+from onnxgate.plugins.errors import UsageError
 from onnxgate.plugins.manager import Registry
 from onnxgate.plugins.testing import assert_clean_error, run_cli
 
@@ -53,8 +54,10 @@ def _small_home(tmp_path, monkeypatch) -> Path:
 def test_legacy_env_is_created_and_holds_the_frameworks(legacy_env):
     assert legacy_env.ready
     python = environments.python_of(legacy_env.path)
-    probe = ("import mxnet, chainer, onnx_chainer, numpy, onnx, pluggy; "
-             "print(mxnet.__version__, chainer.__version__, numpy.__version__, onnx.__version__)")
+    probe = (
+        "import mxnet, chainer, onnx_chainer, numpy, onnx, pluggy; "
+        "print(mxnet.__version__, chainer.__version__, numpy.__version__, onnx.__version__)"
+    )
     out = subprocess.run([str(python), "-I", "-c", probe], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1.9.1", "7.8.1", "1.23.5", "1.14.1"]
@@ -88,9 +91,11 @@ def test_cli_env_list_path_and_plugins(legacy_env):
 
 
 def test_plugins_listing_imports_no_framework():
-    code = ("import sys, json; from onnxgate.pipeline.cli import plugins as cli_plugins, env as cli_env; cli_plugins.rows(); "
-            "cli_env.rows(); print(json.dumps([m for m in sys.modules if m.split('.')[0] in "
-            "('mxnet', 'chainer', 'onnx_chainer')]))")
+    code = (
+        "import sys, json; from onnxgate.pipeline.cli import plugins as cli_plugins, env as cli_env; cli_plugins.rows(); "
+        "cli_env.rows(); print(json.dumps([m for m in sys.modules if m.split('.')[0] in "
+        "('mxnet', 'chainer', 'onnx_chainer')]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
@@ -131,8 +136,9 @@ def test_changed_recipe_makes_the_env_stale(tmp_path, monkeypatch):
 def test_failed_create_leaves_nothing_behind(tmp_path, monkeypatch):
     home = _small_home(tmp_path, monkeypatch)
     # --no-index: pip fails at once, without asking any registry
-    spec = EnvironmentSpec(name="broken", python=sys.executable,
-                           install_steps=(("--no-index", "onnxgate-test-no-such-distribution"),))
+    spec = EnvironmentSpec(
+        name="broken", python=sys.executable, install_steps=(("--no-index", "onnxgate-test-no-such-distribution"),)
+    )
     leftover = home / "envs" / ".broken.build-killed"
     leftover.mkdir(parents=True)  # what a create killed with SIGKILL leaves
     with pytest.raises(UsageError) as info:
@@ -158,8 +164,7 @@ def test_create_builds_aside_then_renames(tmp_path, monkeypatch):
     assert status.ready
     # while installing, only the hidden build folder existed
     during = [names for line, names in seen if line.startswith("[")]
-    assert during and all("tiny" not in names and any(n.startswith(".tiny.build-") for n in names)
-                          for names in during)
+    assert during and all("tiny" not in names and any(n.startswith(".tiny.build-") for n in names) for names in during)
     assert sorted(p.name for p in (home / "envs").iterdir() if not p.name.startswith(".")) == ["tiny"]
     assert "pluggy" in status.packages
     assert environments.remove(spec) and not (home / "envs" / "tiny").exists()
@@ -238,9 +243,11 @@ def test_worker_errors_keep_their_kind(legacy_env, tmp_path, monkeypatch):
     from onnxgate.plugins.errors import ConversionError
     from onnxgate.plugins.manager import get_plugin_manager
 
-    plugin = THIRD_PARTY_PLUGIN.replace("return [inputs[\"x\"] * k]", "return [inputs[\"x\"] * k]") \
-        .replace("def convert(k, example, options):", "def convert(k, example, options):\n    if k < 0:\n"
-                 "        raise RuntimeError('negative factors are not supported')")
+    plugin = THIRD_PARTY_PLUGIN.replace('return [inputs["x"] * k]', 'return [inputs["x"] * k]').replace(
+        "def convert(k, example, options):",
+        "def convert(k, example, options):\n    if k < 0:\n"
+        "        raise RuntimeError('negative factors are not supported')",
+    )
     (tmp_path / "acme_scale2.py").write_text(textwrap.dedent(plugin).replace('name="scale"', 'name="scale2"'))
     monkeypatch.syspath_prepend(str(tmp_path))
     import acme_scale2
@@ -261,20 +268,24 @@ def test_artifact_round_trip(tmp_path):
     import onnx
     from onnx import helper
 
-    from onnxgate.pipeline.core.artifact import Case
-    from onnxgate.pipeline.core.artifact import Artifact
+    from onnxgate.pipeline.core.artifact import Artifact, Case
     from onnxgate.plugins.spec import Tolerance
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 2])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 2])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 2])],
+    )
     x = np.arange(4, dtype=np.float32).reshape(2, 2)
     artifact = Artifact(
         model=helper.make_model(graph),
         cases=[Case("a", {"x": x}, {"y": x}, meta={"kind": "sample"}), Case("skipped", {"x": x}, None)],
         tolerance=Tolerance(rtol=1e-3, atol=0.5),
-        source={"path": "p", "sha256": "s"}, converter={"name": "c", "opset": 13},
-        notes=["n"], timings={"load_s": 0.5},
+        source={"path": "p", "sha256": "s"},
+        converter={"name": "c", "opset": 13},
+        notes=["n"],
+        timings={"load_s": 0.5},
     )
     if hasattr(artifact, "latency"):
         artifact.latency = {1: {"mean_ms": 0.1}, 4: {"mean_ms": np.float64(0.2)}}
@@ -302,8 +313,9 @@ def test_interrupted_create_leaves_no_environment(tmp_path, monkeypatch, how):
     import signal
 
     home = _small_home(tmp_path, monkeypatch)
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_CREATE], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_CREATE], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
     envs = home / "envs"
     deadline = time.monotonic() + 120
     while not list(envs.glob(".slow.build-*")) and time.monotonic() < deadline and proc.poll() is None:

@@ -1,4 +1,5 @@
 """Drift: accept a baseline, later runs compare with it and fail when errors grow."""
+
 import json
 
 import onnx
@@ -62,8 +63,9 @@ def test_accept_then_compare_unchanged_then_grown(ridge, tmp_path, capsys):
     assert row["grew"] and not row["passed"] and row["growth"] > 10
     assert all(o["passed"] for c in report["cases"] for o in c["outputs"])  # only drift failed
     assert any(f.startswith("drift variable: max abs err grew") for f in report["failures"])
-    assert "DRIFT" in (cli.main(["baseline", "compare", str(tmp_path / "r.json"), str(baseline)]) == 1
-                       and capsys.readouterr().out)
+    assert "DRIFT" in (
+        cli.main(["baseline", "compare", str(tmp_path / "r.json"), str(baseline)]) == 1 and capsys.readouterr().out
+    )
     # the factor is the user's: a generous one lets the same run pass
     assert cli.main(["validate", str(ridge), str(model), "--drift-factor", "1e6"] + base) == 0
     assert cli.main(["validate", str(ridge), str(model), "--no-baseline"] + base) == 0
@@ -76,8 +78,12 @@ def test_accept_baseline_flag_writes_next_to_the_model(ridge, tmp_path):
 
 
 def _fake_report(err, passed=True):
-    return {"passed": passed, "onnx": {"path": "m.onnx", "sha256": "x"}, "versions": {"onnxruntime": "1.32.0"},
-            "cases": [{"name": "batch_4", "outputs": [{"name": "y", "max_abs_err": err, "max_rel_err": err}]}]}
+    return {
+        "passed": passed,
+        "onnx": {"path": "m.onnx", "sha256": "x"},
+        "versions": {"onnxruntime": "1.32.0"},
+        "cases": [{"name": "batch_4", "outputs": [{"name": "y", "max_abs_err": err, "max_rel_err": err}]}],
+    }
 
 
 def test_floor_keeps_noise_from_failing():

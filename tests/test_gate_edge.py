@@ -1,8 +1,9 @@
 """Edge values: zeros, large magnitudes, NaN/inf where the source accepts them."""
+
 import numpy as np
 import pytest
-
 from gate_support import registry, seq_mean_model
+
 from onnxgate.pipeline import api
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.gate.compare import compare_output
@@ -31,8 +32,9 @@ def test_edge_values_are_opt_in():
 
 
 def test_nan_propagating_model_matches_and_all_edges_run():
-    result = api.convert(seq_mean_model("seq"), framework="hand", registry=registry(), latency=False,
-                         gate=GateConfig(edge_values=True))
+    result = api.convert(
+        seq_mean_model("seq"), framework="hand", registry=registry(), latency=False, gate=GateConfig(edge_values=True)
+    )
     edges = _edge(result.report.to_dict())
     assert set(edges) == {"zeros", "large", "nan", "inf"}
     assert not any(c.get("skipped") for c in edges.values())
@@ -70,26 +72,48 @@ def test_a_converter_that_mishandles_nan_fails_on_the_nan_case_only():
     assert edges["zeros"]["passed"] and edges["large"]["passed"]
 
 
-@pytest.mark.parametrize("env,expected", [({"CI": "true"}, True), ({"CI": "1"}, True), ({"CI": "false"}, False), ({}, False)])
+@pytest.mark.parametrize(
+    "env,expected", [({"CI": "true"}, True), ({"CI": "1"}, True), ({"CI": "false"}, False), ({}, False)]
+)
 def test_ci_mode_from_environment(env, expected):
     assert ci_mode(env) is expected
 
 
 def test_ci_environment_turns_edge_values_on_in_the_cli(tmp_path, monkeypatch):
+    import json
+
+    import skops.io as sio
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
-    import json
-    import skops.io as sio
 
     X, y = load_iris(return_X_y=True)
     sio.dump(LogisticRegression(max_iter=500).fit(X, y), tmp_path / "m.skops")
     monkeypatch.setenv("CI", "true")
-    code = cli.main(["convert", str(tmp_path / "m.skops"), "-o", str(tmp_path / "m.onnx"),
-                     "--report", str(tmp_path / "r.json"), "--no-latency"])
+    code = cli.main(
+        [
+            "convert",
+            str(tmp_path / "m.skops"),
+            "-o",
+            str(tmp_path / "m.onnx"),
+            "--report",
+            str(tmp_path / "r.json"),
+            "--no-latency",
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["gate"]["ci"] and report["gate"]["edge_values"]
     assert _edge(report)
-    code = cli.main(["convert", str(tmp_path / "m.skops"), "-o", str(tmp_path / "m.onnx"),
-                     "--report", str(tmp_path / "r.json"), "--no-latency", "--no-edge-values"])
+    code = cli.main(
+        [
+            "convert",
+            str(tmp_path / "m.skops"),
+            "-o",
+            str(tmp_path / "m.onnx"),
+            "--report",
+            str(tmp_path / "r.json"),
+            "--no-latency",
+            "--no-edge-values",
+        ]
+    )
     assert code == 0 and not _edge(json.loads((tmp_path / "r.json").read_text()))

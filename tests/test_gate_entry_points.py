@@ -1,5 +1,6 @@
 """CI mode, baseline discovery and --gate-config apply identically to the
 CLI, the Python API and `onnxgate batch` (one builder: gate.config.resolve)."""
+
 import json
 import shutil
 
@@ -42,20 +43,55 @@ def test_cli_api_and_batch_run_the_same_checks_under_ci(source, tmp_path, monkey
         folder.mkdir()
     # an accepted baseline beside each entry point's output model
     seed = tmp_path / "seed.onnx"
-    assert cli.main(["convert", str(source / "iris.skops"), "-o", str(seed), "--sample", str(sample),
-                     "--no-latency", "--accept-baseline"]) == 0
+    assert (
+        cli.main(
+            [
+                "convert",
+                str(source / "iris.skops"),
+                "-o",
+                str(seed),
+                "--sample",
+                str(sample),
+                "--no-latency",
+                "--accept-baseline",
+            ]
+        )
+        == 0
+    )
     for folder in folders.values():
         shutil.copy(str(seed) + ".baseline.json", folder / "iris.onnx.baseline.json")
 
-    assert cli.main(["convert", str(source / "iris.skops"), "-o", str(folders["cli"] / "iris.onnx"),
-                     "--sample", str(sample), "--gate-config", str(rules), "--no-latency",
-                     "--report", str(folders["cli"] / "iris.report.json")]) == 0
-    result = api.convert(str(source / "iris.skops"), output=folders["api"] / "iris.onnx", sample=sample,
-                         gate_config=rules, latency=False, report=folders["api"] / "iris.report.json")
+    assert (
+        cli.main(
+            [
+                "convert",
+                str(source / "iris.skops"),
+                "-o",
+                str(folders["cli"] / "iris.onnx"),
+                "--sample",
+                str(sample),
+                "--gate-config",
+                str(rules),
+                "--no-latency",
+                "--report",
+                str(folders["cli"] / "iris.report.json"),
+            ]
+        )
+        == 0
+    )
+    result = api.convert(
+        str(source / "iris.skops"),
+        output=folders["api"] / "iris.onnx",
+        sample=sample,
+        gate_config=rules,
+        latency=False,
+        report=folders["api"] / "iris.report.json",
+    )
     assert result.passed
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"models": [{"name": "iris", "source": str(source / "iris.skops"),
-                                                "sample": str(sample)}]}))
+    manifest.write_text(
+        json.dumps({"models": [{"name": "iris", "source": str(source / "iris.skops"), "sample": str(sample)}]})
+    )
     assert cli.main(["batch", str(manifest), "--out", str(folders["batch"]), "--gate-config", str(rules)]) == 0
 
     reports = {k: json.loads((f / "iris.report.json").read_text()) for k, f in folders.items()}
@@ -74,14 +110,28 @@ def test_api_validate_finds_the_baseline_beside_the_model_and_explicit_gate_wins
     from onnxgate.plugins.errors import UsageError
 
     model = tmp_path / "iris.onnx"
-    assert cli.main(["convert", str(source / "iris.skops"), "-o", str(model), "--sample", str(source / "x.npy"),
-                     "--no-latency", "--accept-baseline"]) == 0
+    assert (
+        cli.main(
+            [
+                "convert",
+                str(source / "iris.skops"),
+                "-o",
+                str(model),
+                "--sample",
+                str(source / "x.npy"),
+                "--no-latency",
+                "--accept-baseline",
+            ]
+        )
+        == 0
+    )
     monkeypatch.setenv("CI", "1")
     found = api.validate(str(source / "iris.skops"), model, sample=source / "x.npy", latency=False)
     assert found.report.drift["baseline"] == str(model) + ".baseline.json"
     assert any(c.name == "edge_values" for c in found.report.checks)
-    explicit = api.validate(str(source / "iris.skops"), model, sample=source / "x.npy", latency=False,
-                            gate=GateConfig())
+    explicit = api.validate(
+        str(source / "iris.skops"), model, sample=source / "x.npy", latency=False, gate=GateConfig()
+    )
     assert explicit.report.drift is None and not any(c.name == "edge_values" for c in explicit.report.checks)
     with pytest.raises(UsageError, match="gate=GateConfig.*not both"):
         api.validate(str(source / "iris.skops"), model, gate=GateConfig(), ci=True)

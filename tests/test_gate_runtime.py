@@ -1,20 +1,24 @@
 """Runtime compatibility (IR/opsets vs onnxruntime releases) and the optimiser check."""
+
 import numpy as np
 import pytest
+from gate_support import conv_bn_model, make_model, registry, seq_mean_model
 from onnx import TensorProto, helper
 
-from gate_support import conv_bn_model, make_model, registry, seq_mean_model
 from onnxgate.pipeline import api
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.gate import runtime_compat
-from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.gate.config import GateConfig
+from onnxgate.plugins.errors import UsageError
 
 
 def _identity(opset=17, ir=8, ml=None):
-    model = make_model([helper.make_node("Identity", ["x"], ["y"])],
-                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], opset=opset)
+    model = make_model(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        opset=opset,
+    )
     model.ir_version = ir
     if ml:
         model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ml))
@@ -86,8 +90,9 @@ def _sample(tmp_path):
 def test_optimiser_rewrite_that_changes_results_is_flagged_as_optimiser_problem(tmp_path):
     # onnxruntime folds BatchNormalization into the Conv; with the conv's large bias
     # cancelling the BN mean, the two graphs round differently by ~0.5
-    result = api.convert(conv_bn_model(1e4), framework="hand", registry=registry(), sample=_sample(tmp_path),
-                         latency=False)
+    result = api.convert(
+        conv_bn_model(1e4), framework="hand", registry=registry(), sample=_sample(tmp_path), latency=False
+    )
     check = next(c for c in result.report.checks if c.name == "optimizer_consistency")
     assert not check.passed and not result.passed
     assert "an optimiser problem" in check.message and "not a converter one" in check.message
@@ -99,22 +104,30 @@ def test_optimiser_rewrite_that_changes_results_is_flagged_as_optimiser_problem(
 
 
 def test_same_pattern_without_cancellation_passes(tmp_path):
-    result = api.convert(conv_bn_model(0.0), framework="hand", registry=registry(), sample=_sample(tmp_path),
-                         latency=False)
+    result = api.convert(
+        conv_bn_model(0.0), framework="hand", registry=registry(), sample=_sample(tmp_path), latency=False
+    )
     assert result.passed, result.failures
     check = next(c for c in result.report.checks if c.name == "optimizer_consistency")
     assert check.passed and "agree within tolerance" in check.message
 
 
 def test_optimizer_check_can_be_switched_off(tmp_path):
-    result = api.convert(conv_bn_model(1e4), framework="hand", registry=registry(), sample=_sample(tmp_path),
-                         latency=False, gate=GateConfig(optimizer_check=False))
+    result = api.convert(
+        conv_bn_model(1e4),
+        framework="hand",
+        registry=registry(),
+        sample=_sample(tmp_path),
+        latency=False,
+        gate=GateConfig(optimizer_check=False),
+    )
     assert result.passed, result.failures
     assert not any(c.name == "optimizer_consistency" for c in result.report.checks)
 
 
 def test_converter_bug_is_attributed_to_the_converter():
-    result = api.convert(seq_mean_model("seq", hard_coded_length=8), framework="hand", registry=registry(),
-                         latency=False)
+    result = api.convert(
+        seq_mean_model("seq", hard_coded_length=8), framework="hand", registry=registry(), latency=False
+    )
     bad = [o for c in result.report.cases for o in c.outputs if not o.passed]
     assert bad and all(o.attribution == "converter" for o in bad)

@@ -1,10 +1,11 @@
 """Shape sweep over every dynamic axis, frozen axes, skipped-by-source, determinism."""
+
 import json
 
 import numpy as np
 import pytest
-
 from gate_support import registry, seq_mean_model
+
 from onnxgate.pipeline import api
 from onnxgate.pipeline.conversion import sweep
 from onnxgate.pipeline.gate.config import GateConfig
@@ -104,20 +105,30 @@ def test_axes_sharing_a_name_move_together_and_unknown_dims_stay_apart():
     from onnxgate.plugins import InputSpec
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["ids"], ["out"])], "g",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("mask", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("img", TensorProto.FLOAT, [None, 3, None, 7])],
-        [helper.make_tensor_value_info("out", TensorProto.INT64, ["batch", "seq"])])
+        [helper.make_node("Identity", ["ids"], ["out"])],
+        "g",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("mask", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("img", TensorProto.FLOAT, [None, 3, None, 7]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.INT64, ["batch", "seq"])],
+    )
     model = helper.make_model(graph)
-    signature = [InputSpec("ids", (None, None)), InputSpec("mask", (None, None)),
-                 InputSpec("img", (None, 3, None, None))]
+    signature = [
+        InputSpec("ids", (None, None)),
+        InputSpec("mask", (None, None)),
+        InputSpec("img", (None, 3, None, None)),
+    ]
     groups, frozen = sweep.dynamic_groups(model, signature)
     assert groups["seq"] == [("ids", 1), ("mask", 1)]
     assert ("img", 0) in groups["batch"] and groups["img.2"] == [("img", 2)]
     assert frozen == [{"input": "img", "axis": 3, "fixed_to": 7}]
-    base = {"ids": np.arange(12).reshape(3, 4), "mask": np.ones((3, 4), np.int64),
-            "img": np.zeros((3, 3, 5, 7), np.float32)}
+    base = {
+        "ids": np.arange(12).reshape(3, 4),
+        "mask": np.ones((3, 4), np.int64),
+        "img": np.zeros((3, 3, 5, 7), np.float32),
+    }
     cases, _ = sweep.sweep_cases(base, groups, [], seed=0)
     seq5 = next(c for c in cases if c.name == "sweep_seq=5")
     assert seq5.inputs["ids"].shape == (3, 5) and seq5.inputs["mask"].shape == (3, 5)

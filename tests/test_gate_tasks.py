@@ -1,16 +1,17 @@
 """Task-aware comparison and per-output tolerances (CLI and config file)."""
+
 import numpy as np
 import onnxruntime as ort
 import pytest
+from gate_support import HandModel, make_model, registry
 from onnx import TensorProto, helper
 
-from gate_support import HandModel, make_model, registry
 from onnxgate.pipeline import api
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.gate import tasks
-from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.gate.config import GateConfig, OutputRule, load_file, merge, parse_rule
 from onnxgate.plugins import InputSpec
+from onnxgate.plugins.errors import UsageError
 from onnxgate.plugins.spec import Tolerance
 
 TOL = Tolerance(rtol=1e-4, atol=1e-4)
@@ -72,8 +73,9 @@ def test_perturbed_probabilities_fail(string_classifier):
     model, onx, X, actual = string_classifier
     proba = model.predict_proba(X)
     proba[3] += [0.01, -0.01, 0.0]
-    results, _ = tasks.compare_case(actual, {"output_label": model.predict(X), "output_probability": proba},
-                                    TOL, None, tasks.model_classes(onx))
+    results, _ = tasks.compare_case(
+        actual, {"output_label": model.predict(X), "output_probability": proba}, TOL, None, tasks.model_classes(onx)
+    )
     assert not results[1]["passed"] and results[1]["metrics"]["rows_mismatched"] == 1
 
 
@@ -83,9 +85,12 @@ def _embedding_model(scale=1.0, swap=False):
     W_onnx = W * np.float32(scale)
     if swap:  # a converter bug: two feature columns exchanged
         W_onnx = W_onnx[:, [1, 0, 2, 3, 4, 5, 6, 7]]
-    onx = make_model([helper.make_node("MatMul", ["x", "W"], ["emb"])],
-                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6])],
-                     [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["batch", 8])], [("W", W_onnx)])
+    onx = make_model(
+        [helper.make_node("MatMul", ["x", "W"], ["emb"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6])],
+        [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["batch", 8])],
+        [("W", W_onnx)],
+    )
     return HandModel(lambda x: [x.astype(np.float64) @ W.astype(np.float64)], onx, [InputSpec("x", (None, 6))])
 
 
@@ -133,7 +138,7 @@ def test_parse_rule_and_errors():
 
 def test_config_file_toml_and_json_and_cli_wins(tmp_path):
     toml = tmp_path / "gate.toml"
-    toml.write_text('[outputs.probabilities]\nrtol = 1e-3\natol = 1e-4\n[outputs.label]\nmin_agreement = 0.99\n')
+    toml.write_text("[outputs.probabilities]\nrtol = 1e-3\natol = 1e-4\n[outputs.label]\nmin_agreement = 0.99\n")
     rules = load_file(toml)
     assert rules["probabilities"].rtol == 1e-3 and rules["label"].min_agreement == 0.99
     js = tmp_path / "gate.json"

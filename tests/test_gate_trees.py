@@ -1,4 +1,5 @@
 """Tree ensembles: float32 threshold-rounding flips pass, a flipped split fails."""
+
 import numpy as np
 import onnx
 import pytest
@@ -18,8 +19,11 @@ def _boundary_rows(model, X32, limit=12):
     scikit-learn sends it right (x > t).
     """
     tree = model.tree_
-    nodes = [n for n in range(tree.node_count) if tree.children_left[n] != -1
-             and float(np.float32(tree.threshold[n])) > tree.threshold[n]]
+    nodes = [
+        n
+        for n in range(tree.node_count)
+        if tree.children_left[n] != -1 and float(np.float32(tree.threshold[n])) > tree.threshold[n]
+    ]
     assert nodes, "no threshold rounds up in float32"
     rows = []
     for row in X32:

@@ -3,6 +3,7 @@
 tests/test_azureml_contract.py (the `responses` library). They check the
 requests onnxgate sends and how it maps the answers; they do not prove the
 live service behaves this way."""
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,24 @@ import pytest
 pytest.importorskip("azure.ai.ml", reason="the azureml extra is not installed: pip install 'onnxgate[azureml]'")
 pytest.importorskip("responses")
 
-from test_azureml_contract import (  # noqa: E402  (the fake and its fixtures)
-    RG, SUB, WS, FakeCredential, _answer_like_validated, _body, _deploy, _iris_model, _writes, fake, model,
+from test_azureml_contract import (
+    RG,
+    SUB,
+    WS,
+    FakeCredential,
+    _answer_like_validated,
+    _body,
+    _deploy,
+    _iris_model,
+    _writes,
+    fake,
+    model,
 )
 
-from onnxgate.pipeline.cli import app as cli  # noqa: E402
-from onnxgate.pipeline.deployment import azureml as deploy_azureml  # noqa: E402
-from onnxgate.pipeline.deployment import record  # noqa: E402
-from onnxgate.plugins.errors import UsageError  # noqa: E402
+from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.deployment import azureml as deploy_azureml
+from onnxgate.pipeline.deployment import record
+from onnxgate.plugins.errors import UsageError
 
 __all__ = ["fake", "model"]  # pytest fixtures, imported for use here
 
@@ -50,11 +61,14 @@ def test_contract_401_from_scoring_says_the_endpoint_rejected_the_key(model, fak
     assert "az login" not in err and "AZURE_CLIENT_SECRET" not in err
 
 
-@pytest.mark.parametrize("status,body", [
-    (502, {"message": "upstream connect error"}),
-    (503, "<html><head><title>503 Service Unavailable</title></head><body><h1>oops</h1></body></html>"),
-    (500, {"message": "An unexpected error occurred in scoring script"}),
-])
+@pytest.mark.parametrize(
+    "status,body",
+    [
+        (502, {"message": "upstream connect error"}),
+        (503, "<html><head><title>503 Service Unavailable</title></head><body><h1>oops</h1></body></html>"),
+        (500, {"message": "An unexpected error occurred in scoring script"}),
+    ],
+)
 def test_contract_service_failures_from_scoring_exit_3_in_one_line(model, fake, monkeypatch, capsys, status, body):
     fake.score = lambda b: (status, body)
     code = _cli(model, monkeypatch)
@@ -99,11 +113,20 @@ def test_contract_request_settings_from_the_cli(model, fake, monkeypatch):
 
 
 # ---- item 18: names ---------------------------------------------------------------------------
-@pytest.mark.parametrize("option,value", [
-    ("--endpoint", "1-starts-with-a-digit"), ("--endpoint", "under_score"), ("--endpoint", "ab"),
-    ("--endpoint", "x" * 33), ("--endpoint", "ends-with-"), ("--deployment", "Blue_1"),
-    ("--deployment", "b"), ("--deployment", "9lives"), ("--deployment", "d" * 33),
-])
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("--endpoint", "1-starts-with-a-digit"),
+        ("--endpoint", "under_score"),
+        ("--endpoint", "ab"),
+        ("--endpoint", "x" * 33),
+        ("--endpoint", "ends-with-"),
+        ("--deployment", "Blue_1"),
+        ("--deployment", "b"),
+        ("--deployment", "9lives"),
+        ("--deployment", "d" * 33),
+    ],
+)
 def test_contract_invalid_names_fail_the_dry_run_and_send_nothing(model, fake, monkeypatch, capsys, option, value):
     for dry in (["--dry-run"], []):
         code = _cli(model, monkeypatch, option, value, *dry)

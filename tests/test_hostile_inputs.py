@@ -1,6 +1,7 @@
 """Hostile and unlucky input (issue 12, items 12-14, 16): a gate config that
 would loosen the gate by coercion, CSV samples a spreadsheet writes, a sample
 too large for memory, `validate SOURCE` without MODEL."""
+
 from __future__ import annotations
 
 import json
@@ -36,17 +37,20 @@ def skops_source(tmp_path, iris):
 
 
 # ---- item 12: --gate-config ------------------------------------------------------------------
-@pytest.mark.parametrize("body,needle", [
-    ("[outputs.probabilities]\natol = true\n", "atol"),                 # bool is not a float
-    ("[outputs.probabilities]\nrtol = -1e-3\n", "rtol"),                # negative tolerance
-    ("[outputs.probabilities]\natol = nan\n", "atol"),                  # not finite
-    ("[outputs.label]\nmin_agreement = 1.5\n", "min_agreement"),        # a share above 1
-    ("[outputs.label]\ntopk = 0\n", "topk"),                            # top-0
-    ("[outputs.label]\ntopk = 2.5\n", "topk"),                          # not an integer
-    ("[outputs.label]\nelementwise = 1\n", "elementwise"),              # int is not a bool
-    ("[outputs.label]\natoll = 1e-3\n", "atoll"),                       # unknown key
-    ("tolerance = 1\n[outputs.label]\natol = 1e-3\n", "tolerance"),     # unknown top-level key
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("[outputs.probabilities]\natol = true\n", "atol"),  # bool is not a float
+        ("[outputs.probabilities]\nrtol = -1e-3\n", "rtol"),  # negative tolerance
+        ("[outputs.probabilities]\natol = nan\n", "atol"),  # not finite
+        ("[outputs.label]\nmin_agreement = 1.5\n", "min_agreement"),  # a share above 1
+        ("[outputs.label]\ntopk = 0\n", "topk"),  # top-0
+        ("[outputs.label]\ntopk = 2.5\n", "topk"),  # not an integer
+        ("[outputs.label]\nelementwise = 1\n", "elementwise"),  # int is not a bool
+        ("[outputs.label]\natoll = 1e-3\n", "atoll"),  # unknown key
+        ("tolerance = 1\n[outputs.label]\natol = 1e-3\n", "tolerance"),  # unknown top-level key
+    ],
+)
 def test_gate_config_rejects_coercion_ranges_and_unknown_keys(tmp_path, body, needle):
     path = tmp_path / "gate.toml"
     path.write_text(body)
@@ -65,8 +69,10 @@ def test_gate_config_json_bool_is_not_a_float(tmp_path):
 
 def test_gate_config_valid_values_still_load(tmp_path):
     path = tmp_path / "gate.toml"
-    path.write_text("[outputs.probabilities]\natol = 1\nrtol = 0.001\n[outputs.label]\nmin_agreement = 0.99\n"
-                    "topk = 3\nelementwise = false\n")
+    path.write_text(
+        "[outputs.probabilities]\natol = 1\nrtol = 0.001\n[outputs.label]\nmin_agreement = 0.99\n"
+        "topk = 3\nelementwise = false\n"
+    )
     rules = config.load_file(path)
     assert rules["probabilities"].atol == 1.0 and rules["label"].topk == 3 and rules["label"].elementwise is False
 

@@ -1,6 +1,7 @@
 """What is served is what was validated (issue 12, items 2-4): the record's
 sha256 covers external-data files, tampering in the registry or in a reused
 package is refused before serving, and an optional HMAC signs the record."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxgate.pipeline.cli import app as cli
-from onnxgate.pipeline.deployment import package
-from onnxgate.pipeline.deployment import record
+from onnxgate.pipeline.deployment import package, record
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,13 @@ def model(iris, tmp_path):
 def _external_model(folder):
     """MatMul with its weight in an external-data file ``w.bin``."""
     w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3) / 10, "W")
-    graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"])], "g",
-                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 3])], [w])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 3])],
+        [w],
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = folder / "ext.onnx"
     onnx.save_model(m, str(path), save_as_external_data=True, location="w.bin", size_threshold=0)

@@ -1,6 +1,7 @@
 """Hostile names in reports and on the terminal (issue 12, items 10-11):
 control characters, ANSI/OSC escapes and HTML from model, input and output
 names must not break JUnit XML, inject HTML into Markdown, or reach the terminal."""
+
 from __future__ import annotations
 
 import copy
@@ -20,14 +21,22 @@ OSC = "\x1b]0;owned\x07\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\"
 
 def _report():
     return {
-        "passed": False, "verdict": "failed", "seed": 0, "created": "2026-01-01T00:00:00Z",
+        "passed": False,
+        "verdict": "failed",
+        "seed": 0,
+        "created": "2026-01-01T00:00:00Z",
         "source": {"path": "model\x1b[2J\x07.pkl", "framework": "sklearn"},
         "converter": {"name": "skl2onnx\x08", "exporter": "x", "opset": 17},
         "onnx": {"path": "m.onnx"},
         "tolerance": {"rtol": 1e-4, "atol": 1e-5},
         "checks": [{"name": "opset\x1b", "passed": False, "message": "bad \x00 thing"}],
-        "cases": [{"name": "case\x07", "error": "boom \x1b[0m",
-                   "outputs": [{"name": EVIL, "passed": False, "reason": "differ \x0c", "max_abs_err": 1.0}]}],
+        "cases": [
+            {
+                "name": "case\x07",
+                "error": "boom \x1b[0m",
+                "outputs": [{"name": EVIL, "passed": False, "reason": "differ \x0c", "max_abs_err": 1.0}],
+            }
+        ],
         "failures": ["<script>alert(1)</script> in <img src=x onerror=alert(2)>", "`a` | b"],
         "diagnosis": {"case": "<img src=x onerror=alert(3)>", "summary": "starts at <script>x</script>\x1b"},
     }
@@ -55,8 +64,9 @@ def _model_with_names(path, name):
     x = helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 2])
     y = helper.make_tensor_value_info("y" + OSC, TensorProto.FLOAT, [1, 2])
     graph = helper.make_graph([helper.make_node("Identity", [name], ["y" + OSC])], "g\x1b[5m", [x], [y])
-    model = helper.make_model(graph, producer_name="evil\x1b]0;title\x07\nFAKE LINE",
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        graph, producer_name="evil\x1b]0;title\x07\nFAKE LINE", opset_imports=[helper.make_opsetid("", 17)]
+    )
     onnx.save(model, path)
 
 

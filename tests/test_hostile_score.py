@@ -2,6 +2,7 @@
 (issue 12, items 2, 5, 7): deep nesting, non-finite values in answers,
 booleans for numbers, and init() re-verifying the model against the record.
 The same file answers HTTP in tests/test_hostile_serving.py."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,8 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from onnxgate.pipeline.deployment import package
-from onnxgate.pipeline.deployment import record
+from onnxgate.pipeline.deployment import package, record
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,11 @@ def _load_score(pkg, monkeypatch):
 @pytest.mark.parametrize("depth", [70, 1000, 5000, 100_000])
 def test_deep_nesting_is_400_not_500(pkg, monkeypatch, depth):
     score = _load_score(pkg, monkeypatch)
-    for body in ('{"inputs": {"X": ' + "[" * depth + "]" * depth + "}}", "[" * depth + "]" * depth,
-                 '{"inputs": {"X": ' + '{"a":' * depth + "1" + "}" * depth + "}}"):
+    for body in (
+        '{"inputs": {"X": ' + "[" * depth + "]" * depth + "}}",
+        "[" * depth + "]" * depth,
+        '{"inputs": {"X": ' + '{"a":' * depth + "1" + "}" * depth + "}}",
+    ):
         status, answer = score.score(body)
         assert status == 400, (depth, answer)
         assert "nest" in answer["message"] or "rank" in answer["message"]
@@ -73,17 +76,22 @@ def test_non_finite_outputs_are_strict_json_strings(pkg, monkeypatch):
 def test_to_json_value_encodes_non_finite_everywhere():
     from onnxgate.pipeline.deployment import score_template as st
 
-    value = {"a": np.array([np.nan, np.inf, -np.inf, 1.5], np.float32), "b": [{"x": float("nan")}],
-             "c": np.float64("inf")}
-    assert st.to_json_value(value) == {"a": ["NaN", "Infinity", "-Infinity", 1.5], "b": [{"x": "NaN"}],
-                                       "c": "Infinity"}
+    value = {
+        "a": np.array([np.nan, np.inf, -np.inf, 1.5], np.float32),
+        "b": [{"x": float("nan")}],
+        "c": np.float64("inf"),
+    }
+    assert st.to_json_value(value) == {"a": ["NaN", "Infinity", "-Infinity", 1.5], "b": [{"x": "NaN"}], "c": "Infinity"}
 
 
-@pytest.mark.parametrize("body", [
-    '{"inputs": {"X": [[true, 1, 2, 3]]}}',
-    '{"inputs": {"X": [[true, false, true, false]]}}',
-    '{"inputs": {"X": [[1, 2, 3, 4], [5, 6, 7, false]]}}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"inputs": {"X": [[true, 1, 2, 3]]}}',
+        '{"inputs": {"X": [[true, false, true, false]]}}',
+        '{"inputs": {"X": [[1, 2, 3, 4], [5, 6, 7, false]]}}',
+    ],
+)
 def test_booleans_for_float_inputs_are_400(pkg, monkeypatch, body):
     score = _load_score(pkg, monkeypatch)
     status, answer = score.score(body)

@@ -3,6 +3,7 @@ unlucky conditions (issue 12, items 1, 6, 8, 9, 15): a busy port, a server
 that must prove its identity, SIGTERM/SIGKILL to `onnxgate serve`, stale
 temporary files, unwritable places, and a bounded load of good and hostile
 requests from several threads."""
+
 from __future__ import annotations
 
 import errno
@@ -99,8 +100,9 @@ def _gunicorns_on(port):
 
 # ---- item 1: a busy port, and a server that proves its identity -------------------------------
 def test_deploy_on_a_busy_port_is_exit_2_naming_the_port(model, venv, impostor, tmp_path, capsys):
-    code = cli.main(["deploy", str(model), "--registry", str(tmp_path / "reg"), "--port", str(impostor),
-                     "--keep-running"])
+    code = cli.main(
+        ["deploy", str(model), "--registry", str(tmp_path / "reg"), "--port", str(impostor), "--keep-running"]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert f"{impostor}" in err and "in use" in err and "DEPLOYED" not in err
@@ -179,8 +181,13 @@ def test_full_disk_while_writing_a_report_is_exit_2(tmp_path, monkeypatch):
 # ---- item 8: signals, orphans and stale temporary files ----------------------------------------
 def _serve_subprocess(model, tmp_path):
     env = {**os.environ, "ONNXGATE_REGISTRY": str(tmp_path / "reg")}
-    proc = subprocess.Popen([sys.executable, "-m", "onnxgate.pipeline.cli", "serve", str(model)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnxgate.pipeline.cli", "serve", str(model)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     line = proc.stdout.readline()
     assert "smoke test passed" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
     pid = int(line.split("(pid ")[1].split(")")[0])
@@ -232,8 +239,10 @@ def test_after_sigkill_the_next_start_stops_the_orphan_and_cleans_up(model, venv
 
 def test_keep_running_server_is_not_taken_for_an_orphan(model, venv, tmp_path):
     report = tmp_path / "d.json"
-    assert cli.main(["deploy", str(model), "--registry", str(tmp_path / "reg"), "--keep-running",
-                     "--report", str(report)]) == 0
+    assert (
+        cli.main(["deploy", str(model), "--registry", str(tmp_path / "reg"), "--keep-running", "--report", str(report)])
+        == 0
+    )
     pid = json.loads(report.read_text())["pid"]
     try:
         assert serve.reap_orphans() == [] and serve._alive(pid)
@@ -281,23 +290,27 @@ def _raw_request(port, head: bytes, body_chunks=(), timeout=30):
                 if not part:
                     break
                 data += part
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
     if not data.startswith(b"HTTP/1."):
         return None, data
     head_end = data.find(b"\r\n\r\n")
-    return int(data.split(b" ", 2)[1]), data[head_end + 4:]
+    return int(data.split(b" ", 2)[1]), data[head_end + 4 :]
 
 
 def _post(port, body: bytes, extra=b""):
-    head = (b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\n" + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    head = (
+        b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\n" + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
     return _raw_request(port, head, [body])
 
 
 def _chunked(port, total: int):
-    head = (b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
+    head = (
+        b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     piece = b"[" + b"1.0," * 16383 + b"1]"  # ~64 KiB of JSON-ish bytes
     chunks = []
     sent = 0
@@ -309,8 +322,10 @@ def _chunked(port, total: int):
 
 
 def _huge_content_length(port):
-    head = (b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: 10000000000\r\n\r\n")
+    head = (
+        b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: 10000000000\r\n\r\n"
+    )
     return _raw_request(port, head)  # declares 10 GB, sends nothing: answered at once, not awaited
 
 

@@ -4,6 +4,7 @@ a fetch shows up as a policy violation). Screenshots go to artifacts/.
 
 Needs Debian's ``chromium`` package (``.ci/run`` installs it).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,15 +39,25 @@ PROBE = """<script>
 })();
 </script>"""
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-         "--enable-logging=stderr", "--v=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / "profile"
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def render(page: str, tmp_path: Path):
@@ -111,9 +122,11 @@ def test_report_renders_without_errors(reports, tmp_path, which):
 
 def test_probe_catches_errors_and_fetches(tmp_path):
     # The same check on a page that throws, logs and fetches must fail.
-    page = ("<!DOCTYPE html><html><head><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-            "script-src 'unsafe-inline'\"></head><body><img src='http://example.invalid/x.png'>"
-            "<script>console.error('boom'); null.f();</script></body></html>")
+    page = (
+        "<!DOCTYPE html><html><head><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "script-src 'unsafe-inline'\"></head><body><img src='http://example.invalid/x.png'>"
+        "<script>console.error('boom'); null.f();</script></body></html>"
+    )
     recorded, console, _ = render(page, tmp_path)
     text = "\n".join(recorded)
     assert "console.error: boom" in text

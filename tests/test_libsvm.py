@@ -1,5 +1,6 @@
 """libsvm through the onnxmltools compatibility layer, and CNTK recognition
 (CNTK and libsvm both write ``.model`` files; content decides)."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import pytest
 from onnxgate.plugins.testing import HEAVY_MODULES, ConverterContract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-import coreml_libsvm_fixtures as fx  # noqa: E402
+import coreml_libsvm_fixtures as fx
 
 pytest.importorskip("libsvm")
 pytest.importorskip("onnxmltools")
@@ -180,6 +181,7 @@ def test_onnxmltools_libsvm_still_needs_the_compat_layer():
 def _cntk_v2_bytes() -> bytes:
     """A minimal CNTK v2 model layout: Dictionary{version: 1, data: {"type":
     "CompositeFunction", "primitive_functions": <empty>}} in protobuf wire format."""
+
     def field(number: int, payload: bytes) -> bytes:
         return bytes([number << 3 | 2, len(payload)]) + payload
 

@@ -4,6 +4,7 @@ Their models are built inside the legacy environment (fixtures/
 legacy_fixtures.py), once per session; the environment itself is created
 once at the location CI uses (see test_environments.py).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -28,7 +29,7 @@ os.environ.setdefault(
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built() -> dict:
     """name -> manifest entry; the environment is created first if needed."""
     import legacy_fixtures
@@ -88,8 +89,9 @@ def test_mxnet_detection_tells_symbol_json_from_other_json(models, tmp_path):
 
     assert sniff(Path(models["mxnet-mlp"]["source"]))
     xgb_like = tmp_path / "booster.json"
-    xgb_like.write_text(json.dumps({"learner": {"gradient_booster": {"model": {"trees": [{"nodes": []}]}}},
-                                    "version": [3, 2, 0]}))
+    xgb_like.write_text(
+        json.dumps({"learner": {"gradient_booster": {"model": {"trees": [{"nodes": []}]}}}, "version": [3, 2, 0]})
+    )
     assert not sniff(xgb_like)
 
 

@@ -5,6 +5,7 @@ a display_data), and that the local deploy ran against the real server.
 
 Cost: ~30-40 s (kernel start, torch export, server start).
 """
+
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ def executed(tmp_path_factory):
 
     serving_env.create(quiet=True)  # the local deploy cell needs it (no-op when ready)
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path_factory.mktemp("nb"))}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path_factory.mktemp("nb"))}}
+    )
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as exc:
@@ -32,8 +34,13 @@ def executed(tmp_path_factory):
 
 
 def _outputs(nb, kind=None):
-    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-            if kind is None or o.output_type == kind]
+    return [
+        o
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if kind is None or o.output_type == kind
+    ]
 
 
 def test_every_cell_runs_without_error(executed):
@@ -43,8 +50,11 @@ def test_every_cell_runs_without_error(executed):
 
 
 def test_result_renders_as_html_in_the_kernel(executed):
-    shown = [o for o in _outputs(executed) if o.output_type in ("execute_result", "display_data")
-             and "text/html" in o.get("data", {})]
+    shown = [
+        o
+        for o in _outputs(executed)
+        if o.output_type in ("execute_result", "display_data") and "text/html" in o.get("data", {})
+    ]
     kinds = {o.output_type for o in shown}
     assert kinds == {"execute_result", "display_data"}  # `result` as the last expression, and display(result)
     for out in shown:

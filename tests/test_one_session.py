@@ -1,6 +1,7 @@
 """One onnxruntime session per optimisation level per conversion, shared by
 validation, latency, the error histograms and the record's smoke sample; and
 each case runs once per session (timing runs aside)."""
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -34,8 +35,12 @@ def test_convert_and_save_load_the_model_once_per_optimisation_level(counted, tm
 
     X, y = load_iris(return_X_y=True)
     np.save(tmp_path / "x.npy", X[:6].astype(np.float32))
-    result = api.convert(LogisticRegression(max_iter=300).fit(X, y), sample=tmp_path / "x.npy", latency=False,
-                         output=tmp_path / "iris.onnx")
+    result = api.convert(
+        LogisticRegression(max_iter=300).fit(X, y),
+        sample=tmp_path / "x.npy",
+        latency=False,
+        output=tmp_path / "iris.onnx",
+    )
     assert result.passed and result.report.error_histograms["probabilities"]["total"] > 0
     assert counted["sessions"] == 2  # optimised + unoptimised (the optimiser check)
     ran = [c for c in result.report.cases if not c.skipped]

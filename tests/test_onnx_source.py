@@ -1,5 +1,6 @@
 """Ready-made ONNX models as the source: the contract kit, golden folders,
 ``--expected``, the unverified verdict, and bad input."""
+
 import hashlib
 import json
 import shutil
@@ -15,7 +16,8 @@ from onnxgate.plugins.spec import Tolerance
 from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-import onnx_fixtures  # noqa: E402
+import onnx_fixtures
+
 
 class TestOnnxContract(ConverterContract):
     converter = "onnx"
@@ -49,6 +51,7 @@ def _sha(path):
 
 # --- fixtures: expected outputs are independent of onnxruntime ------------
 
+
 @pytest.mark.parametrize("name", sorted(onnx_fixtures.MODELS))
 def test_fixture_reference_agrees_with_onnx_reference_evaluator(name):
     from onnx.reference import ReferenceEvaluator
@@ -68,13 +71,15 @@ def test_build_writes_manifest_entries_that_pass(tmp_path):
     entries = onnx_fixtures.build(tmp_path)
     assert {e["name"] for e in entries} == set(onnx_fixtures.MODELS)
     for entry in entries:
-        result = api.convert(entry["source"], framework=entry["framework"], sample=entry["sample"],
-                             expected=entry["expected"])
+        result = api.convert(
+            entry["source"], framework=entry["framework"], sample=entry["sample"], expected=entry["expected"]
+        )
         assert result.passed, result.failures
         assert result.verdict == "passed"
 
 
 # --- golden folders ------------------------------------------------------
+
 
 def test_golden_sets_become_cases_with_expected_outputs(pooled):
     from onnxgate.pipeline import api
@@ -127,6 +132,7 @@ def test_golden_write_read_round_trip(tmp_path):
 
 # --- the CLI paths --------------------------------------------------------
 
+
 def test_cli_validate_without_separate_source(mlp):
     model_path, golden = mlp
     report = golden / "report.json"
@@ -163,8 +169,9 @@ def test_cli_convert_beyond_the_reference_budget_is_unverified(mlp):
     assert any("synthesised from the model's declared inputs" in n for n in data["notes"])
     assert all(c.get("unverified") and not c["outputs"] for c in data["cases"])
 
-    proc = run_cli("convert", str(model_path), "--accept-unverified", "--report", str(report),
-                   "--reference-timeout", "1e-9")
+    proc = run_cli(
+        "convert", str(model_path), "--accept-unverified", "--report", str(report), "--reference-timeout", "1e-9"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("UNVERIFIED")
     data = json.loads(report.read_text())
@@ -178,8 +185,14 @@ def test_cli_expected_with_sample(pooled, tmp_path):
     _, reference, sets = onnx_fixtures.pooled_model()
     np.savez(tmp_path / "sample.npz", **sets[2])
     np.savez(tmp_path / "expected.npz", **reference(sets[2]))
-    proc = run_cli("validate", str(model_path), "--sample", str(tmp_path / "sample.npz"),
-                   "--expected", str(tmp_path / "expected.npz"))
+    proc = run_cli(
+        "validate",
+        str(model_path),
+        "--sample",
+        str(tmp_path / "sample.npz"),
+        "--expected",
+        str(tmp_path / "expected.npz"),
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -212,6 +225,7 @@ def test_plugins_lists_the_onnx_converter():
 
 
 # --- bad input: one line, exit 2, nothing written -------------------------
+
 
 def _clean_cli_error(tmp_path, *args):
     proc = run_cli(*args, "--report", str(tmp_path / "out.json"))
@@ -287,7 +301,9 @@ def test_golden_shape_does_not_fit_the_model(tmp_path, pooled):
 def test_golden_output_shape_does_not_fit_the_model(tmp_path, mlp):
     model_path, golden = mlp
     wrong = np.zeros((5, 4), np.float32)  # probs is [N, 3]
-    (golden / "test_data_set_0" / "output_0.pb").write_bytes(numpy_helper.from_array(wrong, "probs").SerializeToString())
+    (golden / "test_data_set_0" / "output_0.pb").write_bytes(
+        numpy_helper.from_array(wrong, "probs").SerializeToString()
+    )
     assert "does not fit output 'probs'" in _golden_error(tmp_path, model_path, golden)
 
 
@@ -310,8 +326,9 @@ def test_golden_swapped_inputs(tmp_path, pooled):
 def test_golden_with_sample_is_refused(tmp_path, mlp):
     model_path, golden = mlp
     np.savez(tmp_path / "s.npz", X=np.zeros((2, 4), np.float32))
-    err = _clean_cli_error(tmp_path, "validate", str(model_path), "--golden", str(golden),
-                           "--sample", str(tmp_path / "s.npz"))
+    err = _clean_cli_error(
+        tmp_path, "validate", str(model_path), "--golden", str(golden), "--sample", str(tmp_path / "s.npz")
+    )
     assert "--golden" in err
 
 

@@ -1,5 +1,6 @@
 """The deployable package, its score.py (run in-process on a real onnxruntime
 session) and the local file registry."""
+
 import importlib.util
 import json
 import threading
@@ -7,12 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.cli import app as cli
-from onnxgate.pipeline.deployment import package
-from onnxgate.pipeline.deployment import record
-from onnxgate.plugins.errors import UsageError
+from onnxgate.pipeline.core.digest import sha256_path
+from onnxgate.pipeline.deployment import package, record
 from onnxgate.pipeline.deployment.registry import LocalRegistry
+from onnxgate.plugins.errors import UsageError
 
 
 @pytest.fixture
@@ -130,7 +130,8 @@ def test_score_integer_inputs_are_checked(tmp_path, monkeypatch):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["i"], ["o"])], "g",
+        [helper.make_node("Identity", ["i"], ["o"])],
+        "g",
         [helper.make_tensor_value_info("i", TensorProto.INT32, [None, 2])],
         [helper.make_tensor_value_info("o", TensorProto.INT32, [None, 2])],
     )
@@ -203,8 +204,8 @@ def test_zipmap_outputs_travel_as_objects_and_compare(tmp_path, monkeypatch):
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from onnxgate.pipeline.deployment import serve
     from onnxgate.pipeline.core.artifact import Case
+    from onnxgate.pipeline.deployment import serve
 
     X, y = load_iris(return_X_y=True)
     X = X.astype(np.float32)
@@ -214,8 +215,12 @@ def test_zipmap_outputs_travel_as_objects_and_compare(tmp_path, monkeypatch):
     smoke = record.smoke_sample(path.read_bytes(), [Case(name="c", inputs={"X": X[:3]})])
     probs = smoke["response"]["outputs"]["output_probability"]
     assert isinstance(probs[0], dict) and sorted(probs[0]) == ["0", "1", "2"]
-    rec = {"passed": True, "smoke": smoke, "tolerance": {"rtol": 1e-4, "atol": 1e-5},
-           "validated_with": {"onnxruntime": __import__("onnxruntime").__version__}}
+    rec = {
+        "passed": True,
+        "smoke": smoke,
+        "tolerance": {"rtol": 1e-4, "atol": 1e-5},
+        "validated_with": {"onnxruntime": __import__("onnxruntime").__version__},
+    }
     gate = record.Gate(path, sha256_path(path), rec)
     score = _load_score(package.build(gate, tmp_path / "zpkg"), monkeypatch)
     status, answer = score.score(json.dumps(smoke["request"]))

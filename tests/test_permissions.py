@@ -1,6 +1,7 @@
 """Files and folders onnxgate writes get the permissions a plain write gives
 (0666/0777 minus the umask), not the 0600/0700 of the temp files they are
 renamed from; and a failed write leaves no temp file behind."""
+
 import os
 import stat
 
@@ -41,15 +42,55 @@ def test_convert_validate_and_deploy_outputs_follow_the_umask(tmp_path, umask):
     skops.io.dump(LogisticRegression(max_iter=300).fit(X, y), source)
     np.save(tmp_path / "x.npy", X[:6].astype(np.float32))
     model = tmp_path / "iris.onnx"
-    assert cli.main(["convert", str(source), "-o", str(model), "--sample", str(tmp_path / "x.npy"),
-                     "--report", str(tmp_path / "convert.json"), "--html", str(tmp_path / "r.html"),
-                     "--junit", str(tmp_path / "r.xml"), "--summary", str(tmp_path / "r.md"),
-                     "--accept-baseline", "--no-latency"]) == 0
-    assert cli.main(["validate", str(source), str(model), "--sample", str(tmp_path / "x.npy"),
-                     "--report", str(tmp_path / "validate.json"), "--no-latency"]) == 0
+    assert (
+        cli.main(
+            [
+                "convert",
+                str(source),
+                "-o",
+                str(model),
+                "--sample",
+                str(tmp_path / "x.npy"),
+                "--report",
+                str(tmp_path / "convert.json"),
+                "--html",
+                str(tmp_path / "r.html"),
+                "--junit",
+                str(tmp_path / "r.xml"),
+                "--summary",
+                str(tmp_path / "r.md"),
+                "--accept-baseline",
+                "--no-latency",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "validate",
+                str(source),
+                str(model),
+                "--sample",
+                str(tmp_path / "x.npy"),
+                "--report",
+                str(tmp_path / "validate.json"),
+                "--no-latency",
+            ]
+        )
+        == 0
+    )
     file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
-    written = ["iris.onnx", "iris.onnx.onnxgate.json", "iris.onnx.baseline.json", "convert.json", "validate.json",
-               "r.html", "r.xml", "r.md"]
+    written = [
+        "iris.onnx",
+        "iris.onnx.onnxgate.json",
+        "iris.onnx.baseline.json",
+        "convert.json",
+        "validate.json",
+        "r.html",
+        "r.xml",
+        "r.md",
+    ]
     for name in written:
         assert _mode(tmp_path / name) == file_mode, name
 

@@ -2,26 +2,33 @@
 version) is listed as broken and breaks nobody else; selecting it is a clean
 exit-2 error saying why; a plugin failing inside load/convert/run is named,
 with its distribution, in the error and in the batch report."""
+
 import json
 import os
 import textwrap
 
 import numpy as np
 import pytest
-from onnxgate.plugins.testing import assert_clean_error, run_cli
 from test_third_party_plugin import PLUGIN as AFFINE_PLUGIN
+
+from onnxgate.plugins.testing import assert_clean_error, run_cli
 
 BROKEN = {
     # entry-point name: (distribution, module source)
     "brokenimport": ("broken-import", "import missing_dependency_xyz\n"),
-    "hookraises": ("hook-raises", textwrap.dedent('''
+    "hookraises": (
+        "hook-raises",
+        textwrap.dedent("""
         from onnxgate.plugins import hookimpl
 
         @hookimpl
         def onnxgate_converters():
             raise RuntimeError("cannot find my config file")
-    ''')),
-    "badreturn": ("bad-return", textwrap.dedent('''
+    """),
+    ),
+    "badreturn": (
+        "bad-return",
+        textwrap.dedent("""
         from onnxgate.plugins import Conversion, ConverterSpec, hookimpl
 
         @hookimpl
@@ -29,28 +36,40 @@ BROKEN = {
             yield ConverterSpec(name="badreturn", framework="Bad", suffixes=(".badret",),
                                 convert=lambda m, e, o: Conversion(None, "x"), run=None, load=lambda p, t: None)
             yield {"name": "not-a-spec"}
-    ''')),
-    "futureapi": ("future-api", textwrap.dedent('''
+    """),
+    ),
+    "futureapi": (
+        "future-api",
+        textwrap.dedent("""
         from onnxgate.plugins import hookimpl
         ONNXGATE_API = ">=2,<3"
 
         @hookimpl
         def onnxgate_converters():
             return []
-    ''')),
-    "misspelt": ("misspelt", textwrap.dedent('''
+    """),
+    ),
+    "misspelt": (
+        "misspelt",
+        textwrap.dedent("""
         from onnxgate.plugins import hookimpl
 
         @hookimpl
         def onnxgate_converter():
             return []
-    ''')),
+    """),
+    ),
     # works at registration, fails inside convert: the error must name it
-    "failing": ("failing-plugin", AFFINE_PLUGIN.replace('name="affine"', 'name="failing"')
-                .replace('suffixes=(".affine",)', 'suffixes=(".failing",)')
-                .replace('object_types=("affine_plugin.Affine",)', 'object_types=()')
-                .replace('def convert(model, example, options):',
-                         'def convert(model, example, options):\n    raise ValueError("op Foo unsupported")')),
+    "failing": (
+        "failing-plugin",
+        AFFINE_PLUGIN.replace('name="affine"', 'name="failing"')
+        .replace('suffixes=(".affine",)', 'suffixes=(".failing",)')
+        .replace('object_types=("affine_plugin.Affine",)', "object_types=()")
+        .replace(
+            "def convert(model, example, options):",
+            'def convert(model, example, options):\n    raise ValueError("op Foo unsupported")',
+        ),
+    ),
 }
 
 
@@ -97,7 +116,7 @@ def test_broken_plugins_are_listed_with_distribution_version_and_error(env):
     assert rows["affine"]["usable"] and rows["sklearn"]["usable"]
     expected = {
         "brokenimport": "import of brokenimport_plugin failed: "
-                        "ModuleNotFoundError: No module named 'missing_dependency_xyz'",
+        "ModuleNotFoundError: No module named 'missing_dependency_xyz'",
         "hookraises": "onnxgate_converters() raised RuntimeError: cannot find my config file",
         "badreturn": "onnxgate_converters() returned a dict, not a ConverterSpec",
         "misspelt": "unknown hook implementation onnxgate_converter (misspelled?)",
@@ -120,11 +139,14 @@ def test_converting_with_another_plugin_still_works(env, affine_file, tmp_path):
     assert (converter["plugin"], converter["distribution"], converter["version"]) == ("affine", "affine-plugin", "0.3")
 
 
-@pytest.mark.parametrize("framework, why", [
-    ("brokenimport", "plugin 'brokenimport' (broken-import 1.2) is broken: import of brokenimport_plugin failed"),
-    ("hookraises", "plugin 'hookraises' (hook-raises 1.2) is broken: onnxgate_converters() raised RuntimeError"),
-    ("badreturn", "plugin 'badreturn' (bad-return 1.2) is broken: onnxgate_converters() returned a dict"),
-])
+@pytest.mark.parametrize(
+    "framework, why",
+    [
+        ("brokenimport", "plugin 'brokenimport' (broken-import 1.2) is broken: import of brokenimport_plugin failed"),
+        ("hookraises", "plugin 'hookraises' (hook-raises 1.2) is broken: onnxgate_converters() raised RuntimeError"),
+        ("badreturn", "plugin 'badreturn' (bad-return 1.2) is broken: onnxgate_converters() returned a dict"),
+    ],
+)
 def test_selecting_a_broken_plugin_is_a_usage_error_saying_why(env, affine_file, tmp_path, framework, why):
     out = tmp_path / "m.onnx"
     proc = run_cli("convert", str(affine_file), "-o", str(out), "--framework", framework, env=env)
@@ -145,11 +167,14 @@ def test_failure_inside_convert_names_plugin_and_distribution(env, affine_file, 
     source.write_bytes(affine_file.read_bytes())
     proc = run_cli("convert", str(source), "-o", str(tmp_path / "m.onnx"), env=env)
     assert_clean_error(proc, 3)
-    assert "failing conversion failed (plugin 'failing' from failing-plugin 1.2): ValueError: op Foo unsupported" \
+    assert (
+        "failing conversion failed (plugin 'failing' from failing-plugin 1.2): ValueError: op Foo unsupported"
         in proc.stderr
+    )
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"models": [{"name": "bad", "source": str(source)},
-                                               {"name": "good", "source": str(affine_file)}]}))
+    manifest.write_text(
+        json.dumps({"models": [{"name": "bad", "source": str(source)}, {"name": "good", "source": str(affine_file)}]})
+    )
     proc = run_cli("batch", str(manifest), "--out", str(tmp_path / "out"), env=env)
     assert proc.returncode == 3, proc.stderr
     rows = {r["name"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())["models"]}
@@ -171,7 +196,7 @@ def test_plugins_check_reports_what_is_wrong(env):
     assert_clean_error(run_cli("plugins", "check", "no-such-plugin", env=env), 2)
 
 
-HEAVY = textwrap.dedent('''
+HEAVY = textwrap.dedent("""
     import fakefw  # at module level: detection pays for the framework
     from onnxgate.plugins import Conversion, ConverterSpec, hookimpl
 
@@ -180,15 +205,15 @@ HEAVY = textwrap.dedent('''
         yield ConverterSpec(name="heavy", framework="FakeFW", convert=lambda m, e, o: Conversion(None, "x"),
                             run=None, load=lambda p, t: None, suffixes=(".fake",),
                             requires=("fakefw", "notinstalled-dist", "fakefw>=2"))
-''')
-CLASH = textwrap.dedent('''
+""")
+CLASH = textwrap.dedent("""
     from onnxgate.plugins import Conversion, ConverterSpec, hookimpl
 
     @hookimpl
     def onnxgate_converters():
         yield ConverterSpec(name="heavy", framework="Other", convert=lambda m, e, o: Conversion(None, "x"),
                             run=None, object_types=("other.Model",))
-''')
+""")
 
 
 def test_plugins_check_finds_framework_imports_requirements_and_clashes(tmp_path):

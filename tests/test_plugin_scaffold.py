@@ -1,6 +1,7 @@
 """`onnxgate plugin new`: the generated package installs into a fresh venv
 with pip, `onnxgate plugins` lists it, its contract tests run and fail naming
 the callable to write; filled in, the same tests pass."""
+
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from onnxgate.plugins.testing import assert_clean_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,29 +17,25 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The template's TODO bodies, and what an author writes there (a toy
 #: framework: an .npz holding W and b, y = x @ W + b).
 FILLED = {
-    '    _todo("load", "read the model file at `path` and return the model object")':
-        '    import numpy as np\n    with np.load(path, allow_pickle=False) as data:\n'
-        '        return {"W": data["W"], "b": data["b"]}',
-    '    _todo("inputs", "return [InputSpec(name, shape, dtype), ...] (None in a shape = dynamic), or None")':
-        '    return [InputSpec("x", (None, model["W"].shape[0]))]',
-    "    _todo(\"convert\", \"export `model` to an onnx.ModelProto and return Conversion(proto, exporter='...')\")":
-        '    from onnx import TensorProto, helper, numpy_helper\n'
-        '    graph = helper.make_graph(\n'
-        '        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],\n'
-        '        "affine", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", model["W"].shape[0]])],\n'
-        '        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", model["W"].shape[1]])],\n'
-        '        [numpy_helper.from_array(model["W"], "W"), numpy_helper.from_array(model["b"], "b")])\n'
-        '    opset = helper.make_opsetid("", options.opset or 17)\n'
-        '    return Conversion(helper.make_model(graph, opset_imports=[opset]), exporter="handwritten")',
-    '    _todo("run", "run the original model on `inputs` and return its outputs as numpy arrays")':
-        '    return [inputs["x"] @ model["W"] + model["b"]]',
+    '    _todo("load", "read the model file at `path` and return the model object")': "    import numpy as np\n    with np.load(path, allow_pickle=False) as data:\n"
+    '        return {"W": data["W"], "b": data["b"]}',
+    '    _todo("inputs", "return [InputSpec(name, shape, dtype), ...] (None in a shape = dynamic), or None")': '    return [InputSpec("x", (None, model["W"].shape[0]))]',
+    '    _todo("convert", "export `model` to an onnx.ModelProto and return Conversion(proto, exporter=\'...\')")': "    from onnx import TensorProto, helper, numpy_helper\n"
+    "    graph = helper.make_graph(\n"
+    '        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],\n'
+    '        "affine", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", model["W"].shape[0]])],\n'
+    '        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", model["W"].shape[1]])],\n'
+    '        [numpy_helper.from_array(model["W"], "W"), numpy_helper.from_array(model["b"], "b")])\n'
+    '    opset = helper.make_opsetid("", options.opset or 17)\n'
+    '    return Conversion(helper.make_model(graph, opset_imports=[opset]), exporter="handwritten")',
+    '    _todo("run", "run the original model on `inputs` and return its outputs as numpy arrays")': '    return [inputs["x"] @ model["W"] + model["b"]]',
 }
 SOURCE = (
     '        path = tmp_path / "model.toyfw"\n'
-    '        import numpy as np\n'
+    "        import numpy as np\n"
     '        with open(path, "wb") as fh:\n'
-    '            np.savez(fh, W=np.arange(6, dtype=np.float32).reshape(3, 2), b=np.ones(2, np.float32))\n'
-    '        return path\n'
+    "            np.savez(fh, W=np.arange(6, dtype=np.float32).reshape(3, 2), b=np.ones(2, np.float32))\n"
+    "        return path\n"
 )
 
 
@@ -51,14 +49,34 @@ def venv(tmp_path_factory):
     package = root / "onnxgate-toyfw"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     python = root / "venv" / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     parents = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
     Path(purelib, "_parent_site.pth").write_text("\n".join(parents) + "\n")
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-         "--no-build-isolation", "--no-index", "-e", str(ROOT), "-e", str(package)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-e",
+            str(ROOT),
+            "-e",
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert pip.returncode == 0, pip.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -69,8 +87,14 @@ def venv(tmp_path_factory):
 def test_generated_files(venv):
     _, package, _, _ = venv
     found = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
-    assert found == ["README.md", "onnxgate_toyfw/__init__.py", "onnxgate_toyfw/converter.py", "pyproject.toml",
-                     "tests/test_contract.py", "tox.ini"]
+    assert found == [
+        "README.md",
+        "onnxgate_toyfw/__init__.py",
+        "onnxgate_toyfw/converter.py",
+        "pyproject.toml",
+        "tests/test_contract.py",
+        "tox.ini",
+    ]
     pyproject = (package / "pyproject.toml").read_text()
     assert '[project.entry-points.onnxgate]\ntoyfw = "onnxgate_toyfw.converter"' in pyproject
 
@@ -99,12 +123,11 @@ def test_contract_tests_fail_naming_the_callable_then_pass_when_written(venv):
     proc = subprocess.run(pytest_cmd, capture_output=True, text=True, env=env, cwd=package, timeout=600)
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "2 failed, 3 passed" in proc.stdout
-    assert f"NotImplementedError: toyfw: write load() in {package / 'onnxgate_toyfw' / 'converter.py'}" \
-        in proc.stdout
+    assert f"NotImplementedError: toyfw: write load() in {package / 'onnxgate_toyfw' / 'converter.py'}" in proc.stdout
 
     converter = package / "onnxgate_toyfw" / "converter.py"
     text = converter.read_text()
-    for todo, body in FILLED.items():
+    for todo in FILLED:
         assert todo in text, todo
     # write load() only: the next failure names inputs()
     converter.write_text(text.replace(next(iter(FILLED)), FILLED[next(iter(FILLED))]))

@@ -1,6 +1,7 @@
 """One plugin surface: comparison rules, report formats, converter options and
 deploy-target flags all come from plugins through ``pm.hook``, and a
 third-party plugin extends each of them exactly as the built-ins do."""
+
 import json
 import os
 import subprocess
@@ -74,8 +75,7 @@ PLUGIN = textwrap.dedent('''
 def _inline_plugin():
     namespace = {}
     exec(compile(PLUGIN, "worst_row_plugin", "exec"), namespace)
-    return type("WorstRowPlugin", (), {k: staticmethod(v) for k, v in namespace.items()
-                                       if k.startswith("onnxgate_")})()
+    return type("WorstRowPlugin", (), {k: staticmethod(v) for k, v in namespace.items() if k.startswith("onnxgate_")})()
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,9 @@ def test_a_named_rule_wins_over_matching_and_unknown_names_are_usage_errors(ridg
     result = api.convert(ridge, registry=registry, latency=False, gate=gate)
     assert result.report.to_dict()["cases"][0]["outputs"][0]["task"] == "tensor"
     with pytest.raises(UsageError, match="unknown comparison rule 'nosuch'.*worst-row"):
-        api.convert(ridge, registry=registry, latency=False, gate=GateConfig(outputs={"variable": OutputRule(rule="nosuch")}))
+        api.convert(
+            ridge, registry=registry, latency=False, gate=GateConfig(outputs={"variable": OutputRule(rule="nosuch")})
+        )
 
 
 def test_an_inline_report_format_renders_the_report(ridge, registry, tmp_path):
@@ -178,7 +180,9 @@ def test_embeddings_are_judged_by_the_next_rule_when_theirs_is_removed():
     assert "mean_abs_err" in without[0]["metrics"]
     # no rule plugin at all (ONNXGATE_DISABLE_PLUGINS=rules): plain elementwise comparison
     bare, _ = tasks.compare_case(actual, expected, Tolerance(), GateConfig(rules=()))
-    assert bare[0]["task"] == "tensor" and not bare[0]["passed"] and set(bare[0]["metrics"]) == {"rows", "rows_mismatched"}
+    assert (
+        bare[0]["task"] == "tensor" and not bare[0]["passed"] and set(bare[0]["metrics"]) == {"rows", "rows_mismatched"}
+    )
 
 
 def test_converter_options_are_declared_typed_and_checked():
@@ -221,8 +225,12 @@ def test_plugins_name_describes_one_converter(capsys):
     assert "zipmap (bool, default False)" in text and ".skops" in text and "rtol=0.0001" in text
     assert cli.main(["plugins", "sklearn", "--json"]) == 0
     described = json.loads(capsys.readouterr().out)
-    assert described["options"][0] == {"name": "zipmap", "type": "bool", "default": False,
-                                       "help": described["options"][0]["help"]}
+    assert described["options"][0] == {
+        "name": "zipmap",
+        "type": "bool",
+        "default": False,
+        "help": described["options"][0]["help"],
+    }
     assert [o["name"] for o in described["options"]] == ["zipmap", "trust_types", "locale"]
     assert described["requires"] == ["scikit-learn", "skl2onnx"]
     assert cli.main(["plugins"]) == 0
@@ -233,11 +241,17 @@ def test_plugins_name_describes_one_converter(capsys):
     assert capsys.readouterr().err.strip().startswith("onnxgate: error: unknown framework 'nosuch'")
 
 
-@pytest.mark.parametrize("option, message", [
-    ("nosuch=1", "converter 'sklearn' has no option 'nosuch' (known: zipmap (bool, default False), "
-                 "trust_types (str), locale (str))"),
-    ("zipmap=notabool", "converter 'sklearn': option zipmap='notabool' is not a bool"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (
+            "nosuch=1",
+            "converter 'sklearn' has no option 'nosuch' (known: zipmap (bool, default False), "
+            "trust_types (str), locale (str))",
+        ),
+        ("zipmap=notabool", "converter 'sklearn': option zipmap='notabool' is not a bool"),
+    ],
+)
 def test_bad_converter_options_exit_2_with_one_line(ridge, tmp_path, capsys, option, message):
     import skops.io as sio
 
@@ -261,18 +275,33 @@ def installed(tmp_path_factory):
 
 
 def _cli(env, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "onnxgate.pipeline.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "onnxgate.pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def test_installed_rule_key_format_and_deploy_flag_work_from_the_cli(installed, ridge, tmp_path):
     import skops.io as sio
 
     sio.dump(ridge, tmp_path / "m.skops")
-    convert = ["convert", str(tmp_path / "m.skops"), "-o", str(tmp_path / "m.onnx"), "--no-latency",
-               "--report", str(tmp_path / "r.json")]
+    convert = [
+        "convert",
+        str(tmp_path / "m.skops"),
+        "-o",
+        str(tmp_path / "m.onnx"),
+        "--no-latency",
+        "--report",
+        str(tmp_path / "r.json"),
+    ]
     # the plugin's rule is picked by output kind, its key parses, its format writes
-    proc = _cli(installed, *convert, "--tolerance", "variable:max_row_err=1e-12", "--format", f"csv={tmp_path / 'r.csv'}")
+    proc = _cli(
+        installed, *convert, "--tolerance", "variable:max_row_err=1e-12", "--format", f"csv={tmp_path / 'r.csv'}"
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     out = report["cases"][0]["outputs"][0]
     assert out["task"] == "worst-row"
@@ -286,8 +315,18 @@ def test_installed_rule_key_format_and_deploy_flag_work_from_the_cli(installed, 
     # the plugin's deploy target has flags of its own, with defaults
     assert "--greeting GREETING" in _cli(installed, "deploy", "--help").stdout
     model = str(tmp_path / "m.onnx")
-    proc = _cli(installed, "deploy", model, "--target", "echo", "--greeting", "hi", "--loud",
-                "--report", str(tmp_path / "d.json"))
+    proc = _cli(
+        installed,
+        "deploy",
+        model,
+        "--target",
+        "echo",
+        "--greeting",
+        "hi",
+        "--loud",
+        "--report",
+        str(tmp_path / "d.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     deployed = json.loads((tmp_path / "d.json").read_text())
     assert deployed["greeting"] == "hi" and deployed["loud"] is True
@@ -303,8 +342,11 @@ def test_installed_rule_key_format_and_deploy_flag_work_from_the_cli(installed, 
 def test_converters_import_the_plugin_package_not_its_modules():
     from test_architecture import graph
 
-    offenders = {name: sorted(t for t in targets if t.startswith("onnxgate.plugins."))
-                 for name, targets in graph().items() if name.startswith("onnxgate.converters")}
+    offenders = {
+        name: sorted(t for t in targets if t.startswith("onnxgate.plugins."))
+        for name, targets in graph().items()
+        if name.startswith("onnxgate.converters")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
@@ -324,4 +366,7 @@ def test_a_target_option_taking_a_deploy_argument_is_an_error(monkeypatch, capsy
     with pytest.raises(SystemExit) as exit_:
         cli.main(["deploy", "m.onnx", "--target", "greedy"])
     assert exit_.value.code == 2
-    assert "deploy target 'greedy': option 'model' clashes with onnxgate deploy's own MODEL argument" in capsys.readouterr().err
+    assert (
+        "deploy target 'greedy': option 'model' clashes with onnxgate deploy's own MODEL argument"
+        in capsys.readouterr().err
+    )

@@ -1,18 +1,28 @@
 """The plugin API version: declared ranges, and old-style plugins that keep
 working with a DeprecationWarning."""
+
 import warnings
 
 import numpy as np
 import pytest
+
 from onnxgate.plugins import API_VERSION, Conversion, ConverterSpec, InputSpec, hookimpl
 from onnxgate.plugins.manager import PluginError, Registry, get_plugin_manager
 from onnxgate.plugins.versioning import SpecifierError, supports
 
 
-@pytest.mark.parametrize("spec, version, expected", [
-    (">=1.1,<2", "1.1", True), (">=1.1,<2", "1.0", False), (">=1.1,<2", "2.0", False),
-    (">=1", "1.1", True), ("==1.1", "1.1.0", True), ("!=1.1", "1.1", False), ("<1.10", "1.9", True),
-])
+@pytest.mark.parametrize(
+    "spec, version, expected",
+    [
+        (">=1.1,<2", "1.1", True),
+        (">=1.1,<2", "1.0", False),
+        (">=1.1,<2", "2.0", False),
+        (">=1", "1.1", True),
+        ("==1.1", "1.1.0", True),
+        ("!=1.1", "1.1", False),
+        ("<1.10", "1.9", True),
+    ],
+)
 def test_specifiers(spec, version, expected):
     assert supports(spec, version) is expected
 
@@ -46,9 +56,14 @@ class Model:
 
 def _old_style_spec():
     # API 1.0: inputs(model), no options
-    return ConverterSpec(name="old", framework="Old", convert=lambda m, e, o: Conversion(None, "x"),
-                         run=None, object_types=(f"{__name__}.Model",),
-                         inputs=lambda model: [InputSpec("x", (None, model.width))])
+    return ConverterSpec(
+        name="old",
+        framework="Old",
+        convert=lambda m, e, o: Conversion(None, "x"),
+        run=None,
+        object_types=(f"{__name__}.Model",),
+        inputs=lambda model: [InputSpec("x", (None, model.width))],
+    )
 
 
 class OldStylePlugin:
@@ -67,21 +82,29 @@ def test_old_style_inputs_still_work_with_a_deprecation_warning():
 
 def test_an_old_style_plugin_converts_end_to_end(tmp_path):
     from onnx import TensorProto, helper
+
     from onnxgate.pipeline import convert
 
     def to_onnx(model, example, options):
-        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        )
         return Conversion(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "test")
 
     class Plugin:
         @hookimpl
         def onnxgate_converters(self):
-            yield ConverterSpec(name="old", framework="Old", convert=to_onnx,
-                                run=lambda m, inputs: [np.maximum(inputs["x"], 0)],
-                                object_types=(f"{__name__}.Model",),
-                                inputs=lambda model: [InputSpec("x", (None, model.width))])
+            yield ConverterSpec(
+                name="old",
+                framework="Old",
+                convert=to_onnx,
+                run=lambda m, inputs: [np.maximum(inputs["x"], 0)],
+                object_types=(f"{__name__}.Model",),
+                inputs=lambda model: [InputSpec("x", (None, model.width))],
+            )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -92,8 +115,13 @@ def test_an_old_style_plugin_converts_end_to_end(tmp_path):
 
 def test_new_style_inputs_get_the_options():
     seen = []
-    spec = ConverterSpec(name="new", framework="New", convert=lambda m, e, o: Conversion(None, "x"), run=None,
-                         inputs=lambda model, options: seen.append(options) or [])
+    spec = ConverterSpec(
+        name="new",
+        framework="New",
+        convert=lambda m, e, o: Conversion(None, "x"),
+        run=None,
+        inputs=lambda model, options: seen.append(options) or [],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)  # the current form never warns
         spec.inputs(object(), "OPTIONS")

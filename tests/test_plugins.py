@@ -1,17 +1,18 @@
 """The plugin system: registration, conflicts, misspelled hooks, disabling, detection."""
+
 import subprocess
 import sys
 
 import pytest
 
-from onnxgate.plugins import Conversion, ConverterSpec, hookimpl
-from onnxgate.plugins import detect
+from onnxgate.plugins import Conversion, ConverterSpec, detect, hookimpl
 from onnxgate.plugins.manager import DISABLE_ENV, PluginError, Registry, get_plugin_manager
 
 
 def _spec(name, **kw):
-    return ConverterSpec(name=name, framework=name, convert=lambda m, e, o: Conversion(None, "x"),
-                         run=lambda m, i: [], **kw)
+    return ConverterSpec(
+        name=name, framework=name, convert=lambda m, e, o: Conversion(None, "x"), run=lambda m, i: [], **kw
+    )
 
 
 class PluginA:

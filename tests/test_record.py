@@ -1,12 +1,13 @@
 """The validation record: written by convert/validate, bound to the model's
 bytes, and enforced by the deploy-time gate."""
+
 import json
 
 import numpy as np
 import pytest
 
-from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.cli import app as cli
+from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.deployment import record
 
 

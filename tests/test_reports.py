@@ -1,5 +1,6 @@
 """Reports: JSON Schema, JUnit XML, HTML, Markdown, latency and error histograms,
 all checked on reports produced by real conversions."""
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,14 @@ import onnx
 import pytest
 
 from onnxgate.pipeline import api
-from onnxgate.pipeline.core import latency
 from onnxgate.pipeline.cli import main
+from onnxgate.pipeline.core import latency
 from onnxgate.pipeline.report import document
 from onnxgate.pipeline.report.document import schema, schema_errors, validate_schema
-from onnxgate.pipeline.report.model import Report
 from onnxgate.pipeline.report.html import to_html
 from onnxgate.pipeline.report.junit import to_junit
 from onnxgate.pipeline.report.markdown import to_markdown
+from onnxgate.pipeline.report.model import Report
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,7 @@ def failing(sk_model, passing):
 
 
 # ---------------------------------------------------------------- JSON Schema
+
 
 def test_schema_is_valid_draft_2020_12():
     jsonschema = pytest.importorskip("jsonschema")
@@ -112,6 +114,7 @@ def test_result_outputs_are_per_output_stats(passing, failing):
 
 # ---------------------------------------------------------------- latency and histograms
 
+
 def test_latency_per_batch_size(passing):
     section = passing.report.latency
     batches = {len_ for len_ in (latency.batch_of(c.inputs) for c in passing.artifact.cases)}
@@ -161,6 +164,7 @@ def test_report_histograms_cover_every_float_output(passing, failing):
 
 # ---------------------------------------------------------------- JUnit
 
+
 def test_junit_one_testcase_per_case_and_output(passing, failing):
     root = ET.fromstring(to_junit([passing.report, failing.report]))
     assert root.tag == "testsuites"
@@ -188,6 +192,7 @@ def test_junit_one_testcase_per_case_and_output(passing, failing):
 
 # ---------------------------------------------------------------- Markdown
 
+
 def test_markdown_summary(passing, failing):
     good, bad = to_markdown(passing.report), to_markdown(failing.report)
     assert "PASSED" in good and "Failures" not in good
@@ -197,6 +202,7 @@ def test_markdown_summary(passing, failing):
 
 
 # ---------------------------------------------------------------- HTML
+
 
 def test_html_is_self_contained_with_charts(failing):
     page = to_html(failing.report)
@@ -217,13 +223,28 @@ def test_html_escapes_report_text(passing):
 
 # ---------------------------------------------------------------- CLI
 
+
 def test_cli_writes_every_rendering(tmp_path, sk_model):
     sio = pytest.importorskip("skops.io")
     source = tmp_path / "m.skops"
     sio.dump(sk_model, source)
     paths = {k: tmp_path / f"out.{k}" for k in ("json", "xml", "html", "md")}
-    code = main(["convert", str(source), "-o", str(tmp_path / "m.onnx"), "--report", str(paths["json"]),
-                 "--junit", str(paths["xml"]), "--html", str(paths["html"]), "--summary", str(paths["md"])])
+    code = main(
+        [
+            "convert",
+            str(source),
+            "-o",
+            str(tmp_path / "m.onnx"),
+            "--report",
+            str(paths["json"]),
+            "--junit",
+            str(paths["xml"]),
+            "--html",
+            str(paths["html"]),
+            "--summary",
+            str(paths["md"]),
+        ]
+    )
     assert code == 0
     report = json.loads(paths["json"].read_text())
     validate_schema(report)

@@ -7,6 +7,7 @@ The serving venv is looked up under $ONNXGATE_HOME (conftest keeps it out of
 the throwaway HOME); when missing it is created here (`onnxgate serve
 --setup`, needs PyPI, ~30 s).
 """
+
 import json
 import os
 import signal
@@ -21,9 +22,7 @@ import numpy as np
 import pytest
 
 from onnxgate.pipeline.cli import app as cli
-from onnxgate.pipeline.deployment import package
-from onnxgate.pipeline.deployment import record
-from onnxgate.pipeline.deployment import serve
+from onnxgate.pipeline.deployment import package, record, serve
 from onnxgate.pipeline.envs import serving as serving_env
 
 LOAD_REQUESTS = 2000
@@ -190,8 +189,10 @@ def test_deploy_local_registers_serves_smoke_tests_and_stops(model, venv, tmp_pa
 
 def test_deploy_local_keep_running_leaves_a_healthy_server(model, venv, tmp_path):
     report = tmp_path / "deploy.json"
-    assert cli.main(["deploy", str(model), "--registry", str(tmp_path / "reg"), "--keep-running",
-                     "--report", str(report)]) == 0
+    assert (
+        cli.main(["deploy", str(model), "--registry", str(tmp_path / "reg"), "--keep-running", "--report", str(report)])
+        == 0
+    )
     result = json.loads(report.read_text())
     try:
         assert result["running"] is True
@@ -226,8 +227,13 @@ def test_deploy_local_dry_run_writes_nothing(model, tmp_path, capsys):
 def test_onnxgate_serve_command_serves_until_interrupted(model, venv, tmp_path):
     """The real CLI in a subprocess: prints the URL after its smoke test, stops on SIGINT."""
     env = {**os.environ, "ONNXGATE_REGISTRY": str(tmp_path / "reg")}
-    proc = subprocess.Popen([sys.executable, "-m", "onnxgate.pipeline.cli", "serve", str(model)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnxgate.pipeline.cli", "serve", str(model)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         assert "smoke test passed" in line, line + proc.stderr.read() if proc.poll() is not None else line

@@ -1,5 +1,6 @@
 """The one helper each for what used to be copied: the verdict, the
 NaN/inf-aware difference, sha256 of a file or folder, the one-line message."""
+
 import numpy as np
 
 from onnxgate.pipeline.core.arrays import abs_diff
@@ -37,21 +38,31 @@ def test_one_line_takes_the_first_line_truncated_and_accepts_text():
 
 
 def _case(name, *outputs, error=None):
-    return CaseResult(name=name, outputs=[OutputResult(name=n, passed=ok, reason="" if ok else "differs")
-                                          for n, ok in outputs], error=error)
+    return CaseResult(
+        name=name,
+        outputs=[OutputResult(name=n, passed=ok, reason="" if ok else "differs") for n, ok in outputs],
+        error=error,
+    )
 
 
 def test_verdict_lists_every_failure_once_in_a_stable_order():
-    checks = [Check("onnx_checker", True, "ok"), Check("edge_values", False, "nan: MISMATCH"),
-              Check("comparison", False, "no expected outputs"), Check("drift", False, "grew")]
+    checks = [
+        Check("onnx_checker", True, "ok"),
+        Check("edge_values", False, "nan: MISMATCH"),
+        Check("comparison", False, "no expected outputs"),
+        Check("drift", False, "grew"),
+    ]
     cases = [_case("batch_4", ("y", True), ("p", False)), _case("batch_1", error="onnxruntime failed to run")]
     drift = {"outputs": [{"name": "y", "passed": False, "reason": "max abs err grew"}]}
     v = decide(checks, cases, verified=False, drift=drift)
     assert not v.passed and v.verdict == "failed"
-    assert v.failures == ["check edge_values: nan: MISMATCH", "batch_1: onnxruntime failed to run",
-                          "batch_4/p: differs",
-                          "check comparison: no expected outputs (pass --accept-unverified to accept)",
-                          "drift y: max abs err grew"]
+    assert v.failures == [
+        "check edge_values: nan: MISMATCH",
+        "batch_1: onnxruntime failed to run",
+        "batch_4/p: differs",
+        "check comparison: no expected outputs (pass --accept-unverified to accept)",
+        "drift y: max abs err grew",
+    ]
 
 
 def test_verdict_unverified_passes_only_when_accepted():

@@ -1,4 +1,5 @@
 """scikit-learn converter: the contract kit plus behaviour specific to it."""
+
 import json
 
 import numpy as np
@@ -7,10 +8,10 @@ import pytest
 from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_cli
 
 sklearn = pytest.importorskip("sklearn")
-from sklearn.datasets import load_iris  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 
 def _classifier():
@@ -55,8 +56,9 @@ def test_string_labels_compare_exactly():
 
 def test_perturbed_model_fails_the_gate_with_exit_1(tmp_path):
     """A wrong ONNX model is caught: the validate command exits 1 and names the output."""
-    from onnxgate.pipeline import convert
     import skops.io as sio
+
+    from onnxgate.pipeline import convert
 
     model, _ = _classifier()
     result = convert(model)
@@ -125,8 +127,14 @@ def test_csv_sample_is_used(tmp_path):
     model, X = _classifier()
     sio.dump(model, tmp_path / "clf.skops")
     np.savetxt(tmp_path / "x.csv", X[:7], delimiter=",", header="a,b,c,d", comments="")
-    proc = run_cli("convert", str(tmp_path / "clf.skops"), "--sample", str(tmp_path / "x.csv"),
-                   "--report", str(tmp_path / "r.json"))
+    proc = run_cli(
+        "convert",
+        str(tmp_path / "clf.skops"),
+        "--sample",
+        str(tmp_path / "x.csv"),
+        "--report",
+        str(tmp_path / "r.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     shapes = [c["input_shapes"]["X"] for c in report["cases"]]

@@ -1,5 +1,6 @@
 """TensorFlow/Keras converter: contract kit, every source kind, the
 unsupported-op gate, the ops onnxgate composes, and bad input."""
+
 import math
 import os
 import shutil
@@ -13,13 +14,13 @@ from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_
 
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
-import keras  # noqa: E402  (after the importorskip above)
+import keras
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-import tensorflow_fixtures as fx  # noqa: E402
+import tensorflow_fixtures as fx
 
-from onnxgate.pipeline import convert  # noqa: E402
-from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError  # noqa: E402
+from onnxgate.pipeline import convert
+from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,7 @@ class TestTensorflowFunctionalContract(ConverterContract):
 
 
 # --- every source kind ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["tf-sequential", "tf-functional", "tf-functional-tflite", "tf-subclassed"])
 def test_fixture_converts_with_dynamic_batch(built, name):
@@ -88,8 +90,9 @@ def test_subclassed_in_memory_composes_log1p_expm1():
 
 
 def test_tf_function_with_signature():
-    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"),
-                                  tf.TensorSpec([None], tf.int32, name="k")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"), tf.TensorSpec([None], tf.int32, name="k")]
+    )
     def fn(x, k):
         return {"scaled": x * tf.cast(k, tf.float32)[:, None], "total": tf.reduce_sum(x, axis=1)}
 
@@ -130,6 +133,7 @@ def test_static_batch(built, name):
 
 # --- detection ------------------------------------------------------------------
 
+
 def test_objects_and_folders_are_detected(built, tmp_path):
     from onnxgate.plugins import detect
     from onnxgate.plugins.manager import Registry
@@ -151,6 +155,7 @@ def test_objects_and_folders_are_detected(built, tmp_path):
 
 
 # --- ops tf2onnx cannot convert -------------------------------------------------------
+
 
 class LogGamma(keras.layers.Layer):
     def call(self, x):
@@ -203,6 +208,7 @@ def test_compositions_are_precise_near_zero_in_the_tails_and_at_infinity():
 
 
 # --- bad input ---------------------------------------------------------------------
+
 
 def _cut(path: Path) -> None:
     data = path.read_bytes()

@@ -1,6 +1,7 @@
 """An outside plugin, installed the way a pip package would be (a dist-info
 with an entry point), is listed, detected, gated, and passes the contract kit
 when its author runs pytest."""
+
 import json
 import os
 import subprocess
@@ -53,7 +54,7 @@ PLUGIN = textwrap.dedent('''
         )
 ''')
 
-CONTRACT = textwrap.dedent('''
+CONTRACT = textwrap.dedent("""
     import numpy as np
     from onnxgate.plugins.testing import ConverterContract
 
@@ -64,7 +65,7 @@ CONTRACT = textwrap.dedent('''
             with open(path, "wb") as fh:
                 np.savez(fh, W=np.arange(12, dtype=np.float32).reshape(4, 3) / 7, b=np.ones(3, np.float32))
             return path
-''')
+""")
 
 
 @pytest.fixture
@@ -82,8 +83,9 @@ def installed_plugin(tmp_path):
 
 def test_listed_with_its_distribution(installed_plugin):
     _, env = installed_plugin
-    proc = subprocess.run([sys.executable, "-m", "onnxgate.pipeline.cli", "plugins", "--json"],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "onnxgate.pipeline.cli", "plugins", "--json"], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["affine"]["from"] == "affine-plugin 0.3" and rows["affine"]["usable"]
@@ -92,8 +94,13 @@ def test_listed_with_its_distribution(installed_plugin):
 def test_author_runs_the_contract_kit_with_pytest(installed_plugin, tmp_path):
     site, env = installed_plugin
     (tmp_path / "test_affine.py").write_text(CONTRACT)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_affine.py")],
-                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_affine.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "5 passed" in proc.stdout
 
@@ -101,6 +108,7 @@ def test_author_runs_the_contract_kit_with_pytest(installed_plugin, tmp_path):
 def test_disabled_by_environment_variable(installed_plugin):
     _, env = installed_plugin
     env["ONNXGATE_DISABLE_PLUGINS"] = "affine"
-    proc = subprocess.run([sys.executable, "-m", "onnxgate.pipeline.cli", "plugins", "--json"],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "onnxgate.pipeline.cli", "plugins", "--json"], capture_output=True, text=True, env=env
+    )
     assert "affine" not in {r["name"] for r in json.loads(proc.stdout)}

@@ -1,4 +1,5 @@
 """PyTorch converter: the contract kit plus exporter choice and batch handling."""
+
 import json
 
 import numpy as np

@@ -1,5 +1,6 @@
 """XGBoost, LightGBM and CatBoost converters (and boosters inside sklearn
 pipelines): contract kit, detection, native files, bad input, opset cap."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ pytest.importorskip("onnxmltools")
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-import trees_fixtures  # noqa: E402
+import trees_fixtures
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +56,15 @@ def _catboost_classifier():
     import catboost
 
     X, y = _iris()
-    return catboost.CatBoostClassifier(iterations=10, depth=3, random_seed=0, thread_count=1, verbose=0,
-                                       allow_writing_files=False).fit(X, y)
+    return catboost.CatBoostClassifier(
+        iterations=10, depth=3, random_seed=0, thread_count=1, verbose=0, allow_writing_files=False
+    ).fit(X, y)
 
 
 # --- the contract kit, once per converter, each from a native file ---------
 class TestXGBoostContract(ConverterContract):
     converter = "xgboost"
+
     def make_source(self, tmp_path):
         path = tmp_path / "xgb.json"
         _xgb_classifier().save_model(str(path))
@@ -89,7 +92,8 @@ class TestCatBoostContract(ConverterContract):
 # --- every model kind, in memory, with synthesised and real inputs --------
 def _models(data):
     for name, model, _suffix, X in (
-        trees_fixtures.xgboost_models(data) + trees_fixtures.lightgbm_models(data)
+        trees_fixtures.xgboost_models(data)
+        + trees_fixtures.lightgbm_models(data)
         + trees_fixtures.catboost_models(data)
     ):
         yield name, model, X
@@ -107,9 +111,16 @@ def all_models(data):
 
 
 MODEL_NAMES = [
-    "xgboost-classifier", "xgboost-regressor", "lightgbm-classifier", "lightgbm-regressor",
-    "catboost-classifier", "catboost-regressor", "xgboost-booster-multiclass", "xgboost-booster-regressor",
-    "lightgbm-booster-binary", "lightgbm-booster-regressor",
+    "xgboost-classifier",
+    "xgboost-regressor",
+    "lightgbm-classifier",
+    "lightgbm-regressor",
+    "catboost-classifier",
+    "catboost-regressor",
+    "xgboost-booster-multiclass",
+    "xgboost-booster-regressor",
+    "lightgbm-booster-binary",
+    "lightgbm-booster-regressor",
 ]
 
 
@@ -150,9 +161,12 @@ def test_objects_are_detected_by_mro_without_sklearn_taking_them(all_models):
 
     specs = Registry().converters()
     expected = {
-        "xgboost-classifier": "xgboost", "xgboost-booster-regressor": "xgboost",
-        "lightgbm-regressor": "lightgbm", "lightgbm-booster-binary": "lightgbm",
-        "catboost-classifier": "catboost", "catboost-regressor": "catboost",
+        "xgboost-classifier": "xgboost",
+        "xgboost-booster-regressor": "xgboost",
+        "lightgbm-regressor": "lightgbm",
+        "lightgbm-booster-binary": "lightgbm",
+        "catboost-classifier": "catboost",
+        "catboost-regressor": "catboost",
     }
     for name, converter in expected.items():
         assert detect.for_object(all_models[name][0], specs).name == converter, name
@@ -252,8 +266,9 @@ def test_catboost_categorical_features_are_a_conversion_failure(tmp_path):
 
     X, y = _iris()
     frame = pd.DataFrame({"a": X[:, 0], "colour": np.array(["red", "blue"])[np.arange(len(y)) % 2]})
-    model = catboost.CatBoostClassifier(iterations=5, verbose=0, cat_features=["colour"], thread_count=1,
-                                        allow_writing_files=False).fit(frame, y)
+    model = catboost.CatBoostClassifier(
+        iterations=5, verbose=0, cat_features=["colour"], thread_count=1, allow_writing_files=False
+    ).fit(frame, y)
     path = tmp_path / "cat.cbm"
     model.save_model(str(path))
     _assert_refused(tmp_path, path, code=3, needle="categorical features")
@@ -319,8 +334,12 @@ def test_fixtures_build_and_pass(built):
 
     assert len(built) == 8
     for entry in built:
-        result = convert(entry["source"], sample=entry["sample"], framework=entry.get("framework"),
-                         trust_source=entry.get("trust_source", False))
+        result = convert(
+            entry["source"],
+            sample=entry["sample"],
+            framework=entry.get("framework"),
+            trust_source=entry.get("trust_source", False),
+        )
         assert result.passed, (entry["name"], result.failures)
 
 

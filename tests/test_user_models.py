@@ -1,5 +1,6 @@
 """Models as users bring them (issue 10, section 2): each way onnxgate used
 to stand in the way, one test per item. The whole zoo runs in test_zoo.py."""
+
 import os
 
 import numpy as np
@@ -59,8 +60,15 @@ def user_export(tmp_path_factory):
     model = Conv().eval()
     x = torch.randn(2, 3, 8, 8)
     torch.export.save(torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("b")},)), tmp / "m.pt2")
-    torch.onnx.export(model, (x,), str(tmp / "user.onnx"), dynamo=False, input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    torch.onnx.export(
+        model,
+        (x,),
+        str(tmp / "user.onnx"),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+    )
     np.save(tmp / "x.npy", x.numpy())
     np.savez(tmp / "source_names.npz", images=x.numpy())
     np.savez(tmp / "onnx_names.npz", input=x.numpy())
@@ -69,8 +77,9 @@ def user_export(tmp_path_factory):
 
 @pytest.mark.parametrize("sample", ["x.npy", "source_names.npz", "onnx_names.npz", None])
 def test_a_users_own_onnx_export_validates_with_every_sample_form(user_export, sample):
-    result = api.validate(user_export / "m.pt2", user_export / "user.onnx",
-                          sample=user_export / sample if sample else None)
+    result = api.validate(
+        user_export / "m.pt2", user_export / "user.onnx", sample=user_export / sample if sample else None
+    )
     assert result.passed, result.report.to_dict()["failures"]
 
 
@@ -88,12 +97,30 @@ def test_unmatched_names_list_both_sides_and_name_input_map(tmp_path):
 def test_input_map_on_the_cli(tmp_path):
     torch.jit.script(TwoIn().eval()).save(str(tmp_path / "two.pt"))
     np.savez(tmp_path / "s.npz", u=np.ones((2, 3), np.float32), i=np.ones((2, 5), np.float32))
-    bad = run_cli("convert", str(tmp_path / "two.pt"), "--sample", str(tmp_path / "s.npz"),
-                  "-o", str(tmp_path / "o.onnx"), "--no-latency")
+    bad = run_cli(
+        "convert",
+        str(tmp_path / "two.pt"),
+        "--sample",
+        str(tmp_path / "s.npz"),
+        "-o",
+        str(tmp_path / "o.onnx"),
+        "--no-latency",
+    )
     assert_clean_error(bad, 2)
     assert "--input-map SAMPLE_NAME=MODEL_INPUT" in bad.stderr
-    good = run_cli("convert", str(tmp_path / "two.pt"), "--sample", str(tmp_path / "s.npz"),
-                   "--input-map", "u=user", "--input-map", "i=item", "-o", str(tmp_path / "o.onnx"), "--no-latency")
+    good = run_cli(
+        "convert",
+        str(tmp_path / "two.pt"),
+        "--sample",
+        str(tmp_path / "s.npz"),
+        "--input-map",
+        "u=user",
+        "--input-map",
+        "i=item",
+        "-o",
+        str(tmp_path / "o.onnx"),
+        "--no-latency",
+    )
     assert good.returncode == 0, good.stderr
 
 
@@ -141,18 +168,21 @@ def _sk(name):
     X, y = load_iris(return_X_y=True)
     return {
         "linearsvc-pipeline": lambda: make_pipeline(StandardScaler(), LinearSVC()).fit(X, y == 1),
-        "soft-voting": lambda: VotingClassifier([("lr", LogisticRegression(max_iter=500)), ("nb", GaussianNB())],
-                                                voting="soft").fit(X, y),
-        "hard-voting": lambda: VotingClassifier([("lr", LogisticRegression(max_iter=500)), ("nb", GaussianNB())],
-                                                voting="hard").fit(X, y),
+        "soft-voting": lambda: VotingClassifier(
+            [("lr", LogisticRegression(max_iter=500)), ("nb", GaussianNB())], voting="soft"
+        ).fit(X, y),
+        "hard-voting": lambda: VotingClassifier(
+            [("lr", LogisticRegression(max_iter=500)), ("nb", GaussianNB())], voting="hard"
+        ).fit(X, y),
         "kmeans-pipeline": lambda: make_pipeline(StandardScaler(), KMeans(3, n_init=2, random_state=0)).fit(X),
         "isolation-forest": lambda: IsolationForest(n_estimators=10, random_state=0).fit(X),
         "multi-output": lambda: MultiOutputRegressor(Ridge()).fit(X, np.stack([y, y * 2.0], 1)),
     }[name](), X[::10].astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["linearsvc-pipeline", "soft-voting", "hard-voting", "kmeans-pipeline",
-                                  "isolation-forest", "multi-output"])
+@pytest.mark.parametrize(
+    "name", ["linearsvc-pipeline", "soft-voting", "hard-voting", "kmeans-pipeline", "isolation-forest", "multi-output"]
+)
 def test_sklearn_estimators_that_needed_their_own_options(tmp_path, name):
     model, X = _sk(name)
     np.save(tmp_path / "x.npy", X)
@@ -174,8 +204,13 @@ def test_text_pipeline_takes_strings_and_a_locale_that_exists(tmp_path):
     result = api.convert(model, sample=tmp_path / "docs.npz")
     assert result.passed, result.report.to_dict()["failures"]
     assert result.model.graph.input[0].type.tensor_type.elem_type == 8  # STRING
-    locales = [a.s.decode() for n in result.model.graph.node if n.op_type == "StringNormalizer"
-               for a in n.attribute if a.name == "locale"]
+    locales = [
+        a.s.decode()
+        for n in result.model.graph.node
+        if n.op_type == "StringNormalizer"
+        for a in n.attribute
+        if a.name == "locale"
+    ]
     import locale as locale_mod
 
     for loc in locales:  # a locale this machine has (en_US.UTF-8 is missing on many)
@@ -186,8 +221,13 @@ def test_text_pipeline_takes_strings_and_a_locale_that_exists(tmp_path):
             locale_mod.setlocale(locale_mod.LC_CTYPE, saved)
     chosen = api.convert(model, sample=tmp_path / "docs.npz", options={"locale": "C.UTF-8"})
     assert chosen.passed
-    assert {a.s.decode() for n in chosen.model.graph.node if n.op_type == "StringNormalizer"
-            for a in n.attribute if a.name == "locale"} <= {"C.UTF-8"}
+    assert {
+        a.s.decode()
+        for n in chosen.model.graph.node
+        if n.op_type == "StringNormalizer"
+        for a in n.attribute
+        if a.name == "locale"
+    } <= {"C.UTF-8"}
 
 
 # 6. .skops trust -------------------------------------------------------------------
@@ -238,9 +278,9 @@ def test_skops_holding_a_function_stays_refused(tmp_path):
 
 def test_trust_type_admits_exactly_the_named_type(tmp_path):
     skops = pytest.importorskip("skops.io")
-    from sklearn.preprocessing import FunctionTransformer
-
     import operator
+
+    from sklearn.preprocessing import FunctionTransformer
 
     skops.dump(FunctionTransformer(func=operator.neg), tmp_path / "neg.skops")
     from onnxgate.converters.sklearn import load
@@ -290,8 +330,9 @@ def test_converter_made_inputs_are_a_conversion_failure_naming_them():
 
 # 9. ready-made ONNX without golden data ------------------------------------------------------
 def _light(name):
-    import onnx
     from pathlib import Path
+
+    import onnx
 
     return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
 
@@ -316,8 +357,9 @@ def test_reference_budget_and_missing_operators_leave_it_unverified(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     X, y = load_iris(return_X_y=True)
-    (tmp_path / "z.onnx").write_bytes(to_onnx(LogisticRegression(max_iter=300).fit(X, y), X[:1].astype(np.float32))
-                                      .SerializeToString())  # ZipMap on
+    (tmp_path / "z.onnx").write_bytes(
+        to_onnx(LogisticRegression(max_iter=300).fit(X, y), X[:1].astype(np.float32)).SerializeToString()
+    )  # ZipMap on
     zipmap = api.validate(tmp_path / "z.onnx", latency=False)
     assert not zipmap.passed and any("ZipMap" in f for f in zipmap.report.to_dict()["failures"])
     accepted = api.validate(tmp_path / "z.onnx", latency=False, accept_unverified=True)
@@ -350,8 +392,9 @@ def test_tensorflow_and_numpy_noise_stays_off_the_terminal(tmp_path):
     keras.Model(inp, keras.layers.Dense(2)(inp)).save(tmp_path / "m.keras")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # the noisiest setting a user may have
-    proc = run_cli("convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "m.onnx"), "--edge-values",
-                   "--no-latency", env=env)
+    proc = run_cli(
+        "convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "m.onnx"), "--edge-values", "--no-latency", env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "", proc.stderr
     assert proc.stdout.startswith("PASSED") and len(proc.stdout.strip().splitlines()) == 1, proc.stdout

@@ -1,6 +1,7 @@
 """The serving environment is built by the same builder, lock and marker as
 the isolated framework environments (envs.venv); tests/test_environments.py
 covers the isolated side. Offline: pip only installs what it already has."""
+
 import json
 import sys
 

@@ -7,6 +7,7 @@ docs/compatibility.md must be the document these results generate.
 Cost on the project machine (2 cores): 1.4 minutes when quiet, 6.4 minutes
 when shared with other jobs (build, then 114 cases in one interpreter).
 """
+
 import json
 import sys
 from pathlib import Path
@@ -35,15 +36,24 @@ def results(tmp_path_factory):
 def test_the_zoo_holds_at_least_60_models(results):
     models = {r["model"] for r in results}
     assert len(models) >= 60, sorted(models)
-    assert {r["framework"] for r in results} >= {"PyTorch", "TensorFlow/Keras", "scikit-learn", "XGBoost",
-                                                  "LightGBM", "ONNX"}
+    assert {r["framework"] for r in results} >= {
+        "PyTorch",
+        "TensorFlow/Keras",
+        "scikit-learn",
+        "XGBoost",
+        "LightGBM",
+        "ONNX",
+    }
     forms = {r["sample_form"].split(" ")[0] for r in results}
     assert forms >= {"npy", "npz", "npz-source", "npz-onnx", "csv", "none"}, forms
 
 
 def test_every_case_ends_as_declared(results):
-    wrong = [(r["model"], r["format"], r["sample_form"], r["expect"], r["got"], r["message"][:300])
-             for r in results if not r["ok"]]
+    wrong = [
+        (r["model"], r["format"], r["sample_form"], r["expect"], r["got"], r["message"][:300])
+        for r in results
+        if not r["ok"]
+    ]
     assert not wrong, wrong
 
 
@@ -64,4 +74,6 @@ def test_compatibility_doc_is_generated_from_these_results(results, tmp_path):
     write_doc(results, tmp_path / "compatibility.md")
     fresh = verdict_rows((tmp_path / "compatibility.md").read_text())
     committed = verdict_rows((ROOT / "docs" / "compatibility.md").read_text())
-    assert committed == fresh, "docs/compatibility.md is stale: python fixtures/zoo/run.py OUT --doc docs/compatibility.md"
+    assert committed == fresh, (
+        "docs/compatibility.md is stale: python fixtures/zoo/run.py OUT --doc docs/compatibility.md"
+    )

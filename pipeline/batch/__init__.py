@@ -5,6 +5,7 @@
 >>> for row in batch.run("models.toml", out="out/", stream=True):  # doctest: +SKIP
 ...     print(row["name"], row["verdict"])
 """
+
 from onnxgate.pipeline.batch.runner import Settings, exit_code, iter_rows, load, run
 
 __all__ = ["Settings", "exit_code", "iter_rows", "load", "run"]

@@ -7,6 +7,7 @@ finished result (passed or failed) is a small JSON record under
 ``OUT/.onnxgate-batch/``, written atomically after the model's outputs, so a
 killed run leaves either a complete result or none.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,9 +31,12 @@ def versions(spec) -> dict[str, str]:
     ``spec`` is the converter (None when it can only be known by importing the
     source): then every converter's versions count, so any upgrade reruns it.
     """
-    found = {"onnxgate": onnxgate_version(), "onnxruntime": distribution_version("onnxruntime"),
-             "onnx": distribution_version("onnx")}
-    for s in ([spec] if spec is not None else _all_specs()):
+    found = {
+        "onnxgate": onnxgate_version(),
+        "onnxruntime": distribution_version("onnxruntime"),
+        "onnx": distribution_version("onnx"),
+    }
+    for s in [spec] if spec is not None else _all_specs():
         for dist in (*s.requires, s.framework_distribution):
             if dist:
                 found[dist] = distribution_version(dist)
@@ -83,8 +87,11 @@ def key(entry, gate_summary: dict[str, Any], spec) -> str:
         "source": _source_digest(entry.source),
         "files": {k: _file_digest(data[k]) for k in ("sample", "expected", "golden")},
         # what changes the result; name, tags and timeout do not
-        "entry": {k: v for k, v in data.items()
-                  if k not in ("name", "source", "sample", "expected", "golden", "tags", "timeout")},
+        "entry": {
+            k: v
+            for k, v in data.items()
+            if k not in ("name", "source", "sample", "expected", "golden", "tags", "timeout")
+        },
         "gate": gate_summary,
         "versions": versions(spec),
     }

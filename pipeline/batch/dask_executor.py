@@ -8,6 +8,7 @@ reports the verdict and carries on. Sources and outputs sit on a path every
 worker sees, or (``ship=True``, ``--ship``) travel as bytes: the model's files
 go with the task, its outputs come back in the result (see docs/batch.md).
 """
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,15 @@ def _allow_children() -> None:
         process.daemon = False
 
 
-def convert_on_worker(entry, out: str, gate, settings: dict[str, Any], timeout: float,
-                      max_models_per_worker: int, shipped: dict[str, bytes] | None = None) -> dict[str, Any]:
+def convert_on_worker(
+    entry,
+    out: str,
+    gate,
+    settings: dict[str, Any],
+    timeout: float,
+    max_models_per_worker: int,
+    shipped: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
     """The Dask task: run one model in this worker's supervised child.
 
     ``settings["slots_on_host"]``: how many models this worker's host runs at
@@ -78,8 +86,9 @@ def _unpack(blob: bytes, folder: Path) -> Path:
     return folder / top
 
 
-def _supervised(entry, out: str, gate, settings: dict[str, Any], timeout: float,
-                max_models_per_worker: int) -> dict[str, Any]:
+def _supervised(
+    entry, out: str, gate, settings: dict[str, Any], timeout: float, max_models_per_worker: int
+) -> dict[str, Any]:
     global _worker_pool
     with _worker_lock:
         if _worker_pool is None or not _worker_pool.active:
@@ -87,17 +96,19 @@ def _supervised(entry, out: str, gate, settings: dict[str, Any], timeout: float,
             threads = pool.thread_share(settings.get("slots_on_host", 1))
             _worker_pool = pool.make_pool(max_models_per_worker, threads)
         started = time.perf_counter()
-        future = _worker_pool.schedule(task.convert_entry, args=(entry, out, gate),
-                                       kwargs={"latency": settings["latency"], "max_memory": settings["max_memory"]},
-                                       timeout=timeout)
+        future = _worker_pool.schedule(
+            task.convert_entry,
+            args=(entry, out, gate),
+            kwargs={"latency": settings["latency"], "max_memory": settings["max_memory"]},
+            timeout=timeout,
+        )
     return pool.outcome(future, entry, started, timeout)
 
 
 class DaskExecutor:
     """One slot per Dask worker thread; a slot's models prefer its worker."""
 
-    def __init__(self, scheduler: str | None, n_workers: int, max_models_per_worker: int = 0,
-                 ship: bool = False):
+    def __init__(self, scheduler: str | None, n_workers: int, max_models_per_worker: int = 0, ship: bool = False):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -114,15 +125,17 @@ class DaskExecutor:
             if n_workers < 1:
                 raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT or --dask-workers N")
             # one thread per worker: one model at a time in each worker process
-            self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address=None)
+            self._cluster = LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            )
             self.client = Client(self._cluster)
         workers = self.client.scheduler_info()["workers"]
         if not workers:
             self.close()
             raise UsageError(f"--scheduler {scheduler}: the cluster has no workers")
-        self._slots: list[str] = [addr for addr, info in sorted(workers.items())
-                                  for _ in range(int(info.get("nthreads", 1)))]
+        self._slots: list[str] = [
+            addr for addr, info in sorted(workers.items()) for _ in range(int(info.get("nthreads", 1)))
+        ]
         self.slots = len(self._slots)
         self._per_host: dict[str, int] = {}
         for addr, info in workers.items():
@@ -135,9 +148,20 @@ class DaskExecutor:
     def submit(self, slot: int, entry, out: str, gate, settings: dict[str, Any], timeout: float):
         shipped = self._files_of(entry, gate) if self._ship else None
         settings = {**settings, "slots_on_host": self._per_host[self._host_of[self._slots[slot]]]}
-        future = self.client.submit(convert_on_worker, entry, out, gate, settings, timeout, self._max_tasks, shipped,
-                                    workers=[self._slots[slot]], allow_other_workers=True, pure=False,
-                                    key=f"onnxgate-{entry.name}-{time.monotonic_ns()}")
+        future = self.client.submit(
+            convert_on_worker,
+            entry,
+            out,
+            gate,
+            settings,
+            timeout,
+            self._max_tasks,
+            shipped,
+            workers=[self._slots[slot]],
+            allow_other_workers=True,
+            pure=False,
+            key=f"onnxgate-{entry.name}-{time.monotonic_ns()}",
+        )
         self._out = out  # the same for every model: results are written there
         self._futures.append(future)
         return future
@@ -168,8 +192,11 @@ class DaskExecutor:
             return row
         except Exception as exc:  # KilledWorker: the Dask worker itself died
             row = task.new_row(entry, framework)
-            row.update(verdict=task.CRASHED, message=f"the Dask worker died: {type(exc).__name__}: {str(exc)[:200]}",
-                       seconds=round(time.perf_counter() - started, 3))
+            row.update(
+                verdict=task.CRASHED,
+                message=f"the Dask worker died: {type(exc).__name__}: {str(exc)[:200]}",
+                seconds=round(time.perf_counter() - started, 3),
+            )
             return row
 
     def close(self, kill: bool = False) -> None:

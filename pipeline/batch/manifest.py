@@ -20,6 +20,7 @@ Every error names its entry and key; all of them are reported at once and
 nothing runs (exit 2). Types are checked exactly: ``"false"`` is a string,
 not a boolean.
 """
+
 from __future__ import annotations
 
 import glob as globlib
@@ -46,11 +47,17 @@ CONVERTER_OPTIONS: dict[str, dict[str, type]] = {
     "chainer": {"model": str},
     "mxnet": {"params": str},
 }
-_NO_OPTIONS = ("sklearn", "torch", "tensorflow", "xgboost", "lightgbm", "catboost", "onnx", "coreml",
-               "libsvm", "cntk")
+_NO_OPTIONS = ("sklearn", "torch", "tensorflow", "xgboost", "lightgbm", "catboost", "onnx", "coreml", "libsvm", "cntk")
 
-RULE_TYPES = {"rtol": float, "atol": float, "min_agreement": float, "min_cosine": float,
-              "min_topk": float, "topk": int, "elementwise": bool}
+RULE_TYPES = {
+    "rtol": float,
+    "atol": float,
+    "min_agreement": float,
+    "min_cosine": float,
+    "min_topk": float,
+    "topk": int,
+    "elementwise": bool,
+}
 
 
 @dataclass(frozen=True)
@@ -87,8 +94,9 @@ class _Bad(ValueError):
 
 
 def _kind(value: Any) -> str:
-    return {bool: "boolean", str: "string", int: "integer", float: "number", list: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
+    return {bool: "boolean", str: "string", int: "integer", float: "number", list: "array", dict: "table"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _expect(value: Any, what: str, ok: bool) -> None:
@@ -142,10 +150,23 @@ def _table(value):
 
 #: key -> check: returns the normalised value or raises _Bad.
 _KEYS = {
-    "name": _str, "source": _str, "framework": _str, "sample": _str, "expected": _str, "golden": _str,
-    "options": _table, "trust_source": _bool, "accept_unverified": _bool, "static_batch": _bool,
-    "opset": _int, "seed": _int, "rtol": _non_negative, "atol": _non_negative, "outputs": _table,
-    "timeout": _positive, "tags": _tags,
+    "name": _str,
+    "source": _str,
+    "framework": _str,
+    "sample": _str,
+    "expected": _str,
+    "golden": _str,
+    "options": _table,
+    "trust_source": _bool,
+    "accept_unverified": _bool,
+    "static_batch": _bool,
+    "opset": _int,
+    "seed": _int,
+    "rtol": _non_negative,
+    "atol": _non_negative,
+    "outputs": _table,
+    "timeout": _positive,
+    "tags": _tags,
 }
 _PATH_KEYS = ("sample", "expected", "golden")
 
@@ -234,8 +255,9 @@ def _check_keys(raw: Mapping[str, Any], where: str, errors: list[str], framework
         if extra:
             errors.extend(f"{where}: key {key!r}: {msg}" for msg in extra(out[key]))
     if "framework" in out and frameworks is not None and out["framework"].lower() not in frameworks:
-        errors.append(f"{where}: key 'framework': unknown framework {out['framework']!r} "
-                      f"(known: {', '.join(sorted(frameworks))})")
+        errors.append(
+            f"{where}: key 'framework': unknown framework {out['framework']!r} (known: {', '.join(sorted(frameworks))})"
+        )
     if "options" in out:
         errors.extend(f"{where}: key 'options': {msg}" for msg in _options_errors(out["options"], out.get("framework")))
     return out
@@ -243,8 +265,10 @@ def _check_keys(raw: Mapping[str, Any], where: str, errors: list[str], framework
 
 def _name_error(name: str) -> list[str]:
     if not SAFE_NAME.match(name) or ".." in name:
-        return [f"{name!r} is not a safe file name (letters, digits, '.', '_', '+', '-'; "
-                "no path separators, no leading dot, no '..')"]
+        return [
+            f"{name!r} is not a safe file name (letters, digits, '.', '_', '+', '-'; "
+            "no path separators, no leading dot, no '..')"
+        ]
     return []
 
 

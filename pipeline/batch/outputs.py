@@ -1,6 +1,7 @@
 """The batch's own reports: summary.json (schema: summary.schema.json),
 junit.xml (one test case per model), summary.md, and index.html, a
 self-contained dashboard linking to each model's HTML report."""
+
 from __future__ import annotations
 
 import json
@@ -59,12 +60,23 @@ def _err(value) -> str:
 def to_junit(doc: dict[str, Any]) -> bytes:
     rows = doc["models"]
     root = ET.Element("testsuites", name="onnxgate batch")
-    suite = ET.SubElement(root, "testsuite", name="onnxgate batch", tests=str(len(rows)),
-                          time=f"{doc['seconds']:.3f}", timestamp=doc["created"].rstrip("Z"))
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name="onnxgate batch",
+        tests=str(len(rows)),
+        time=f"{doc['seconds']:.3f}",
+        timestamp=doc["created"].rstrip("Z"),
+    )
     failures = errors = skipped = 0
     for row in rows:
-        tc = ET.SubElement(suite, "testcase", classname=row.get("framework") or "model", name=row["name"],
-                           time=f"{row.get('seconds') or 0:.3f}")
+        tc = ET.SubElement(
+            suite,
+            "testcase",
+            classname=row.get("framework") or "model",
+            name=row["name"],
+            time=f"{row.get('seconds') or 0:.3f}",
+        )
         verdict, message = row["verdict"], row.get("message") or row["verdict"]
         if verdict == "not-run":
             ET.SubElement(tc, "skipped", message=message)
@@ -93,18 +105,26 @@ def to_markdown(doc: dict[str, Any]) -> str:
     rows = doc["models"]
     passed = sum(r["exit_code"] == 0 for r in rows)
     counts = ", ".join(f"{n} {v}" for v, n in sorted(doc["counts"].items()))
-    lines = [f"## onnxgate batch: {passed}/{len(rows)} passed", "",
-             f"{counts}; {doc['cached']} from the cache; {doc['seconds']:.1f} s; exit code {doc['exit_code']}", ""]
+    lines = [
+        f"## onnxgate batch: {passed}/{len(rows)} passed",
+        "",
+        f"{counts}; {doc['cached']} from the cache; {doc['seconds']:.1f} s; exit code {doc['exit_code']}",
+        "",
+    ]
     bad = [r for r in rows if r["exit_code"]]
     if bad:
         lines += ["| model | framework | verdict | max abs err | message |", "|---|---|---|---|---|"]
-        lines += [f"| {_cell(r['name'])} | {_cell(r['framework'])} | {r['verdict']} | {_err(r.get('max_abs_err'))} "
-                  f"| {_cell((r.get('message') or '')[:160])} |" for r in bad]
+        lines += [
+            f"| {_cell(r['name'])} | {_cell(r['framework'])} | {r['verdict']} | {_err(r.get('max_abs_err'))} "
+            f"| {_cell((r.get('message') or '')[:160])} |"
+            for r in bad
+        ]
         lines.append("")
     lines.append(f"<details><summary>all {len(rows)} models</summary>\n")
     lines += ["| model | framework | verdict | seconds |", "|---|---|---|---|"]
-    lines += [f"| {_cell(r['name'])} | {_cell(r['framework'])} | {r['verdict']} | {r.get('seconds') or 0:.2f} |"
-              for r in rows]
+    lines += [
+        f"| {_cell(r['name'])} | {_cell(r['framework'])} | {r['verdict']} | {r.get('seconds') or 0:.2f} |" for r in rows
+    ]
     lines.append("\n</details>\n")
     return "\n".join(lines)
 
@@ -168,7 +188,8 @@ def _row_html(row: dict[str, Any]) -> str:
     link = f"<a href='{escape(html_report, quote=True)}'>{name}</a>" if html_report else name
     err = row.get("max_abs_err")
     cells = [
-        (row["name"], link, ""), (row.get("framework") or "", escape(row.get("framework") or ""), ""),
+        (row["name"], link, ""),
+        (row.get("framework") or "", escape(row.get("framework") or ""), ""),
         (row["verdict"], f"<span class='v v-{escape(row['verdict'])}'>{escape(row['verdict'])}</span>", ""),
         ("" if err is None else repr(float(err)), _err(err), "num"),
         (repr(float(row.get("seconds") or 0)), f"{row.get('seconds') or 0:.2f}", "num"),
@@ -177,7 +198,7 @@ def _row_html(row: dict[str, Any]) -> str:
     ]
     tds = "".join(f"<td class='{cls}' data-v=\"{escape(str(v), quote=True)}\">{html}</td>" for v, html, cls in cells)
     cached = " data-cached='1'" if row.get("cached") else ""
-    return f"<tr data-verdict=\"{escape(row['verdict'], quote=True)}\"{cached}>{tds}</tr>"
+    return f'<tr data-verdict="{escape(row["verdict"], quote=True)}"{cached}>{tds}</tr>'
 
 
 def to_dashboard(doc: dict[str, Any]) -> str:
@@ -185,8 +206,10 @@ def to_dashboard(doc: dict[str, Any]) -> str:
 
     rows: list[dict[str, Any]] = doc["models"]
     passed = sum(r["exit_code"] == 0 for r in rows)
-    cards = "".join(f"<div class='card' data-verdict=\"{escape(v, quote=True)}\"><b class='v v-{escape(v)}'>{n}</b>{escape(v)}</div>"
-                    for v, n in sorted(doc["counts"].items()))
+    cards = "".join(
+        f"<div class='card' data-verdict=\"{escape(v, quote=True)}\"><b class='v v-{escape(v)}'>{n}</b>{escape(v)}</div>"
+        for v, n in sorted(doc["counts"].items())
+    )
     cards = f"<div class='card' data-verdict=''><b>{len(rows)}</b>all</div>" + cards
     options = "".join(f"<option>{escape(v)}</option>" for v in sorted(doc["counts"]))
     head = "".join(f"<th>{c}</th>" for c in _COLUMNS)

@@ -8,6 +8,7 @@ crash, a timeout or ``max_tasks`` models. One pool per slot (rather than one
 pool of N) is what lets the scheduler send a framework's models to the
 worker that already imported it.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -26,8 +27,13 @@ def make_pool(max_tasks: int, threads: int = 0):
     import pebble
 
     # spawn: torch and TensorFlow do not survive fork reliably
-    return pebble.ProcessPool(max_workers=1, max_tasks=max(0, max_tasks), initializer=init_worker,
-                              initargs=(threads,), context=multiprocessing.get_context("spawn"))
+    return pebble.ProcessPool(
+        max_workers=1,
+        max_tasks=max(0, max_tasks),
+        initializer=init_worker,
+        initargs=(threads,),
+        context=multiprocessing.get_context("spawn"),
+    )
 
 
 def thread_share(workers: int) -> int:
@@ -37,8 +43,14 @@ def thread_share(workers: int) -> int:
 
 #: Read by the math libraries when they load (the worker imports them lazily,
 #: after this), and by onnxgate's onnxruntime sessions.
-THREAD_VARIABLES = ("ONNXGATE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+THREAD_VARIABLES = (
+    "ONNXGATE_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
 
 
 def init_worker(threads: int) -> None:
@@ -109,8 +121,11 @@ class LocalExecutor:
 
     def submit(self, slot: int, entry, out: str, gate, settings: dict[str, Any], timeout: float):
         return self._pools[slot].schedule(
-            task.convert_entry, args=(entry, out, gate),
-            kwargs={"latency": settings["latency"], "max_memory": settings["max_memory"]}, timeout=timeout)
+            task.convert_entry,
+            args=(entry, out, gate),
+            kwargs={"latency": settings["latency"], "max_memory": settings["max_memory"]},
+            timeout=timeout,
+        )
 
     def result(self, future, entry, started: float, timeout: float, framework: str) -> dict[str, Any]:
         return outcome(future, entry, started, timeout, framework)

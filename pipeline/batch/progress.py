@@ -1,5 +1,6 @@
 """What a batch shows while it runs: a live rich display on a terminal, one
 plain line per finished model otherwise (CI logs), nothing with --quiet."""
+
 from __future__ import annotations
 
 import sys
@@ -25,16 +26,23 @@ class Plain(Progress):
     def start(self, total: int, cached: int) -> None:
         self.total = total
         if cached:
-            print(f"{cached} of {total} models already done (cache); running the other {total - cached}",
-                  file=self.stream, flush=True)
+            print(
+                f"{cached} of {total} models already done (cache); running the other {total - cached}",
+                file=self.stream,
+                flush=True,
+            )
 
     def done(self, row: dict[str, Any]) -> None:
         self.count += 1
         width = len(str(self.total))
         extra = " (cached)" if row.get("cached") else ""
         message = f"  {row['message'][:120]}" if row.get("exit_code") and row.get("message") else ""
-        print(f"[{self.count:>{width}}/{self.total}] {row['verdict']:<13} {row.get('framework') or '?':<10} "
-              f"{row['name']}  {row.get('seconds') or 0:.1f}s{_err(row)}{extra}{message}", file=self.stream, flush=True)
+        print(
+            f"[{self.count:>{width}}/{self.total}] {row['verdict']:<13} {row.get('framework') or '?':<10} "
+            f"{row['name']}  {row.get('seconds') or 0:.1f}s{_err(row)}{extra}{message}",
+            file=self.stream,
+            flush=True,
+        )
 
 
 class Live(Progress):
@@ -56,12 +64,20 @@ class Live(Progress):
         from rich.progress import Progress as Bar
 
         self.total = total
-        self.bar = Bar(TextColumn("[bold]onnxgate batch"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                       console=self.console)
+        self.bar = Bar(
+            TextColumn("[bold]onnxgate batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("elapsed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
         self.task = self.bar.add_task("models", total=total)
-        self.live = RichLive(self._render(), console=self.console, refresh_per_second=4, transient=False,
-                             get_renderable=self._render)
+        self.live = RichLive(
+            self._render(), console=self.console, refresh_per_second=4, transient=False, get_renderable=self._render
+        )
         self.live.start()
 
     def _render(self):
@@ -73,8 +89,10 @@ class Live(Progress):
         for verdict, n in sorted(self.counts.items()):
             counts.append(f"{verdict} {n}  ", style=colours.get(verdict, "red"))
         now = time.perf_counter()
-        running = Text("  running: " + (", ".join(f"{name} ({now - t:.0f}s)" for name, t in self.active.items())
-                                        or "-"), style="cyan")
+        running = Text(
+            "  running: " + (", ".join(f"{name} ({now - t:.0f}s)" for name, t in self.active.items()) or "-"),
+            style="cyan",
+        )
         return Group(self.bar, counts, running)
 
     def running(self, name: str) -> None:

@@ -9,6 +9,7 @@ crashes, hangs or passes the memory cap gets its own verdict; the others go
 on. Rows come back as models finish; the batch reports (summary.json, JUnit,
 Markdown, HTML dashboard) are written at the end, also when interrupted.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -78,7 +79,9 @@ def load(manifest: str | Path) -> list[Entry]:
     return manifest_mod.load(Path(manifest), [s.name for s in Registry().converters()])
 
 
-def iter_rows(entries: Sequence[Entry], settings: Settings, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+def iter_rows(
+    entries: Sequence[Entry], settings: Settings, progress: Progress | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield one row per entry, cached ones first, the others as they finish."""
     progress = progress or Progress()
     out = Path(settings.out)
@@ -167,8 +170,9 @@ def _make_executor(settings: Settings):
     if settings.executor == "dask":
         from onnxgate.pipeline.batch.dask_executor import DaskExecutor
 
-        return DaskExecutor(settings.scheduler, settings.dask_workers, settings.max_models_per_worker,
-                            ship=settings.ship)
+        return DaskExecutor(
+            settings.scheduler, settings.dask_workers, settings.max_models_per_worker, ship=settings.ship
+        )
     if settings.executor != "local":
         raise UsageError(f"--executor {settings.executor!r}: expected local or dask")
     if settings.ship:
@@ -242,8 +246,14 @@ def _execute(todo: list[Job], settings: Settings, progress: Progress) -> Iterato
         executor.close(kill=not clean)
 
 
-def run(manifest: str | Path, out: str | Path = "onnxgate-out", *, stream: bool = False,
-        progress: Progress | None = None, **options: Any):
+def run(
+    manifest: str | Path,
+    out: str | Path = "onnxgate-out",
+    *,
+    stream: bool = False,
+    progress: Progress | None = None,
+    **options: Any,
+):
     """Run a batch from Python: the rows (a list), or with ``stream=True`` an
     iterator yielding each row as its model finishes.
 

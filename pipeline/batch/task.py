@@ -5,6 +5,7 @@ model produces is written atomically (``NAME.onnx``, ``NAME.report.json``,
 ``NAME.html``, the deploy record); the caller records the result only after
 this returns, so a killed worker leaves no result and no partial file.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,13 +53,23 @@ def output_files(name: str) -> dict[str, str]:
 
 
 def new_row(entry, framework: str = "") -> dict[str, Any]:
-    return {"name": entry.name, "framework": entry.framework or framework, "verdict": ERROR, "exit_code": 3,
-            "max_abs_err": None, "seconds": 0.0, "message": "", "tags": list(entry.tags), "files": {},
-            "cached": False}
+    return {
+        "name": entry.name,
+        "framework": entry.framework or framework,
+        "verdict": ERROR,
+        "exit_code": 3,
+        "max_abs_err": None,
+        "seconds": 0.0,
+        "message": "",
+        "tags": list(entry.tags),
+        "files": {},
+        "cached": False,
+    }
 
 
-def convert_entry(entry, out_dir: str, base_gate, latency: bool = True,
-                  max_memory: int | None = None) -> dict[str, Any]:
+def convert_entry(
+    entry, out_dir: str, base_gate, latency: bool = True, max_memory: int | None = None
+) -> dict[str, Any]:
     """Convert and gate one entry; returns its row. Never raises for the model's sake."""
     started = time.perf_counter()
     out = Path(out_dir)
@@ -71,20 +82,33 @@ def convert_entry(entry, out_dir: str, base_gate, latency: bool = True,
 
         files = output_files(entry.name)
         result = api.run(
-            entry.source, framework=entry.framework, sample=entry.sample, expected=entry.expected,
-            golden=entry.golden, options=dict(entry.options), opset=entry.opset, seed=entry.seed,
-            rtol=entry.rtol, atol=entry.atol, trust_source=entry.trust_source,
-            accept_unverified=entry.accept_unverified, dynamic_batch=not entry.static_batch,
-            gate=entry_gate(base_gate, entry, out / files["onnx"]), latency=latency,
+            entry.source,
+            framework=entry.framework,
+            sample=entry.sample,
+            expected=entry.expected,
+            golden=entry.golden,
+            options=dict(entry.options),
+            opset=entry.opset,
+            seed=entry.seed,
+            rtol=entry.rtol,
+            atol=entry.atol,
+            trust_source=entry.trust_source,
+            accept_unverified=entry.accept_unverified,
+            dynamic_batch=not entry.static_batch,
+            gate=entry_gate(base_gate, entry, out / files["onnx"]),
+            latency=latency,
         )
         result.save(out / files["onnx"], out / files["report"])
         report = report_dict(result)
         formats.write(report, formats.resolve([("html", out / files["html"])]))
         err = worst(report, "max_abs_err")
         row.update(
-            framework=report["converter"]["name"], verdict=report["verdict"],
-            exit_code=EXIT_OK if result.passed else 1, max_abs_err=err if err == err else None,
-            message="; ".join(report["failures"])[:300], files=files,
+            framework=report["converter"]["name"],
+            verdict=report["verdict"],
+            exit_code=EXIT_OK if result.passed else 1,
+            max_abs_err=err if err == err else None,
+            message="; ".join(report["failures"])[:300],
+            files=files,
         )
     except MemoryError:
         row.update(verdict=OUT_OF_MEMORY, message="MemoryError while converting")

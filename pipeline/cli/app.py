@@ -4,6 +4,7 @@ Each subcommand lives in a module of this package exposing ``add_parser(sub)``
 and ``run(args) -> int``. Those modules import nothing heavy at module level,
 so ``onnxgate --help`` stays fast however many frameworks are installed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-from typing import List, Optional
 
 from onnxgate.pipeline.cli.parser import CommandParser
 from onnxgate.plugins.errors import EXIT_USAGE, OnnxgateError
@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true",
-                        help="show tracebacks for errors, and third-party log lines and warnings")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks for errors, and third-party log lines and warnings"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"{__package__}.{name}")
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 QUIET_COMMANDS = ("convert", "validate", "diagnose")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
@@ -103,8 +104,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = EXIT_USAGE if isinstance(exc, PluginError) else 3
         from onnxgate.pipeline.core.text import terminal
 
-        print(f"onnxgate: error: {type(exc).__name__}: {terminal(exc)} (run with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"onnxgate: error: {type(exc).__name__}: {terminal(exc)} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return code
     finally:
         if previous is not None:

@@ -1,4 +1,5 @@
 """``onnxgate deploy``, ``onnxgate serve`` and ``onnxgate package``."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,6 @@ from onnxgate.pipeline.cli.parser import defer
 from onnxgate.pipeline.deployment.record import OVERRIDE_FLAG
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
 from onnxgate.plugins.spec import normalize_name
-
 
 EXIT_CODES = """\
 exit codes:
@@ -22,41 +22,62 @@ exit codes:
 
 
 def _override(p: argparse.ArgumentParser) -> None:
-    p.add_argument(OVERRIDE_FLAG, dest="allow_unvalidated", action="store_true",
-                   help="ship a model the gate refuses (no/failed/stale record); recorded in the model's tags")
+    p.add_argument(
+        OVERRIDE_FLAG,
+        dest="allow_unvalidated",
+        action="store_true",
+        help="ship a model the gate refuses (no/failed/stale record); recorded in the model's tags",
+    )
 
 
 def add_parser(sub) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
-    d = sub.add_parser("deploy", help="register and deploy a validated model, then smoke-test the endpoint",
-                       description="Register MODEL.onnx, serve it, and check the endpoint answers like the "
-                                   "validated model. Refuses a model without a passing validation record.",
-                       epilog=EXIT_CODES, formatter_class=fmt)
+    d = sub.add_parser(
+        "deploy",
+        help="register and deploy a validated model, then smoke-test the endpoint",
+        description="Register MODEL.onnx, serve it, and check the endpoint answers like the "
+        "validated model. Refuses a model without a passing validation record.",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
     d.add_argument("model", type=Path, help="the ONNX model (its MODEL.onnx.onnxgate.json record must be beside it)")
     d.add_argument("--target", default="local", help="local (default) or azureml, or a plugin's target")
     d.add_argument("--name", help="registered model name (default: the file name's stem)")
-    d.add_argument("--dry-run", action="store_true", help="print every resource it would create or change; send nothing")
+    d.add_argument(
+        "--dry-run", action="store_true", help="print every resource it would create or change; send nothing"
+    )
     d.add_argument("--report", type=Path, help="write the deploy report (JSON) here")
     _override(d)
     defer(d, add_target_options)  # each target declares its own flags (DeployTargetSpec.options)
     d.set_defaults(run=run_deploy)
 
-    s = sub.add_parser("serve", help="serve a validated model on 127.0.0.1 with Azure ML's inference server",
-                       description="Serve MODEL.onnx (or a model registered in the local registry, NAME or "
-                                   "NAME:VERSION) until interrupted, after a smoke test.",
-                       epilog=EXIT_CODES, formatter_class=fmt)
+    s = sub.add_parser(
+        "serve",
+        help="serve a validated model on 127.0.0.1 with Azure ML's inference server",
+        description="Serve MODEL.onnx (or a model registered in the local registry, NAME or "
+        "NAME:VERSION) until interrupted, after a smoke test.",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
     s.add_argument("model", nargs="?", help="MODEL.onnx, NAME or NAME:VERSION")
     s.add_argument("--registry", type=Path, help="file registry folder")
     s.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     s.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
-    s.add_argument("--setup", action="store_true",
-                   help="create the serving venv (inference server + the onnxruntime that validates here) and exit")
+    s.add_argument(
+        "--setup",
+        action="store_true",
+        help="create the serving venv (inference server + the onnxruntime that validates here) and exit",
+    )
     s.add_argument("--onnxruntime", metavar="VERSION", help="with --setup: the onnxruntime version to pin")
     _override(s)
     s.set_defaults(run=run_serve)
 
-    p = sub.add_parser("package", help="write a deployable folder (model, score.py, environment, sample)",
-                       epilog=EXIT_CODES, formatter_class=fmt)
+    p = sub.add_parser(
+        "package",
+        help="write a deployable folder (model, score.py, environment, sample)",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
     p.add_argument("model", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to create (must not exist or be empty)")
     _override(p)
@@ -64,8 +85,21 @@ def add_parser(sub) -> None:
 
 
 #: Destinations ``onnxgate deploy`` itself uses: no target option may take them.
-RESERVED = frozenset({"model", "target", "name", "dry_run", "report", "allow_unvalidated", "run", "command",
-                      "debug", "help", "target_options"})
+RESERVED = frozenset(
+    {
+        "model",
+        "target",
+        "name",
+        "dry_run",
+        "report",
+        "allow_unvalidated",
+        "run",
+        "command",
+        "debug",
+        "help",
+        "target_options",
+    }
+)
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -82,13 +116,17 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
             if option.name in owners:
                 first, action = owners[option.name]
                 if first.type is not option.type:
-                    raise PluginError(f"deploy targets declare {option.flag} with two types "
-                                      f"({first.type.__name__}, {option.type.__name__})")
+                    raise PluginError(
+                        f"deploy targets declare {option.flag} with two types "
+                        f"({first.type.__name__}, {option.type.__name__})"
+                    )
                 action.help = f"{action.help or ''} (also --target {spec.name})".strip()
                 continue
             if option.name in RESERVED:
-                raise PluginError(f"deploy target {spec.name!r}: option {option.name!r} clashes with onnxgate "
-                                  f"deploy's own {option.flag if option.name != 'model' else 'MODEL'} argument")
+                raise PluginError(
+                    f"deploy target {spec.name!r}: option {option.name!r} clashes with onnxgate "
+                    f"deploy's own {option.flag if option.name != 'model' else 'MODEL'} argument"
+                )
             group = group or parser.add_argument_group(f"{spec.name} target")
             kwargs = {"dest": option.name, "default": None, "help": option.help}
             if option.type is bool:
@@ -135,12 +173,26 @@ def run_deploy(args) -> int:
         check_writable(args.report)
     _check_port(getattr(args, "port", None))
     try:
-        result = deploy.deploy(args.model, args.target, name=args.name, dry_run=args.dry_run,
-                               allow_unvalidated=args.allow_unvalidated, options=_target_options(args))
+        result = deploy.deploy(
+            args.model,
+            args.target,
+            name=args.name,
+            dry_run=args.dry_run,
+            allow_unvalidated=args.allow_unvalidated,
+            options=_target_options(args),
+        )
     except OnnxgateError as exc:
         if args.report:
-            report.write({"passed": False, "target": args.target, "model": str(args.model),
-                          "error": str(exc), "exit_code": exc.exit_code}, args.report)
+            report.write(
+                {
+                    "passed": False,
+                    "target": args.target,
+                    "model": str(args.model),
+                    "error": str(exc),
+                    "exit_code": exc.exit_code,
+                },
+                args.report,
+            )
         raise
     if args.report:
         report.write(result, args.report)
@@ -158,8 +210,11 @@ def summary_line(model: Path, result: dict, dry_run: bool) -> str:
     if result.get("endpoint"):
         parts.append(f"endpoint {result['endpoint']}/{result.get('deployment', '')}")
     smoke = result.get("smoke_test") or {}
-    parts.append("smoke test " + {True: "passed", None: "NOT RUN"}.get(smoke.get("passed"), "failed")
-                 + (f" ({smoke['message']})" if smoke.get("message") else ""))
+    parts.append(
+        "smoke test "
+        + {True: "passed", None: "NOT RUN"}.get(smoke.get("passed"), "failed")
+        + (f" ({smoke['message']})" if smoke.get("message") else "")
+    )
     if result.get("running"):
         parts.append(f"serving at {result['scoring_uri']} (pid {result['pid']})")
     elif result.get("scoring_uri"):
@@ -182,8 +237,10 @@ def run_serve(args) -> int:
     server, record = _start_for(args)
     try:
         smoke = serve_mod.smoke_test(server.scoring_uri, record) if (record or {}).get("smoke") else None
-        print(f"serving {args.model} at {server.scoring_uri} (pid {server.pid})"
-              + (f"; smoke test passed: {smoke.message}" if smoke else "; NOT smoke-tested (no record)"))
+        print(
+            f"serving {args.model} at {server.scoring_uri} (pid {server.pid})"
+            + (f"; smoke test passed: {smoke.message}" if smoke else "; NOT smoke-tested (no record)")
+        )
         print("press Ctrl-C to stop", file=sys.stderr)
         sys.stdout.flush()
         code = server.process.wait()
@@ -202,9 +259,9 @@ def _start_for(args):
     import shutil
     import tempfile
 
-    from onnxgate.pipeline.deployment import service as deploy
     from onnxgate.pipeline.deployment import package
     from onnxgate.pipeline.deployment import serve as serve_mod
+    from onnxgate.pipeline.deployment import service as deploy
     from onnxgate.pipeline.deployment.registry import LocalRegistry
 
     path = Path(args.model)
@@ -235,11 +292,10 @@ def _start_for(args):
 
 
 def run_package(args) -> int:
-    from onnxgate.pipeline.deployment import service as deploy
     from onnxgate.pipeline.deployment import package
+    from onnxgate.pipeline.deployment import service as deploy
 
     gate = deploy.check(args.model, args.allow_unvalidated)
     out = package.build(gate, args.output)
-    print(f"PACKAGED {args.model} -> {out} (sha256 {gate.sha256[:12]}, onnxruntime "
-          f"{package.ort_version_of(gate)})")
+    print(f"PACKAGED {args.model} -> {out} (sha256 {gate.sha256[:12]}, onnxruntime {package.ort_version_of(gate)})")
     return EXIT_OK

@@ -1,4 +1,5 @@
 """``onnxgate env``: the isolated environments some converters run in."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,11 @@ import sys
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "env", help="create, list and remove the environments some converters run in",
+        "env",
+        help="create, list and remove the environments some converters run in",
         description="Some converters (mxnet, chainer) need a Python environment of their own. "
-                    "Environments live under $ONNXGATE_HOME/envs (default "
-                    "${XDG_DATA_HOME:-~/.local/share}/onnxgate/envs).",
+        "Environments live under $ONNXGATE_HOME/envs (default "
+        "${XDG_DATA_HOME:-~/.local/share}/onnxgate/envs).",
     )
     actions = p.add_subparsers(dest="env_action", metavar="ACTION")
     ls = actions.add_parser("list", help="each declared environment, its state and converters")
@@ -36,8 +38,8 @@ def _spec(registry, name):
 
 
 def rows(registry=None) -> list:
-    from onnxgate.plugins.manager import Registry
     from onnxgate.pipeline.envs import isolated as environments
+    from onnxgate.plugins.manager import Registry
 
     registry = registry or Registry()
     users = {}
@@ -47,15 +49,22 @@ def rows(registry=None) -> list:
     out = []
     for spec in sorted(registry.environments(), key=lambda s: s.name):
         st = environments.status(spec)
-        out.append({"name": spec.name, "state": st.state, "path": str(st.path),
-                    "converters": sorted(users.get(spec.name, [])), "description": spec.description})
+        out.append(
+            {
+                "name": spec.name,
+                "state": st.state,
+                "path": str(st.path),
+                "converters": sorted(users.get(spec.name, [])),
+                "description": spec.description,
+            }
+        )
     return out
 
 
 def run(args) -> int:
-    from onnxgate.plugins.manager import Registry
     from onnxgate.pipeline.envs import isolated as environments
     from onnxgate.plugins.errors import EXIT_USAGE
+    from onnxgate.plugins.manager import Registry
 
     action = getattr(args, "env_action", None)
     if not action:
@@ -69,8 +78,17 @@ def run(args) -> int:
             return 0
         from onnxgate.pipeline.report.summary import table
 
-        print(table({"name": r["name"], "state": r["state"], "converters": ", ".join(r["converters"]) or "-",
-                     "path": r["path"]} for r in data))
+        print(
+            table(
+                {
+                    "name": r["name"],
+                    "state": r["state"],
+                    "converters": ", ".join(r["converters"]) or "-",
+                    "path": r["path"],
+                }
+                for r in data
+            )
+        )
         return 0
     spec = _spec(registry, args.name)
     if action == "create":

@@ -1,4 +1,5 @@
 """``onnxgate inspect MODEL.onnx``: what a model is and where it came from."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,11 @@ def add_parser(sub) -> None:
 
 
 def describe(path: Path) -> dict:
+    from onnxgate.pipeline.api import load_onnx
     from onnxgate.pipeline.conversion import provenance
+    from onnxgate.pipeline.core.digest import sha256_path
     from onnxgate.pipeline.report.build import onnx_info
     from onnxgate.pipeline.report.model import plain
-    from onnxgate.pipeline.api import load_onnx
-    from onnxgate.pipeline.core.digest import sha256_path
 
     model = load_onnx(path)
     info = plain(onnx_info(model, str(path), sha256_path(path)))
@@ -38,8 +39,12 @@ def run(args) -> int:
         print(json.dumps(info, indent=2))
         return 0
     # names, producer and provenance come from the file: no escapes or line breaks reach the terminal
-    print(terminal(f"{info['path']}  sha256 {info['sha256'][:16]}…  IR {info['ir_version']}  "
-                   f"producer {info['producer'] or '?'}"))
+    print(
+        terminal(
+            f"{info['path']}  sha256 {info['sha256'][:16]}…  IR {info['ir_version']}  "
+            f"producer {info['producer'] or '?'}"
+        )
+    )
     print(terminal("opsets:  " + ", ".join(f"{d} {v}" for d, v in info["opsets"].items())))
     for kind in ("inputs", "outputs"):
         print(f"{kind}:")

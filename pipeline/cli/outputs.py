@@ -2,35 +2,50 @@
 ``--html``, ``--summary``, ``--format NAME=PATH``, ``--diagnose``,
 ``--no-latency``), and writing them. The formats are a registry
 (``onnxgate_report_formats``); the classic flags name the built-in ones."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from onnxgate.plugins.helpers import one_line
 from onnxgate.pipeline.core.atomic import check_writable
+from onnxgate.plugins.helpers import one_line
 
 
 def add_report_options(p: argparse.ArgumentParser, diagnose_flag: bool = True) -> None:
     p.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report (one test per case x output)")
     p.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report")
-    p.add_argument("--summary", type=Path, metavar="FILE",
-                   help="write a short Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
-    p.add_argument("--format", dest="formats", action="append", default=[], metavar="NAME=PATH",
-                   help="write the report in format NAME (json, junit, html, markdown, or a plugin's) to PATH; "
-                        "repeatable")
+    p.add_argument(
+        "--summary", type=Path, metavar="FILE", help="write a short Markdown summary (e.g. $GITHUB_STEP_SUMMARY)"
+    )
+    p.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="write the report in format NAME (json, junit, html, markdown, or a plugin's) to PATH; repeatable",
+    )
     p.add_argument("--no-latency", action="store_true", help="do not time the original and onnxruntime")
     if diagnose_flag:
-        p.add_argument("--diagnose", action="store_true",
-                       help="when validation fails, locate where the mismatch begins (report key 'diagnosis')")
+        p.add_argument(
+            "--diagnose",
+            action="store_true",
+            help="when validation fails, locate where the mismatch begins (report key 'diagnosis')",
+        )
 
 
 def _renderings(args) -> list:
     from onnxgate.pipeline.report import formats
 
-    return formats.resolve(formats.requested(junit=getattr(args, "junit", None), html=getattr(args, "html", None),
-                                             summary=getattr(args, "summary", None),
-                                             formats=getattr(args, "formats", ())))
+    return formats.resolve(
+        formats.requested(
+            junit=getattr(args, "junit", None),
+            html=getattr(args, "html", None),
+            summary=getattr(args, "summary", None),
+            formats=getattr(args, "formats", ()),
+        )
+    )
 
 
 def check_outputs(args) -> None:
@@ -50,8 +65,7 @@ def diagnose_if_asked(result, args, always: bool = False) -> None:
     from onnxgate.pipeline.gate import diagnose
 
     try:
-        found = diagnose.for_result(result, args.source, framework=args.framework,
-                                    trust_source=args.trust_source)
+        found = diagnose.for_result(result, args.source, framework=args.framework, trust_source=args.trust_source)
     except Exception as exc:  # a diagnosis failure must not hide the gate's verdict
         reason = one_line(exc, with_type=True)
         part = {"status": "error", "message": reason}

@@ -5,10 +5,11 @@ keys in ``--tolerance``'s help) are added by ``defer``red callables just
 before that one command parses (or prints its help), so ``onnxgate --help``
 and the other commands never load plugins.
 """
+
 from __future__ import annotations
 
 import argparse
-from typing import Callable, List
+from collections.abc import Callable
 
 from onnxgate.plugins.errors import OnnxgateError
 
@@ -18,7 +19,7 @@ AddArguments = Callable[[argparse.ArgumentParser], None]
 class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._deferred: List[AddArguments] = []
+        self._deferred: list[AddArguments] = []
 
     def defer(self, add: AddArguments) -> None:
         self._deferred.append(add)

@@ -1,4 +1,5 @@
 """``onnxgate plugin new NAME``: start a converter plugin as an installable package."""
+
 from __future__ import annotations
 
 import re
@@ -6,7 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 from string import Template
-from typing import Dict
 
 from onnxgate.plugins.errors import UsageError
 
@@ -26,14 +26,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("plugin", help="start a converter plugin (plugin new NAME)")
     actions = p.add_subparsers(dest="plugin_action", metavar="ACTION", required=True)
     new = actions.add_parser(
-        "new", help="write an installable plugin package: converter module, contract tests, README, tox.ini")
+        "new", help="write an installable plugin package: converter module, contract tests, README, tox.ini"
+    )
     new.add_argument("name", help="converter name, e.g. 'jax' (package onnxgate-jax, module onnxgate_jax)")
     new.add_argument("--dir", type=Path, default=Path("."), help="where to create onnxgate-NAME/ (default: .)")
     new.add_argument("--framework", help="the framework's display name (default: NAME)")
     new.set_defaults(run=run)
 
 
-def names(name: str, framework: str = "") -> Dict[str, str]:
+def names(name: str, framework: str = "") -> dict[str, str]:
     from onnxgate.plugins import API_VERSION, normalize_name
 
     key = normalize_name(name)

@@ -1,6 +1,7 @@
 """``onnxgate plugins check NAME``: what can be checked of an installed plugin
 without pytest or its framework: that it loads, its specs, that detection
 imports no framework (in a subprocess), its requirements, name clashes."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Set
+from typing import Any
 
 from onnxgate.plugins.errors import UsageError
 
@@ -36,7 +37,7 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 _BASE = {"numpy", "onnx", "onnxruntime", "pluggy", "google"}
 
 
-def check(name: str) -> Dict[str, Any]:
+def check(name: str) -> dict[str, Any]:
     from onnxgate.plugins import versioning
     from onnxgate.plugins.manager import (
         call_hooks,
@@ -50,7 +51,7 @@ def check(name: str) -> Dict[str, Any]:
         declared = call_hooks(pm)
     plugin = _find(name, pm, declared)
     dist, version = plugin_distribution(plugin)
-    checks: List[Dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
 
     def add(ok: bool, message: str, level: str = "") -> None:
         checks.append({"ok": ok, "level": level or ("ok" if ok else "fail"), "message": message})
@@ -81,8 +82,11 @@ def check(name: str) -> Dict[str, Any]:
     for spec in specs["onnxgate_converters"]:
         for req in spec.requires:
             if any(ch in req for ch in "<>=!~[; "):
-                add(False, f"converter {spec.name!r}: requires {req!r} is not a distribution name "
-                           "(versions belong in the plugin's own dependencies)")
+                add(
+                    False,
+                    f"converter {spec.name!r}: requires {req!r} is not a distribution name "
+                    "(versions belong in the plugin's own dependencies)",
+                )
             elif not _installed(req):
                 add(False, f"converter {spec.name!r}: requires {req!r}, which is not installed here")
     needed = sorted({r for s in specs["onnxgate_converters"] for r in s.requires})
@@ -100,7 +104,7 @@ def check(name: str) -> Dict[str, Any]:
     }
 
 
-def lines(findings: Dict[str, Any]) -> List[str]:
+def lines(findings: dict[str, Any]) -> list[str]:
     api = findings["api"]
     declared = f"declares API {api['declared']}" if api["declared"] else "declares no API range"
     out = [f"plugin {findings['plugin']!r} ({findings['from']}): {declared}; this onnxgate: API {api['onnxgate']}"]
@@ -128,7 +132,7 @@ def _find(name: str, pm, declared) -> str:
     raise UsageError(f"no installed plugin or converter named {name!r} (see: onnxgate plugins)")
 
 
-def _converter_problems(spec, declared) -> List[str]:
+def _converter_problems(spec, declared) -> list[str]:
     problems = []
     if not str(spec.framework).strip():
         problems.append("framework is empty")
@@ -163,7 +167,7 @@ def _installed(dist: str) -> bool:
         return False
 
 
-def _framework_modules(specs) -> Set[str]:
+def _framework_modules(specs) -> set[str]:
     """Top-level modules of the specs' declared distributions, plus known frameworks."""
     from onnxgate.plugins.detect import HEAVY_MODULES
 
@@ -175,7 +179,7 @@ def _framework_modules(specs) -> Set[str]:
     return modules - _BASE
 
 
-def _detection_check(plugin: str, specs) -> Dict[str, Any]:
+def _detection_check(plugin: str, specs) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for i, suffix in enumerate(sorted({x for s in specs for x in s.suffixes + s.unsafe_suffixes})):
@@ -185,18 +189,25 @@ def _detection_check(plugin: str, specs) -> Dict[str, Any]:
             else:
                 path.write_bytes(b"\x00probe")
             paths.append(str(path))
-        proc = subprocess.run([sys.executable, "-c", _DETECT_SCRIPT, json.dumps(paths), plugin],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", _DETECT_SCRIPT, json.dumps(paths), plugin],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
         return _finding(False, f"detection failed in a subprocess: {last}")
     heavy = sorted(set(json.loads(proc.stdout.strip().splitlines()[-1])) & _framework_modules(specs))
     if heavy:
-        return _finding(False, f"detection imports {', '.join(heavy)}: import the framework inside the spec's "
-                               "callables, not at module level")
+        return _finding(
+            False,
+            f"detection imports {', '.join(heavy)}: import the framework inside the spec's "
+            "callables, not at module level",
+        )
     probes = f"{len(paths)} probe file{'s' if len(paths) != 1 else ''}"
     return _finding(True, f"detection imports no framework (the plugin alone in a subprocess, {probes})")
 
 
-def _finding(ok: bool, message: str) -> Dict[str, Any]:
+def _finding(ok: bool, message: str) -> dict[str, Any]:
     return {"ok": ok, "level": "ok" if ok else "fail", "message": message}

@@ -1,16 +1,24 @@
 """``onnxgate plugins [NAME]``: which converters exist and which can run
 here; with NAME, what one converter reads, accepts and needs."""
+
 from __future__ import annotations
 
 import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plugins", help="list converter plugins and whether they are usable; describe one "
-                                       "(onnxgate plugins NAME); check one (onnxgate plugins check NAME)")
-    p.add_argument("what", nargs="*", metavar="NAME | check NAME",
-                   help="a converter to describe, or 'check NAME' to check an installed plugin without pytest "
-                        "(specs, detection cost, requirements, clashes)")
+    p = sub.add_parser(
+        "plugins",
+        help="list converter plugins and whether they are usable; describe one "
+        "(onnxgate plugins NAME); check one (onnxgate plugins check NAME)",
+    )
+    p.add_argument(
+        "what",
+        nargs="*",
+        metavar="NAME | check NAME",
+        help="a converter to describe, or 'check NAME' to check an installed plugin without pytest "
+        "(specs, detection cost, requirements, clashes)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 
@@ -29,28 +37,32 @@ def rows(registry=None) -> list:
             from onnxgate.pipeline.envs.isolated import converter_status
 
             missing, framework_version = converter_status(registry, spec)
-        out.append({
-            "name": spec.name,
-            "framework": spec.framework,
-            "framework_version": framework_version,
-            "plugin": plugin,
-            "from": f"{dist} {version}".strip() or "local",
-            "environment": spec.environment or "",
-            "usable": not missing,
-            "missing": missing,
-        })
+        out.append(
+            {
+                "name": spec.name,
+                "framework": spec.framework,
+                "framework_version": framework_version,
+                "plugin": plugin,
+                "from": f"{dist} {version}".strip() or "local",
+                "environment": spec.environment or "",
+                "usable": not missing,
+                "missing": missing,
+            }
+        )
     for broken in registry.broken():
-        out.append({
-            "name": broken.plugin,
-            "framework": "",
-            "framework_version": "",
-            "plugin": broken.plugin,
-            "from": broken.origin,
-            "environment": "",
-            "usable": False,
-            "missing": [],
-            "broken": broken.error,
-        })
+        out.append(
+            {
+                "name": broken.plugin,
+                "framework": "",
+                "framework_version": "",
+                "plugin": broken.plugin,
+                "from": broken.origin,
+                "environment": "",
+                "usable": False,
+                "missing": [],
+                "broken": broken.error,
+            }
+        )
     return out
 
 
@@ -71,8 +83,9 @@ def describe(name: str) -> dict:
         "suffixes": list(spec.suffixes),
         "unsafe_suffixes": list(spec.unsafe_suffixes),
         "object_types": list(spec.object_types),
-        "options": [{"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help}
-                    for o in spec.options],
+        "options": [
+            {"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help} for o in spec.options
+        ],
         "tolerance": {"rtol": spec.tolerance.rtol, "atol": spec.tolerance.atol},
         "default_opset": spec.default_opset,
         "requires": list(spec.requires),
@@ -133,16 +146,18 @@ def run(args) -> int:
         return 0
     from onnxgate.pipeline.report.summary import table
 
-    print(table(
-        {
-            "name": r["name"],
-            "framework": r["framework"],
-            "version": r["framework_version"] or "-",
-            "from": r["from"],
-            "status": _status(r),
-        }
-        for r in data
-    ))
+    print(
+        table(
+            {
+                "name": r["name"],
+                "framework": r["framework"],
+                "version": r["framework_version"] or "-",
+                "from": r["from"],
+                "status": _status(r),
+            }
+            for r in data
+        )
+    )
     # the other registries plugins extend, by name (details: plugins/hookspecs.py)
     print("\ncomparison rules: " + ", ".join(rule.name for rule in registry.compare_rules()))
     print("report formats:   " + ", ".join(sorted(f.name for f in registry.report_formats())))

@@ -10,6 +10,7 @@ terminal through duplicates of them.
 numpy's RuntimeWarnings (overflow on edge values, empty slices) are
 expected findings the report carries, not news for the terminal.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,9 +43,16 @@ def _native_to_devnull(fd: int, attr: str):
         return
     replaced = _writes_to(stream, fd)
     if replaced:  # onnxgate's own messages go where the descriptor went
-        setattr(sys, attr, io.TextIOWrapper(os.fdopen(os.dup(saved), "wb", buffering=0),
-                                            encoding=getattr(stream, "encoding", None) or "utf-8",
-                                            errors="backslashreplace", line_buffering=True))
+        setattr(
+            sys,
+            attr,
+            io.TextIOWrapper(
+                os.fdopen(os.dup(saved), "wb", buffering=0),
+                encoding=getattr(stream, "encoding", None) or "utf-8",
+                errors="backslashreplace",
+                line_buffering=True,
+            ),
+        )
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)

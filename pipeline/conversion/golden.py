@@ -9,25 +9,27 @@ expected outputs are the golden outputs.
 
 Only onnx and numpy are needed here; nothing is run.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
 from onnxgate.pipeline.core import atomic
-from onnxgate.plugins.helpers import graph_inputs, one_line
-from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.core.artifact import Case
+from onnxgate.plugins.errors import UsageError
+from onnxgate.plugins.helpers import graph_inputs, one_line
 
 _SET_RE = re.compile(r"^test_data_set_(\d+)$")
 _FILE_RE = re.compile(r"^(input|output)_(\d+)\.pb$")
 LAYOUT = "test_data_set_N/input_K.pb and output_K.pb"
 
 
-def set_folders(folder: Path) -> List[Path]:
+def set_folders(folder: Path) -> list[Path]:
     """The ``test_data_set_N`` folders under ``folder``, by N.
 
     ``folder`` may also be one ``test_data_set_N`` folder itself.
@@ -43,14 +45,14 @@ def set_folders(folder: Path) -> List[Path]:
     return sorted(sets, key=lambda p: int(_SET_RE.match(p.name).group(1)))
 
 
-def read(folder: Path, model) -> List[Case]:
+def read(folder: Path, model) -> list[Case]:
     """One ``Case`` per test data set, keyed by the model's input/output names."""
     inputs, outputs = graph_inputs(model), list(model.graph.output)
     return [_read_set(path, inputs, outputs) for path in set_folders(Path(folder))]
 
 
 def _read_set(path: Path, inputs, outputs) -> Case:
-    found: Dict[str, Dict[int, Path]] = {"input": {}, "output": {}}
+    found: dict[str, dict[int, Path]] = {"input": {}, "output": {}}
     for child in sorted(path.iterdir()):
         if child.suffix.lower() != ".pb":
             continue  # READMEs and the like are not golden data
@@ -62,8 +64,7 @@ def _read_set(path: Path, inputs, outputs) -> Case:
     for kind, values in (("input", inputs), ("output", outputs)):
         _check_indices(path, kind, found[kind], values)
         arrays[kind] = {
-            vi.name: _read_tensor(found[kind][k], kind, k, vi, [v.name for v in values])
-            for k, vi in enumerate(values)
+            vi.name: _read_tensor(found[kind][k], kind, k, vi, [v.name for v in values]) for k, vi in enumerate(values)
         }
     return Case(name=path.name, inputs=arrays["input"], expected=arrays["output"], meta={"golden": str(path)})
 
@@ -74,13 +75,11 @@ def _check_indices(path: Path, kind: str, files: Mapping[int, Path], values) -> 
     extra = sorted(k for k in files if k >= len(values))
     if missing:
         raise UsageError(
-            f"golden set {path}: {kind}_{missing[0]}.pb is missing "
-            f"(the model has {len(values)} {kind}s: {names})"
+            f"golden set {path}: {kind}_{missing[0]}.pb is missing (the model has {len(values)} {kind}s: {names})"
         )
     if extra:
         raise UsageError(
-            f"golden set {path}: {kind}_{extra[0]}.pb does not fit: "
-            f"the model has {len(values)} {kind}s ({names})"
+            f"golden set {path}: {kind}_{extra[0]}.pb does not fit: the model has {len(values)} {kind}s ({names})"
         )
 
 
@@ -115,9 +114,7 @@ def _read_tensor(path: Path, kind: str, index: int, value_info, names: Sequence[
     if elem:
         want = helper.tensor_dtype_to_np_dtype(elem)
         if want.kind != "O" and array.dtype != want:
-            raise UsageError(
-                f"golden file {path}: dtype {array.dtype} but {kind} {value_info.name!r} is {want}"
-            )
+            raise UsageError(f"golden file {path}: dtype {array.dtype} but {kind} {value_info.name!r} is {want}")
     if declared.tensor_type.HasField("shape"):
         dims = [d.dim_value if d.HasField("dim_value") else None for d in declared.tensor_type.shape.dim]
         fits = len(dims) == array.ndim and all(d is None or d == s for d, s in zip(dims, array.shape))
@@ -129,7 +126,7 @@ def _read_tensor(path: Path, kind: str, index: int, value_info, names: Sequence[
     return array
 
 
-def write(folder: Path, model, sets: Sequence[Tuple[Mapping[str, Any], Mapping[str, Any]]]) -> List[Path]:
+def write(folder: Path, model, sets: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> list[Path]:
     """Write ``(inputs, outputs)`` pairs (keyed by name) as test data sets."""
     from onnx import numpy_helper
 

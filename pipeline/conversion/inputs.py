@@ -1,17 +1,18 @@
 """Validation inputs: loaded from a sample file or synthesised from a signature."""
+
 from __future__ import annotations
 
 import csv
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Case
-from onnxgate.plugins.spec import InputSpec
 from onnxgate.plugins.errors import UsageError
+from onnxgate.plugins.spec import InputSpec
 
 #: Batch size used when synthesising inputs with a dynamic batch dimension.
 SYNTH_BATCH = 4
@@ -32,7 +33,7 @@ def max_sample_bytes() -> int:
     return int(value) if value.isdigit() else DEFAULT_MAX_SAMPLE_BYTES
 
 
-def check_sample_size(path: Path, max_bytes: Optional[int] = None) -> None:
+def check_sample_size(path: Path, max_bytes: int | None = None) -> None:
     """UsageError when the file, or what an .npz expands to, exceeds the limit."""
     limit = max_bytes if max_bytes is not None else max_sample_bytes()
     size = path.stat().st_size
@@ -43,7 +44,7 @@ def check_sample_size(path: Path, max_bytes: Optional[int] = None) -> None:
         raise UsageError(f"sample {path}: {size} bytes is over the limit (--max-sample-bytes {limit})")
 
 
-def load_sample(path: Path, max_bytes: Optional[int] = None) -> Dict[Optional[str], np.ndarray]:
+def load_sample(path: Path, max_bytes: int | None = None) -> dict[str | None, np.ndarray]:
     """``.npz`` keyed by input name; ``.npy``/``.csv`` give one unnamed input."""
     if not path.is_file():
         raise UsageError(f"sample {path}: no such file")
@@ -70,7 +71,7 @@ def load_sample(path: Path, max_bytes: Optional[int] = None) -> Dict[Optional[st
 def _load_csv(path: Path) -> np.ndarray:
     """Numeric CSV read with the csv module (quoting, a UTF-8 BOM); a first
     row that is not numeric is a header. Every row has the same column count."""
-    rows: List[List[float]] = []
+    rows: list[list[float]] = []
     width = None
     with open(path, encoding="utf-8-sig", newline="") as fh:
         for number, row in enumerate(csv.reader(fh), start=1):
@@ -86,15 +87,14 @@ def _load_csv(path: Path) -> np.ndarray:
             if width is None:
                 width = len(values)
             elif len(values) != width:
-                raise UsageError(f"sample {path}: line {number} has {len(values)} columns; "
-                                 f"the first row has {width}")
+                raise UsageError(f"sample {path}: line {number} has {len(values)} columns; the first row has {width}")
             rows.append(values)
     if not rows:
         raise UsageError(f"sample {path}: no rows")
     return np.asarray(rows, dtype=np.float32)
 
 
-def bind_sample(sample: Dict[Optional[str], np.ndarray], names: Sequence[str]) -> Dict[str, np.ndarray]:
+def bind_sample(sample: dict[str | None, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
     """Key an unnamed sample by the model's single input; check names."""
     if None in sample:
         if len(names) != 1:
@@ -104,13 +104,13 @@ def bind_sample(sample: Dict[Optional[str], np.ndarray], names: Sequence[str]) -
             )
         return {names[0]: sample[None]}
     if names and set(sample) != set(names):
-        raise UsageError(
-            f"sample inputs {sorted(sample)} do not match the model's inputs {list(names)}"
-        )
+        raise UsageError(f"sample inputs {sorted(sample)} do not match the model's inputs {list(names)}")
     return dict(sample)
 
 
-def synthesize(signature: Sequence[InputSpec], seed: int = DEFAULT_SEED, batch: int = SYNTH_BATCH) -> Dict[str, np.ndarray]:
+def synthesize(
+    signature: Sequence[InputSpec], seed: int = DEFAULT_SEED, batch: int = SYNTH_BATCH
+) -> dict[str, np.ndarray]:
     """Seeded random inputs: normal floats, uniform integers in [low, high)."""
     rng = np.random.default_rng(seed)
     arrays = {}
@@ -129,7 +129,7 @@ def synthesize(signature: Sequence[InputSpec], seed: int = DEFAULT_SEED, batch: 
     return arrays
 
 
-def batch_cases(inputs: Dict[str, np.ndarray], dynamic_batch: bool) -> List[Case]:
+def batch_cases(inputs: dict[str, np.ndarray], dynamic_batch: bool) -> list[Case]:
     """The full sample, plus a batch of one (or a batch of three when the
     sample has one row) so a dynamic batch dimension is exercised twice."""
     cases = [Case(name=f"batch_{_batch_of(inputs)}", inputs=inputs)]
@@ -144,7 +144,7 @@ def batch_cases(inputs: Dict[str, np.ndarray], dynamic_batch: bool) -> List[Case
     return cases
 
 
-def _batch_of(inputs: Dict[str, np.ndarray]) -> int:
+def _batch_of(inputs: dict[str, np.ndarray]) -> int:
     first = next(iter(inputs.values()))
     return int(first.shape[0]) if first.ndim else 1
 
@@ -154,7 +154,7 @@ def _batch_of(inputs: Dict[str, np.ndarray]) -> int:
 EDGE_LARGE = 1.0e4
 
 
-def edge_cases(base: Dict[str, np.ndarray]) -> List[Case]:
+def edge_cases(base: dict[str, np.ndarray]) -> list[Case]:
     """Zeros, large magnitudes, NaN and +-inf, derived from the base case.
 
     Only float inputs take large/NaN/inf values; NaN and inf go into one

@@ -8,9 +8,10 @@ by source name, or by position when both sides have a single input;
 the ONNX model's inputs are in the same order (every exporter keeps it), so
 a name on one side finds its partner on the other by position.
 """
+
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -19,8 +20,8 @@ from onnxgate.plugins.errors import ConversionError, UsageError
 MAP_HINT = "map them with --input-map SAMPLE_NAME=MODEL_INPUT (repeatable)"
 
 
-def parse_input_map(pairs: Sequence[str]) -> Dict[str, str]:
-    out: Dict[str, str] = {}
+def parse_input_map(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip() or not value.strip():
@@ -29,14 +30,14 @@ def parse_input_map(pairs: Sequence[str]) -> Dict[str, str]:
     return out
 
 
-def apply_input_map(sample: Dict[Optional[str], np.ndarray], input_map: Mapping[str, str]) -> Dict[Optional[str], np.ndarray]:
+def apply_input_map(sample: dict[str | None, np.ndarray], input_map: Mapping[str, str]) -> dict[str | None, np.ndarray]:
     if not input_map:
         return sample
     unknown = sorted(k for k in input_map if k not in sample and not (None in sample and len(sample) == 1))
     if unknown:
         shown = sorted(str(k) for k in sample if k is not None) or ["(one unnamed array)"]
         raise UsageError(f"--input-map names {unknown}, which the sample does not hold (it holds {shown})")
-    out: Dict[Optional[str], np.ndarray] = {}
+    out: dict[str | None, np.ndarray] = {}
     for key, value in sample.items():
         if key is None and len(sample) == 1 and len(input_map) == 1:
             out[next(iter(input_map.values()))] = value
@@ -45,8 +46,9 @@ def apply_input_map(sample: Dict[Optional[str], np.ndarray], input_map: Mapping[
     return out
 
 
-def bind_to_source(sample: Dict[Optional[str], np.ndarray], source_names: Sequence[str],
-                   onnx_names: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+def bind_to_source(
+    sample: dict[str | None, np.ndarray], source_names: Sequence[str], onnx_names: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
     """Key the sample by the source's input names (what the original runs on).
 
     With no source names known (a model whose inputs cannot be read), the
@@ -81,8 +83,9 @@ def mismatch(sample_names, source_names, onnx_names) -> UsageError:
     return UsageError(" ".join(parts) + f"; {MAP_HINT}")
 
 
-def to_onnx_names(keys: Sequence[str], onnx_names: Sequence[str], source_names: Sequence[str],
-                  converted: bool) -> Dict[str, str]:
+def to_onnx_names(
+    keys: Sequence[str], onnx_names: Sequence[str], source_names: Sequence[str], converted: bool
+) -> dict[str, str]:
     """sample/source key -> ONNX input name, for every key.
 
     ``converted``: the ONNX model came from the converter (not the user), so
@@ -104,13 +107,13 @@ def to_onnx_names(keys: Sequence[str], onnx_names: Sequence[str], source_names: 
     raise mismatch(keys, source_names, onnx_names)
 
 
-def rename(inputs: Mapping[str, np.ndarray], mapping: Mapping[str, str]) -> Dict[str, np.ndarray]:
+def rename(inputs: Mapping[str, np.ndarray], mapping: Mapping[str, str]) -> dict[str, np.ndarray]:
     return {mapping.get(k, k): v for k, v in inputs.items()}
 
 
-def reverse(mapping: Mapping[str, str]) -> Dict[str, str]:
+def reverse(mapping: Mapping[str, str]) -> dict[str, str]:
     return {v: k for k, v in mapping.items()}
 
 
-def names_of(signature) -> List[str]:
+def names_of(signature) -> list[str]:
     return [s.name for s in signature] if signature else []

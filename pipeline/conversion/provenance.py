@@ -1,12 +1,11 @@
 """Provenance written into the ONNX model's ``metadata_props``."""
-from __future__ import annotations
 
-from typing import Dict
+from __future__ import annotations
 
 PREFIX = "onnxgate."
 
 
-def stamp(model, fields: Dict[str, str]) -> None:
+def stamp(model, fields: dict[str, str]) -> None:
     """Set ``onnxgate.<key>`` metadata entries, replacing earlier ones."""
     keep = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
@@ -17,5 +16,5 @@ def stamp(model, fields: Dict[str, str]) -> None:
         entry.value = str(value)
 
 
-def read(model) -> Dict[str, str]:
-    return {p.key[len(PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+def read(model) -> dict[str, str]:
+    return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}

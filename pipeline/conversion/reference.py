@@ -7,12 +7,14 @@ operator it does not implement (ZipMap, for one), or a run longer than
 ``--reference-timeout`` seconds in all (it is plain numpy and can be slow on
 large convolutions).
 """
+
 from __future__ import annotations
 
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +34,9 @@ def name() -> str:
     return f"onnx.reference.ReferenceEvaluator (onnx {onnx.__version__})"
 
 
-def make_runner(onnx_model, timeout: Optional[float] = DEFAULT_TIMEOUT) -> Callable[[Any, Mapping[str, np.ndarray]], Dict[str, np.ndarray]]:
+def make_runner(
+    onnx_model, timeout: float | None = DEFAULT_TIMEOUT
+) -> Callable[[Any, Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
     """A ``run(model, inputs)`` for stage 1 computing outputs with the evaluator.
 
     Raises ReferenceUnavailable at creation when an operator is missing.
@@ -56,7 +60,9 @@ def make_runner(onnx_model, timeout: Optional[float] = DEFAULT_TIMEOUT) -> Calla
         except ReferenceUnavailable:
             raise
         except (NotImplementedError, KeyError) as exc:
-            raise ReferenceUnavailable(f"onnx.reference cannot run this model: {one_line(exc, with_type=True)}") from exc
+            raise ReferenceUnavailable(
+                f"onnx.reference cannot run this model: {one_line(exc, with_type=True)}"
+            ) from exc
         return dict(zip(outputs, [np.asarray(v) if not isinstance(v, list) else v for v in values]))
 
     return run
@@ -77,6 +83,7 @@ def corrected_ops(onnx_model) -> list:
     opset = next((int(i.version) for i in onnx_model.opset_import if i.domain in ("", "ai.onnx")), 0)
     ops = []
     if 7 <= opset < 14:
+
         class BatchNormalization(OpRun):
             op_domain = ""
 
@@ -88,8 +95,14 @@ def corrected_ops(onnx_model) -> list:
 
         ops.append(BatchNormalization)
     if opset < 13:
-        ops += [_coerced_2d(name, fn) for name, fn in (
-            ("Softmax", _softmax), ("LogSoftmax", lambda z: np.log(_softmax(z))), ("Hardmax", _hardmax))]
+        ops += [
+            _coerced_2d(name, fn)
+            for name, fn in (
+                ("Softmax", _softmax),
+                ("LogSoftmax", lambda z: np.log(_softmax(z))),
+                ("Hardmax", _hardmax),
+            )
+        ]
     return ops
 
 
@@ -130,10 +143,11 @@ def _coerced_2d(name, fn):
 class _time_limit:
     """SIGALRM-based limit (main thread only; elsewhere the run is unlimited)."""
 
-    def __init__(self, seconds: Optional[float], budget: Optional[float]):
+    def __init__(self, seconds: float | None, budget: float | None):
         self.seconds, self.budget = seconds, budget
-        self.armed = bool(seconds) and threading.current_thread() is threading.main_thread() \
-            and hasattr(signal, "SIGALRM")
+        self.armed = (
+            bool(seconds) and threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
+        )
 
     def _expired(self, *_):
         raise ReferenceUnavailable(f"onnx.reference took longer than --reference-timeout {self.budget:g} s")

@@ -6,10 +6,12 @@ Series, and dicts of any of these keyed by input (or output) name. The
 binding rules of ``inputs.bind_sample`` then apply unchanged. Frameworks are
 recognised by their type's module, never imported here.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +27,7 @@ def is_path(value: Any) -> bool:
     return isinstance(value, (str, Path))
 
 
-def read_sample(sample: Any, names: Sequence[str] = ()) -> Dict[Optional[str], np.ndarray]:
+def read_sample(sample: Any, names: Sequence[str] = ()) -> dict[str | None, np.ndarray]:
     """A sample file or in-memory data; ``names``: the model's input names, when known."""
     if is_path(sample):
         from onnxgate.pipeline.conversion.inputs import load_sample
@@ -34,8 +36,9 @@ def read_sample(sample: Any, names: Sequence[str] = ()) -> Dict[Optional[str], n
     return from_memory(sample, names, what="sample", key="input")
 
 
-def from_memory(value: Any, names: Sequence[str] = (), *, what: str = "sample",
-                key: str = "input") -> Dict[Optional[str], np.ndarray]:
+def from_memory(
+    value: Any, names: Sequence[str] = (), *, what: str = "sample", key: str = "input"
+) -> dict[str | None, np.ndarray]:
     """``{name: array}`` for a dict, ``{None: array}`` for one unnamed array.
 
     A DataFrame whose columns include every one of ``names`` gives one input
@@ -89,7 +92,7 @@ def to_array(value: Any, what: str = "sample", key: str = "input") -> np.ndarray
     return array
 
 
-def expected_from_memory(value: Any, output_names: Sequence[str]) -> Dict[str, np.ndarray]:
+def expected_from_memory(value: Any, output_names: Sequence[str]) -> dict[str, np.ndarray]:
     """Expected outputs: a dict keyed by ONNX output name, or one array for a single-output model."""
     arrays = from_memory(value, what="expected", key="output")
     if None in arrays:
@@ -118,7 +121,7 @@ def _is_dataframe(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "columns") and hasattr(value, "to_numpy")
 
 
-def _from_dataframe(frame: Any, names: Sequence[str], what: str) -> Dict[Optional[str], np.ndarray]:
+def _from_dataframe(frame: Any, names: Sequence[str], what: str) -> dict[str | None, np.ndarray]:
     columns = [str(c) for c in frame.columns]
     if len(frame.columns) == 0 or len(frame) == 0:
         raise UsageError(f"{what}: the DataFrame is empty")

@@ -1,4 +1,5 @@
 """Turning what the user typed (a path or ``module:attribute``) into a source."""
+
 from __future__ import annotations
 
 import importlib
@@ -6,7 +7,7 @@ import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.plugins.errors import UsageError
@@ -18,7 +19,7 @@ _REFERENCE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 class Source:
     """A model file/folder, or an in-memory object."""
 
-    path: Optional[Path] = None
+    path: Path | None = None
     obj: Any = None
     reference: str = ""  # "pkg.mod:attr" when given that way
 

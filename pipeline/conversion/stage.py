@@ -4,35 +4,35 @@ Its product is an ``Artifact``: the ONNX model plus every validation case
 with the original model's outputs. Stage 2 needs nothing but that, so this
 stage may run in another process or another Python environment.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
-from onnxgate.plugins import detect
-from onnxgate.plugins.helpers import one_line
-from onnxgate.plugins.manager import Registry, distribution_version, missing_requirements
-from onnxgate.plugins.spec import ConverterSpec, ConvertOptions
+from onnxgate.pipeline.conversion import golden as golden_mod
 from onnxgate.pipeline.conversion import inputs as inputs_mod
-from onnxgate.pipeline.conversion import samples as samples_mod
-from onnxgate.pipeline.conversion import matching
+from onnxgate.pipeline.conversion import matching, sweep
 from onnxgate.pipeline.conversion import reference as reference_mod
-from onnxgate.plugins.helpers import graph_inputs
-from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
+from onnxgate.pipeline.conversion import samples as samples_mod
 from onnxgate.pipeline.conversion.sources import Source
-from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Artifact
-from onnxgate.pipeline.envs import isolated as environments
-from onnxgate.pipeline.core.session import frozen_batch_inputs
-from onnxgate.pipeline.conversion import golden as golden_mod, sweep
 from onnxgate.pipeline.core import latency as latency_mod
-from onnxgate.plugins.manager import plugin_distribution
+from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Artifact
+from onnxgate.pipeline.core.session import frozen_batch_inputs
+from onnxgate.pipeline.envs import isolated as environments
+from onnxgate.plugins import detect
+from onnxgate.plugins.errors import ConversionError, UntrustedSourceError, UsageError
+from onnxgate.plugins.helpers import graph_inputs, one_line
+from onnxgate.plugins.manager import Registry, distribution_version, missing_requirements, plugin_distribution
+from onnxgate.plugins.spec import ConverterSpec, ConvertOptions
 
 
-def pick_converter(source: Source, registry: Registry, framework: Optional[str]) -> ConverterSpec:
+def pick_converter(source: Source, registry: Registry, framework: str | None) -> ConverterSpec:
     if framework:
         try:
             return registry.converter(framework)
@@ -69,13 +69,13 @@ def ensure_usable(spec: ConverterSpec) -> None:
     missing = missing_requirements(spec.requires)
     if missing:
         raise UsageError(
-            f"converter {spec.name!r} needs {', '.join(missing)}; install them "
-            f"(pip install 'onnxgate[{spec.name}]')"
+            f"converter {spec.name!r} needs {', '.join(missing)}; install them (pip install 'onnxgate[{spec.name}]')"
         )
 
 
-def load_model(spec: ConverterSpec, source: Source, trusted: bool, plugin: str = "",
-               options: Optional[ConvertOptions] = None) -> Any:
+def load_model(
+    spec: ConverterSpec, source: Source, trusted: bool, plugin: str = "", options: ConvertOptions | None = None
+) -> Any:
     if not source.is_path:
         return source.obj
     suffix = detect.suffix_of(source.path)
@@ -107,9 +107,17 @@ def _takes_options(load) -> bool:
         return False
 
 
-def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Any], dynamic_batch: bool, seed: int,
-                options: ConvertOptions = ConvertOptions(), input_map: Optional[Mapping[str, str]] = None,
-                onnx_names=(), signature=None):
+def build_cases(
+    spec: ConverterSpec,
+    model: Any,
+    sample: Any | None,
+    dynamic_batch: bool,
+    seed: int,
+    options: ConvertOptions = ConvertOptions(),
+    input_map: Mapping[str, str] | None = None,
+    onnx_names=(),
+    signature=None,
+):
     signature = signature if signature is not None else source_signature(spec, model, options)
     if sample is not None:
         loaded = samples_mod.read_sample(sample, matching.names_of(signature))  # a file, or in-memory data
@@ -127,8 +135,13 @@ def build_cases(spec: ConverterSpec, model: Any, sample: Optional[Any], dynamic_
     return inputs_mod.batch_cases(arrays, dynamic_batch)
 
 
-def source_signature(spec: ConverterSpec, model: Any, options: ConvertOptions = ConvertOptions(),
-                     plugin: str = "", required: bool = False):
+def source_signature(
+    spec: ConverterSpec,
+    model: Any,
+    options: ConvertOptions = ConvertOptions(),
+    plugin: str = "",
+    required: bool = False,
+):
     """The converter's ``inputs(model, options)``; None when it cannot tell.
 
     A failing ``inputs()`` is only a missing hint when a sample gives the
@@ -148,7 +161,7 @@ def source_signature(spec: ConverterSpec, model: Any, options: ConvertOptions = 
         return None
 
 
-def static_batch(signature) -> Optional[int]:
+def static_batch(signature) -> int | None:
     """The batch size a source fixes for every input (``torch.export`` without
     ``dynamic_shapes``, traced TorchScript, Keras ``Input(batch_size=N)``)."""
     firsts = [s.shape[0] for s in signature or () if s.shape]
@@ -161,56 +174,76 @@ def produce(
     spec: ConverterSpec,
     source: Source,
     *,
-    sample: Optional[Path] = None,
+    sample: Path | None = None,
     options: ConvertOptions = ConvertOptions(),
     trusted: bool = False,
     seed: int = DEFAULT_SEED,
     plugin: str = "",
-    expected: Optional[Path] = None,
-    golden: Optional[Path] = None,
+    expected: Path | None = None,
+    golden: Path | None = None,
     gate: Any = None,
     measure_latency: bool = True,
-    input_map: Optional[Mapping[str, str]] = None,
-    reference_timeout: Optional[float] = None,
+    input_map: Mapping[str, str] | None = None,
+    reference_timeout: float | None = None,
 ) -> Artifact:
     if spec.environment:  # stage 1 runs in the converter's own Python environment
         return environments.produce(
-            spec, source, sample=sample, options=options, trusted=trusted, seed=seed, plugin=plugin,
-            expected=expected, golden=golden, gate=gate, measure_latency=measure_latency,
-            input_map=dict(input_map) if input_map else None, reference_timeout=reference_timeout,
+            spec,
+            source,
+            sample=sample,
+            options=options,
+            trusted=trusted,
+            seed=seed,
+            plugin=plugin,
+            expected=expected,
+            golden=golden,
+            gate=gate,
+            measure_latency=measure_latency,
+            input_map=dict(input_map) if input_map else None,
+            reference_timeout=reference_timeout,
         )
     ensure_usable(spec)
     if expected is not None and sample is None:
         raise UsageError("--expected needs --sample: the expected outputs must belong to known inputs")
-    timings: Dict[str, float] = {}
+    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     model = load_model(spec, source, trusted, plugin, options)
     timings["load_s"] = time.perf_counter() - t0
 
     dynamic_batch = options.dynamic_batch
     notes = []
-    signature = None if golden is not None else source_signature(
-        spec, model, options, plugin, required=sample is None and expected is None and not _is_onnx_model(model))
+    signature = (
+        None
+        if golden is not None
+        else source_signature(
+            spec, model, options, plugin, required=sample is None and expected is None and not _is_onnx_model(model)
+        )
+    )
     if _is_onnx_model(model):  # ready-made: nothing converts, so the batch is as declared, not as asked
         dynamic_batch = dynamic_batch and not frozen_batch_inputs(model)
     elif dynamic_batch and static_batch(signature):
         # the source cannot run at a second batch: validate at its own, and say so
         dynamic_batch = False
         options = replace(options, dynamic_batch=False)
-        notes.append(f"batch is static in the source (batch {static_batch(signature)}): validated at that "
-                     "batch only; re-export the source with a dynamic batch for a dynamic ONNX model")
+        notes.append(
+            f"batch is static in the source (batch {static_batch(signature)}): validated at that "
+            "batch only; re-export the source with a dynamic batch for a dynamic ONNX model"
+        )
     given = getattr(spec.convert, "onnxgate_given_model", None)
     onnx_names = [i.name for i in graph_inputs(given)] if given is not None else ()
     if given is not None and not signature and sample is None:  # synthesise from the user's ONNX model
         signature = _onnx_signature(given)
     cases = _golden_cases(golden, model, sample, expected) or build_cases(
-        spec, model, sample, dynamic_batch and expected is None, seed, options, input_map, onnx_names, signature)
+        spec, model, sample, dynamic_batch and expected is None, seed, options, input_map, onnx_names, signature
+    )
     if dynamic_batch and golden is None and expected is None and _static_in_source(spec, model, cases):
         dynamic_batch = False
         options = replace(options, dynamic_batch=False)
         cases = cases[:1]
-        notes.append(f"batch is static in the source (it runs at batch {inputs_mod._batch_of(cases[0].inputs)} "
-                     "but not at another): validated at that batch only")
+        notes.append(
+            f"batch is static in the source (it runs at batch {inputs_mod._batch_of(cases[0].inputs)} "
+            "but not at another): validated at that batch only"
+        )
 
     t0 = time.perf_counter()
     conversion = _convert(spec, model, cases[0].inputs, options, plugin)
@@ -225,7 +258,7 @@ def produce(
 
     t0 = time.perf_counter()
     output_names = [o.name for o in onnx_model.graph.output]
-    gate_info: Dict[str, Any] = {}
+    gate_info: dict[str, Any] = {}
     by_reference = golden is None and expected is None and spec.run is None and _is_onnx_model(model)
     if by_reference:  # a ready-made model: the ONNX spec's reference implementation gives the outputs
         spec = _with_reference(spec, model, reference_timeout, gate_info, notes)
@@ -234,8 +267,9 @@ def produce(
         cases[0].expected = load_expected(expected, output_names, notes)
     elif runs_original:
         try:
-            cases, gate_info = _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed,
-                                                   options, plugin)
+            cases, gate_info = _run_original_cases(
+                spec, model, onnx_model, cases, output_names, gate, seed, options, plugin
+            )
         except UsageError as exc:
             if not isinstance(exc.__cause__, reference_mod.ReferenceUnavailable):
                 raise
@@ -291,8 +325,10 @@ def _with_reference(spec, model, timeout, gate_info, notes) -> ConverterSpec:
         gate_info["unverified_reason"] = str(exc)
         notes.append(f"no reference outputs: {exc}")
         return spec
-    notes.append(f"expected outputs computed by {reference_mod.name()}, an implementation of the ONNX "
-                 "specification independent of onnxruntime")
+    notes.append(
+        f"expected outputs computed by {reference_mod.name()}, an implementation of the ONNX "
+        "specification independent of onnxruntime"
+    )
     return replace(spec, run=runner)
 
 
@@ -368,8 +404,17 @@ def _origin(spec: ConverterSpec, plugin: str) -> str:
     return plugin_origin(plugin or spec.name)
 
 
-def _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed,
-                        options: ConvertOptions = ConvertOptions(), plugin: str = ""):
+def _run_original_cases(
+    spec,
+    model,
+    onnx_model,
+    cases,
+    output_names,
+    gate,
+    seed,
+    options: ConvertOptions = ConvertOptions(),
+    plugin: str = "",
+):
     """The original's outputs on every case, plus the sweep and edge-value
     cases (those the original rejects are marked skipped, not failed)."""
     extra, gate_info = sweep.extend(spec, model, onnx_model, cases, gate, seed, options)
@@ -380,7 +425,7 @@ def _run_original_cases(spec, model, onnx_model, cases, output_names, gate, seed
     return cases + extra, gate_info
 
 
-def _run_original(spec, model, case, output_names, plugin: str = "") -> Dict[str, np.ndarray]:
+def _run_original(spec, model, case, output_names, plugin: str = "") -> dict[str, np.ndarray]:
     try:
         produced = spec.run(model, case.inputs)
     except Exception as exc:
@@ -420,7 +465,7 @@ def _golden_cases(golden, model, sample, expected):
     return golden_mod.read(Path(golden), model)
 
 
-def load_expected(path: Any, output_names, notes) -> Dict[str, np.ndarray]:
+def load_expected(path: Any, output_names, notes) -> dict[str, np.ndarray]:
     """User-supplied outputs of the original model (e.g. computed on a Mac);
     ``path`` may also be in-memory data from the Python API."""
     if not samples_mod.is_path(path):

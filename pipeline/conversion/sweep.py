@@ -10,25 +10,27 @@ tiled (order matters along sequences).
 An axis dynamic in the source but fixed in the ONNX model is a failing
 ``dynamic_axes`` check (the batch axis is the ``dynamic_batch`` check's).
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from onnxgate.plugins.helpers import one_line
-from onnxgate.pipeline.core.artifact import Case
 from onnxgate.pipeline.conversion.inputs import edge_cases
+from onnxgate.pipeline.core.artifact import Case
+from onnxgate.plugins.helpers import one_line
 
 #: 1, a small even, an odd and a larger size.
 SIZES = (1, 2, 5, 16)
 #: A swept case holding more input elements than this is not built.
 MAX_ELEMENTS = 2_000_000
 
-Member = Tuple[str, int]  # (input name, axis)
+Member = tuple[str, int]  # (input name, axis)
 
 
-def onnx_dims(model) -> Dict[str, List[Any]]:
+def onnx_dims(model) -> dict[str, list[Any]]:
     """Per graph input: each dim as int (fixed), str (named) or None (unknown)."""
     initializers = {i.name for i in model.graph.initializer}
     dims = {}
@@ -36,17 +38,15 @@ def onnx_dims(model) -> Dict[str, List[Any]]:
         if inp.name in initializers or not inp.type.HasField("tensor_type"):
             continue
         shape = inp.type.tensor_type.shape
-        dims[inp.name] = [
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape.dim
-        ]
+        dims[inp.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape.dim]
     return dims
 
 
-def dynamic_groups(model, signature: Optional[Sequence[Any]]) -> Tuple[Dict[str, List[Member]], List[Dict[str, Any]]]:
+def dynamic_groups(model, signature: Sequence[Any] | None) -> tuple[dict[str, list[Member]], list[dict[str, Any]]]:
     """(axis groups dynamic in ONNX, axes dynamic in the source but frozen in ONNX)."""
     onnx = onnx_dims(model)
     source = {s.name: list(s.shape) for s in signature or ()}
-    groups: Dict[str, List[Member]] = {}
+    groups: dict[str, list[Member]] = {}
     frozen = []
     for name, dims in onnx.items():
         src = source.get(name, [])
@@ -82,8 +82,9 @@ def resize(array: np.ndarray, axis: int, size: int, rng: np.random.Generator) ->
     return np.take(array, idx, axis=axis)
 
 
-def sweep_cases(base: Dict[str, np.ndarray], groups: Dict[str, List[Member]], existing: Sequence[Case],
-                seed: int) -> Tuple[List[Case], List[Dict[str, Any]]]:
+def sweep_cases(
+    base: dict[str, np.ndarray], groups: dict[str, list[Member]], existing: Sequence[Case], seed: int
+) -> tuple[list[Case], list[dict[str, Any]]]:
     """Cases for every (group, size); plus a summary of what was swept."""
     seen = {_shape_key(c.inputs) for c in existing}
     cases, summary = [], []
@@ -91,7 +92,12 @@ def sweep_cases(base: Dict[str, np.ndarray], groups: Dict[str, List[Member]], ex
         members = [m for m in groups[key] if m[0] in base and base[m[0]].ndim > m[1]]
         if not members:
             continue
-        entry = {"axis": key, "members": [{"input": i, "axis": a} for i, a in members], "sizes": [], "skipped_sizes": []}
+        entry = {
+            "axis": key,
+            "members": [{"input": i, "axis": a} for i, a in members],
+            "sizes": [],
+            "skipped_sizes": [],
+        }
         for size in SIZES:
             inputs = dict(base)
             for name, axis in members:
@@ -106,18 +112,20 @@ def sweep_cases(base: Dict[str, np.ndarray], groups: Dict[str, List[Member]], ex
             if shape_key in seen:  # e.g. batch_1 already exists
                 continue
             seen.add(shape_key)
-            cases.append(Case(name=f"sweep_{key}={size}", inputs=inputs,
-                              meta={"kind": "sweep", "axis": key, "size": size}))
+            cases.append(
+                Case(name=f"sweep_{key}={size}", inputs=inputs, meta={"kind": "sweep", "axis": key, "size": size})
+            )
         summary.append(entry)
     return cases, summary
 
 
-def _shape_key(inputs: Dict[str, np.ndarray]):
+def _shape_key(inputs: dict[str, np.ndarray]):
     return tuple(sorted((k, tuple(np.shape(v))) for k, v in inputs.items()))
 
 
-def extend(spec, model, onnx_model, cases: List[Case], gate, seed: int,
-           options: Any = None) -> Tuple[List[Case], Dict[str, Any]]:
+def extend(
+    spec, model, onnx_model, cases: list[Case], gate, seed: int, options: Any = None
+) -> tuple[list[Case], dict[str, Any]]:
     """Stage 1: the sweep and edge-value cases to add to ``cases``, and what
     stage 2 needs to report about dynamic axes."""
     try:
@@ -125,8 +133,8 @@ def extend(spec, model, onnx_model, cases: List[Case], gate, seed: int,
     except Exception:  # a signature is a hint; the ONNX dims still drive the sweep
         signature = None
     groups, frozen = dynamic_groups(onnx_model, signature)
-    info: Dict[str, Any] = {"frozen_axes": frozen, "dynamic_axes": [], "edge_values": bool(gate and gate.edge_values)}
-    extra: List[Case] = []
+    info: dict[str, Any] = {"frozen_axes": frozen, "dynamic_axes": [], "edge_values": bool(gate and gate.edge_values)}
+    extra: list[Case] = []
     if gate is None or not cases:
         return extra, info
     base = cases[0].inputs
@@ -138,7 +146,7 @@ def extend(spec, model, onnx_model, cases: List[Case], gate, seed: int,
     return extra, info
 
 
-def run_source(cases: List[Case], run) -> None:
+def run_source(cases: list[Case], run) -> None:
     """Run the original on extra cases; a shape or value it rejects marks the
     case skipped-by-source (the ONNX model is not blamed for it)."""
     for case in cases:

@@ -1,12 +1,14 @@
 """Plain arrays from what onnxruntime and original models return."""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 
-def as_array(value: Any, keys: Optional[Sequence[Any]] = None) -> np.ndarray:
+def as_array(value: Any, keys: Sequence[Any] | None = None) -> np.ndarray:
     """Plain arrays from what runtimes return (lists, lists of dicts, scalars).
 
     ZipMap-style ``[{label: prob}, ...]`` becomes (rows, classes) with the

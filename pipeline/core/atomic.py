@@ -4,12 +4,12 @@ Files and folders end with the permissions a plain ``open(path, "w")`` or
 ``mkdir`` would give (0666/0777 minus the umask), not mkstemp's 0600/0700, so
 a model folder can be shared or copied into a container.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-from typing import List, Union
 
 from onnxgate.plugins.errors import UsageError
 
@@ -56,7 +56,7 @@ def temp_dir(parent: Path, prefix: str) -> Path:
     return path
 
 
-def write_bytes(path: Path, data: Union[bytes, str]) -> None:
+def write_bytes(path: Path, data: bytes | str) -> None:
     """Write to a temp file beside ``path``, fsync, then rename over it."""
     path = Path(path)
     check_writable(path)
@@ -94,7 +94,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale(folder: Path, prefix: str, separator: str = ".", suffix: str = "") -> List[Path]:
+def clean_stale(folder: Path, prefix: str, separator: str = ".", suffix: str = "") -> list[Path]:
     """Remove temp files and folders named ``PREFIX<pid><separator>...SUFFIX``
     whose process is gone (left by a killed run); the paths removed."""
     import shutil
@@ -105,7 +105,7 @@ def clean_stale(folder: Path, prefix: str, separator: str = ".", suffix: str = "
     except OSError:
         return removed
     for path in candidates:
-        pid = path.name[len(prefix):].split(separator, 1)[0]
+        pid = path.name[len(prefix) :].split(separator, 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
             continue
         try:

@@ -1,10 +1,10 @@
 """sha256 of bytes, a file, or a folder: what binds reports, records,
 registry entries and packages to the bytes they describe."""
+
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Union
 
 _BLOCK = 1 << 20
 
@@ -13,7 +13,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_path(path: Union[str, Path]) -> str:
+def sha256_path(path: str | Path) -> str:
     """A file's sha256; for a folder, over every file's relative path and
     bytes in sorted order (a SavedModel folder, a deployment's code)."""
     path = Path(path)

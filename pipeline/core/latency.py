@@ -8,10 +8,12 @@
   module's own onnxruntime pass over every case; the gate's comparison is
   left untouched.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,12 +29,13 @@ MIN_RUNS = 3
 HIST_EDGES = [round(-12 + 0.5 * i, 1) for i in range(29)]
 
 
-def time_runs(fn: Callable[[], Any], warmup: int = WARMUP, max_runs: int = MAX_RUNS,
-              budget_s: float = BUDGET_S) -> Dict[str, Any]:
+def time_runs(
+    fn: Callable[[], Any], warmup: int = WARMUP, max_runs: int = MAX_RUNS, budget_s: float = BUDGET_S
+) -> dict[str, Any]:
     """p50/p95 in milliseconds of ``fn()`` after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    samples: List[float] = []
+    samples: list[float] = []
     spent = 0.0
     while len(samples) < max_runs and (len(samples) < MIN_RUNS or spent < budget_s):
         t0 = time.perf_counter()
@@ -44,20 +47,20 @@ def time_runs(fn: Callable[[], Any], warmup: int = WARMUP, max_runs: int = MAX_R
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "runs": len(samples)}
 
 
-def batch_of(inputs: Dict[str, np.ndarray]) -> int:
+def batch_of(inputs: dict[str, np.ndarray]) -> int:
     first = next(iter(inputs.values()))
     return int(np.shape(first)[0]) if np.ndim(first) else 1
 
 
-def by_batch(cases) -> Dict[int, Any]:
+def by_batch(cases) -> dict[int, Any]:
     """The first case of each batch size (later ones are edge values or sweeps)."""
-    chosen: Dict[int, Any] = {}
+    chosen: dict[int, Any] = {}
     for case in cases:
         chosen.setdefault(batch_of(case.inputs), case)
     return dict(sorted(chosen.items()))
 
 
-def measure_original(run: Callable, model: Any, cases) -> Dict[int, Dict[str, Any]]:
+def measure_original(run: Callable, model: Any, cases) -> dict[int, dict[str, Any]]:
     """Stage 1: the original model's latency per batch size."""
     out = {}
     for batch, case in by_batch(cases).items():
@@ -68,7 +71,7 @@ def measure_original(run: Callable, model: Any, cases) -> Dict[int, Dict[str, An
     return out
 
 
-def measure_onnxruntime(session, cases) -> Dict[int, Dict[str, Any]]:
+def measure_onnxruntime(session, cases) -> dict[int, dict[str, Any]]:
     out = {}
     for batch, case in by_batch(cases).items():
         try:
@@ -78,18 +81,22 @@ def measure_onnxruntime(session, cases) -> Dict[int, Dict[str, Any]]:
     return out
 
 
-def latency_section(original: Dict[int, Dict[str, Any]], runtime: Dict[int, Dict[str, Any]], cases) -> Dict[str, Any]:
+def latency_section(original: dict[int, dict[str, Any]], runtime: dict[int, dict[str, Any]], cases) -> dict[str, Any]:
     names = {b: c.name for b, c in by_batch(cases).items()}
     batches = []
     for batch in sorted(set(original) | set(runtime)):
-        batches.append({
-            "batch": batch, "case": names.get(batch, ""),
-            "original": original.get(batch), "onnxruntime": runtime.get(batch),
-        })
+        batches.append(
+            {
+                "batch": batch,
+                "case": names.get(batch, ""),
+                "original": original.get(batch),
+                "onnxruntime": runtime.get(batch),
+            }
+        )
     return {"warmup": WARMUP, "max_runs": MAX_RUNS, "budget_s": BUDGET_S, "batches": batches}
 
 
-def error_histogram(actual: Any, expected: Any) -> Optional[Dict[str, Any]]:
+def error_histogram(actual: Any, expected: Any) -> dict[str, Any] | None:
     """Counts of log10 |actual - expected| for float outputs; None otherwise."""
     try:
         a, e = as_array(actual), as_array(expected)
@@ -109,13 +116,26 @@ def error_histogram(actual: Any, expected: Any) -> Optional[Dict[str, Any]]:
     above = int((logs > edges[-1]).sum())
     counts[0] -= below  # np.clip moved these into the end bins
     counts[-1] -= above
-    return {"edges": HIST_EDGES, "counts": [int(c) for c in counts], "below": below, "above": above,
-            "nonfinite": int((~finite).sum()), "total": int(a.size)}
+    return {
+        "edges": HIST_EDGES,
+        "counts": [int(c) for c in counts],
+        "below": below,
+        "above": above,
+        "nonfinite": int((~finite).sum()),
+        "total": int(a.size),
+    }
 
 
-def merge_histograms(hists: List[Dict[str, Any]]) -> Dict[str, Any]:
-    merged = {"edges": HIST_EDGES, "counts": [0] * (len(HIST_EDGES) - 1), "below": 0, "above": 0,
-              "nonfinite": 0, "total": 0, "cases": 0}
+def merge_histograms(hists: list[dict[str, Any]]) -> dict[str, Any]:
+    merged = {
+        "edges": HIST_EDGES,
+        "counts": [0] * (len(HIST_EDGES) - 1),
+        "below": 0,
+        "above": 0,
+        "nonfinite": 0,
+        "total": 0,
+        "cases": 0,
+    }
     for h in hists:
         merged["counts"] = [x + y for x, y in zip(merged["counts"], h["counts"])]
         for key in ("below", "above", "nonfinite", "total"):
@@ -124,11 +144,11 @@ def merge_histograms(hists: List[Dict[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
-def runtime_pass(artifact, runtime, measure: bool = True) -> Dict[str, Any]:
+def runtime_pass(artifact, runtime, measure: bool = True) -> dict[str, Any]:
     """Stage 2 extras: onnxruntime latency per batch size and error
     histograms per output, from the outputs validation already computed
     (``core.session.Runtime``); returns report sections."""
-    per_output: Dict[str, List[Dict[str, Any]]] = {}
+    per_output: dict[str, list[dict[str, Any]]] = {}
     for case in artifact.cases:
         values = runtime.outputs.get(case.name)
         if not case.expected or values is None:  # nothing to compare, or it did not run
@@ -137,7 +157,7 @@ def runtime_pass(artifact, runtime, measure: bool = True) -> Dict[str, Any]:
             hist = error_histogram(values.get(name), expected) if name in values else None
             if hist is not None:
                 per_output.setdefault(name, []).append(hist)
-    sections: Dict[str, Any] = {"error_histograms": {n: merge_histograms(h) for n, h in per_output.items()}}
+    sections: dict[str, Any] = {"error_histograms": {n: merge_histograms(h) for n, h in per_output.items()}}
     if measure:
         timed = measure_onnxruntime(runtime.session(), artifact.cases)
         sections["latency"] = latency_section(getattr(artifact, "latency", {}) or {}, timed, artifact.cases)

@@ -5,11 +5,12 @@ optimisation level, shared by validation, latency, error histograms and the
 validation record's smoke sample, plus the outputs each case gave, so no
 stage loads the model again or re-runs a case to get them.
 """
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 
@@ -43,17 +44,19 @@ def _old_opset_hint(exc: BaseException) -> str:
     """onnxruntime has no kernels for operator versions before opset 7."""
     found = _OLD_KERNEL.search(str(exc))
     if found and int(found.group(1)) < 7:
-        return ("; onnxruntime supports opset 7 and later only: pass --upgrade-opset 7 to move the model "
-                "with onnx.version_converter (validated against the original's outputs)")
+        return (
+            "; onnxruntime supports opset 7 and later only: pass --upgrade-opset 7 to move the model "
+            "with onnx.version_converter (validated against the original's outputs)"
+        )
     return ""
 
 
 class Runtime:
     def __init__(self, model_bytes: bytes):
         self.model_bytes = model_bytes
-        self._sessions: Dict[bool, Any] = {}
+        self._sessions: dict[bool, Any] = {}
         #: case name -> the optimised session's outputs on it
-        self.outputs: Dict[str, Dict[str, Any]] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
 
     def session(self, optimized: bool = True):
         """The session for this optimisation level, loaded on first use."""
@@ -61,14 +64,14 @@ class Runtime:
             self._sessions[optimized] = load_session(self.model_bytes, optimized=optimized)
         return self._sessions[optimized]
 
-    def run(self, case) -> Dict[str, Any]:
+    def run(self, case) -> dict[str, Any]:
         """The optimised session's outputs on ``case``, computed once."""
         if case.name not in self.outputs:
             self.outputs[case.name] = run_case(self.session(), case.inputs)
         return self.outputs[case.name]
 
 
-def frozen_batch_inputs(model) -> List[str]:
+def frozen_batch_inputs(model) -> list[str]:
     """Inputs whose first dimension is a fixed number in the ONNX graph."""
     initializers = {i.name for i in model.graph.initializer}
     frozen = []
@@ -81,7 +84,7 @@ def frozen_batch_inputs(model) -> List[str]:
     return frozen
 
 
-def run_case(session, inputs: Dict[str, np.ndarray]) -> Dict[str, Any]:
+def run_case(session, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
     names = [o.name for o in session.get_outputs()]
     values = session.run(names, inputs)
     return dict(zip(names, values))

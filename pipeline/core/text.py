@@ -1,5 +1,6 @@
 """Text that came from a model (names, producer, messages) made safe for
 where it goes: the terminal, XML 1.0, Markdown that CI posts as a comment."""
+
 from __future__ import annotations
 
 import html

@@ -17,6 +17,7 @@ Steps, each skipped when the workspace already holds what it would create
 ``azure-ai-ml`` and ``azure-identity`` are imported only here, inside
 functions (install with ``pip install 'onnxgate[azureml]'``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,15 +26,15 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from onnxgate.pipeline.deployment import package as package_mod
-from onnxgate.pipeline.deployment.service import DeployError, DeployRequest
 from onnxgate.pipeline.core.digest import sha256_path
-from onnxgate.plugins.errors import UsageError
-from onnxgate.plugins.helpers import one_line
+from onnxgate.pipeline.deployment import package as package_mod
 from onnxgate.pipeline.deployment.registry import tags as model_tags
 from onnxgate.pipeline.deployment.serve import SmokeTestFailed, compare_response
+from onnxgate.pipeline.deployment.service import DeployError, DeployRequest
+from onnxgate.plugins.errors import UsageError
+from onnxgate.plugins.helpers import one_line
 
 #: Azure's base image for custom inference environments; the conda file adds
 #: the pinned onnxruntime and the inference server on top.
@@ -58,23 +59,28 @@ class Workspace:
     workspace: str
 
 
-def workspace_from(opts: Dict[str, Any]) -> Workspace:
+def workspace_from(opts: dict[str, Any]) -> Workspace:
     """The workspace from ``--workspace-config``, the caller's ``ml_client``,
     or the three options (options win)."""
-    found: Dict[str, str] = {}
+    found: dict[str, str] = {}
     client = opts.get("ml_client")
     if client is not None:  # an azure.ai.ml.MLClient the caller already has (Azure ML notebooks do)
-        found = {"subscription_id": getattr(client, "subscription_id", "") or "",
-                 "resource_group": getattr(client, "resource_group_name", "") or "",
-                 "workspace": getattr(client, "workspace_name", "") or ""}
+        found = {
+            "subscription_id": getattr(client, "subscription_id", "") or "",
+            "resource_group": getattr(client, "resource_group_name", "") or "",
+            "workspace": getattr(client, "workspace_name", "") or "",
+        }
     cfg = opts.get("workspace_config")
     if cfg:
         try:
             data = json.loads(Path(cfg).read_text("utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"--workspace-config {cfg}: cannot read it as JSON: {exc}") from None
-        found = {"subscription_id": data.get("subscription_id", ""), "resource_group": data.get("resource_group", ""),
-                 "workspace": data.get("workspace_name", "")}
+        found = {
+            "subscription_id": data.get("subscription_id", ""),
+            "resource_group": data.get("resource_group", ""),
+            "workspace": data.get("workspace_name", ""),
+        }
     for key in ("subscription_id", "resource_group", "workspace"):
         if opts.get(key):
             found[key] = str(opts[key])
@@ -90,12 +96,14 @@ def workspace_from(opts: Dict[str, Any]) -> Workspace:
 def check_name(kind: str, name: str) -> str:
     """Azure's rule for endpoint and deployment names, checked before anything is sent."""
     if not _NAME_RULE.match(name or ""):
-        raise UsageError(f"{kind} name {name!r}: Azure needs 3-32 letters, digits or '-', starting with a letter "
-                         "and not ending with '-'")
+        raise UsageError(
+            f"{kind} name {name!r}: Azure needs 3-32 letters, digits or '-', starting with a letter "
+            "and not ending with '-'"
+        )
     return name
 
 
-def endpoint_name(opts: Dict[str, Any], model_name: str) -> str:
+def endpoint_name(opts: dict[str, Any], model_name: str) -> str:
     if opts.get("endpoint"):
         name = str(opts["endpoint"])
     else:
@@ -103,7 +111,7 @@ def endpoint_name(opts: Dict[str, Any], model_name: str) -> str:
     return check_name("endpoint", name)
 
 
-def request_settings(opts: Dict[str, Any]) -> Dict[str, int]:
+def request_settings(opts: dict[str, Any]) -> dict[str, int]:
     """``--request-timeout`` (seconds) and ``--max-concurrent-requests``, checked."""
     timeout = opts.get("request_timeout")
     timeout = DEFAULT_REQUEST_TIMEOUT_S if timeout is None else timeout
@@ -126,19 +134,21 @@ def code_sha256(code_dir: Path) -> str:
     return sha256_path(code_dir)
 
 
-def desired_traffic(current: Dict[str, int], deployment: str, share: Optional[int], endpoint_is_new: bool) -> Dict[str, int]:
+def desired_traffic(
+    current: dict[str, int], deployment: str, share: int | None, endpoint_is_new: bool
+) -> dict[str, int]:
     """Blue/green: ``deployment`` gets ``share``; the rest goes to the others,
     in proportion to what they had. None keeps an existing split (a new
     endpoint sends everything to its first deployment)."""
     current = {k: int(v) for k, v in (current or {}).items()}
     if share is None:
         if endpoint_is_new or sum(current.values()) == 0:
-            return {**{k: 0 for k in current}, deployment: 100}
+            return {**dict.fromkeys(current, 0), deployment: 100}
         return {**current, deployment: current.get(deployment, 0)}
     others = {k: v for k, v in current.items() if k != deployment}
     rest = 100 - share
     if rest == 0:
-        return {**{k: 0 for k in others}, deployment: 100}
+        return {**dict.fromkeys(others, 0), deployment: 100}
     if not others:
         raise UsageError(f"--traffic {share}: the endpoint has no other deployment to take the remaining {rest}%")
     total = sum(others.values())
@@ -152,7 +162,7 @@ def desired_traffic(current: Dict[str, int], deployment: str, share: Optional[in
     return {**split, deployment: share}
 
 
-def _plan(request: DeployRequest, ws: Workspace, ep: str) -> List[str]:
+def _plan(request: DeployRequest, ws: Workspace, ep: str) -> list[str]:
     opts = request.options
     ort = package_mod.ort_version_of(request.gate)
     env_name, env_version, _ = environment_identity(ort)
@@ -176,7 +186,9 @@ def _plan(request: DeployRequest, ws: Workspace, ep: str) -> List[str]:
     ]
 
 
-def deploy(request: DeployRequest, credential: Any = None, client_kwargs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def deploy(
+    request: DeployRequest, credential: Any = None, client_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Deploy to Azure ML. ``credential``/``client_kwargs`` let tests and
     callers supply an ``azure.core`` TokenCredential and MLClient options."""
     opts = request.options
@@ -207,8 +219,8 @@ class _Deployer:
         self.deployment = self.opts.get("deployment") or "blue"
         self.credential = credential
         self.client_kwargs = client_kwargs
-        self.changes: List[str] = []
-        self.scoring_uri: Optional[str] = None
+        self.changes: list[str] = []
+        self.scoring_uri: str | None = None
 
     # -- plumbing -----------------------------------------------------------
     def client(self):
@@ -239,8 +251,9 @@ class _Deployer:
     def wait(self, poller, what: str):
         result = poller.result(timeout=self.timeout)
         if not poller.done():
-            raise DeployError(f"{what}: still running after {self.timeout:.0f} s (--timeout); "
-                              "check it in Azure ML studio")
+            raise DeployError(
+                f"{what}: still running after {self.timeout:.0f} s (--timeout); check it in Azure ML studio"
+            )
         return result
 
     @staticmethod
@@ -252,7 +265,7 @@ class _Deployer:
         except ResourceNotFoundError:
             return None
 
-    def run(self) -> Dict[str, Any]:
+    def run(self) -> dict[str, Any]:
         from azure.ai.ml.exceptions import MlException
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
@@ -261,8 +274,12 @@ class _Deployer:
             self.ml = self.client()
             step = "reading the endpoint"
             endpoint = self._missing(lambda: self.ml.online_endpoints.get(self.ep))
-            traffic = desired_traffic(dict(getattr(endpoint, "traffic", None) or {}), self.deployment,
-                                      self.opts.get("traffic"), endpoint is None)
+            traffic = desired_traffic(
+                dict(getattr(endpoint, "traffic", None) or {}),
+                self.deployment,
+                self.opts.get("traffic"),
+                endpoint is None,
+            )
             step = "registering the model"
             model = self.model()
             step = "creating the environment"
@@ -286,12 +303,21 @@ class _Deployer:
         except MlException as exc:
             raise UsageError(f"Azure ML {step}: {one_line(exc)}") from None
         return {
-            "passed": True, "name": self.request.name, "version": model.version,
-            "workspace": {"subscription_id": self.ws.subscription_id, "resource_group": self.ws.resource_group,
-                          "workspace": self.ws.workspace},
-            "endpoint": self.ep, "deployment": self.deployment, "environment": f"{env.name}:{env.version}",
+            "passed": True,
+            "name": self.request.name,
+            "version": model.version,
+            "workspace": {
+                "subscription_id": self.ws.subscription_id,
+                "resource_group": self.ws.resource_group,
+                "workspace": self.ws.workspace,
+            },
+            "endpoint": self.ep,
+            "deployment": self.deployment,
+            "environment": f"{env.name}:{env.version}",
             "scoring_uri": self.scoring_uri,
-            "traffic": traffic, "changes": self.changes, "smoke_test": smoke,
+            "traffic": traffic,
+            "changes": self.changes,
+            "smoke_test": smoke,
         }
 
     # -- steps --------------------------------------------------------------
@@ -303,8 +329,10 @@ class _Deployer:
         from azure.ai.ml.constants import ListViewType
 
         # archived versions too: the same bytes may sit in one, and its number is taken
-        versions = self._missing(lambda: list(self.ml.models.list(
-            name=self.request.name, list_view_type=ListViewType.ALL))) or []
+        versions = (
+            self._missing(lambda: list(self.ml.models.list(name=self.request.name, list_view_type=ListViewType.ALL)))
+            or []
+        )
         for m in versions:
             if (m.tags or {}).get("onnxgate.model_sha256") == sha:
                 self.log(f"model {m.name}:{m.version} already holds these bytes")
@@ -320,10 +348,18 @@ class _Deployer:
             "onnxgate.validated_with": json.dumps(rec.get("validated_with", {}), sort_keys=True),
         }
         model = Model(
-            path=str(self.model_path()), type=AssetTypes.CUSTOM_MODEL,
-            name=self.request.name, version=version, tags=model_tags(self.request.gate), properties=props,
-            description="ONNX model " + ("validated by onnxgate" if not self.request.gate.override
-                                         else "deployed WITHOUT passing onnxgate's validation"),
+            path=str(self.model_path()),
+            type=AssetTypes.CUSTOM_MODEL,
+            name=self.request.name,
+            version=version,
+            tags=model_tags(self.request.gate),
+            properties=props,
+            description="ONNX model "
+            + (
+                "validated by onnxgate"
+                if not self.request.gate.override
+                else "deployed WITHOUT passing onnxgate's validation"
+            ),
         )
         with _quiet_upload():
             created = self.ml.models.create_or_update(model)
@@ -349,10 +385,15 @@ class _Deployer:
             return env
         conda_path = self.pkg / "environment" / "conda.yaml"
         conda_path.write_text(conda, "utf-8")
-        env = self.ml.environments.create_or_update(Environment(
-            name=name, version=version, image=BASE_IMAGE, conda_file=str(conda_path),
-            description="onnxruntime pinned to the version that validated the model + Azure ML inference server",
-        ))
+        env = self.ml.environments.create_or_update(
+            Environment(
+                name=name,
+                version=version,
+                image=BASE_IMAGE,
+                conda_file=str(conda_path),
+                description="onnxruntime pinned to the version that validated the model + Azure ML inference server",
+            )
+        )
         self.changes.append(f"environment {name}:{version} created")
         self.log(f"created environment {name}:{version}")
         return env
@@ -360,9 +401,14 @@ class _Deployer:
     def create_endpoint(self):
         from azure.ai.ml.entities import ManagedOnlineEndpoint
 
-        poller = self.ml.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(
-            name=self.ep, auth_mode="key", description="served by onnxgate", tags={"onnxgate": "1"},
-        ))
+        poller = self.ml.online_endpoints.begin_create_or_update(
+            ManagedOnlineEndpoint(
+                name=self.ep,
+                auth_mode="key",
+                description="served by onnxgate",
+                tags={"onnxgate": "1"},
+            )
+        )
         endpoint = self.wait(poller, f"endpoint {self.ep}")
         self.changes.append(f"endpoint {self.ep} created")
         self.log(f"created endpoint {self.ep}")
@@ -376,7 +422,7 @@ class _Deployer:
         settings = request_settings(self.opts)
         want = {
             "onnxgate.request_settings": f"{settings['request_timeout_ms']}ms/"
-                                         f"{settings['max_concurrent_requests_per_instance']}",
+            f"{settings['max_concurrent_requests_per_instance']}",
             "onnxgate.model": f"{model.name}:{model.version}",
             "onnxgate.environment": f"{env.name}:{env.version}",
             "onnxgate.code_sha256": code_sha256(package_mod.code_dir(self.pkg)),
@@ -389,18 +435,26 @@ class _Deployer:
                 self.log(f"deployment {self.deployment} already serves {want['onnxgate.model']}")
                 return
         with _quiet_upload():  # uploads the code folder
-            poller = self.ml.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
-                name=self.deployment, endpoint_name=self.ep, model=f"azureml:{model.name}:{model.version}",
-                environment=f"azureml:{env.name}:{env.version}",
-                code_configuration=CodeConfiguration(code=str(package_mod.code_dir(self.pkg)), scoring_script="score.py"),
-                instance_type=instance_type, instance_count=count, tags=want,
-                request_settings=OnlineRequestSettings(**settings),
-            ))
+            poller = self.ml.online_deployments.begin_create_or_update(
+                ManagedOnlineDeployment(
+                    name=self.deployment,
+                    endpoint_name=self.ep,
+                    model=f"azureml:{model.name}:{model.version}",
+                    environment=f"azureml:{env.name}:{env.version}",
+                    code_configuration=CodeConfiguration(
+                        code=str(package_mod.code_dir(self.pkg)), scoring_script="score.py"
+                    ),
+                    instance_type=instance_type,
+                    instance_count=count,
+                    tags=want,
+                    request_settings=OnlineRequestSettings(**settings),
+                )
+            )
         self.wait(poller, f"deployment {self.deployment}")
         self.changes.append(f"deployment {self.deployment} {'updated' if current is not None else 'created'}")
         self.log(f"{'updated' if current is not None else 'created'} deployment {self.deployment}")
 
-    def set_traffic(self, traffic: Dict[str, int]) -> None:
+    def set_traffic(self, traffic: dict[str, int]) -> None:
         endpoint = self.ml.online_endpoints.get(self.ep)
         self.scoring_uri = getattr(endpoint, "scoring_uri", None)
         current = {k: int(v) for k, v in (endpoint.traffic or {}).items()}
@@ -411,7 +465,7 @@ class _Deployer:
         self.changes.append(f"traffic on {self.ep} set to {traffic}")
         self.log(f"traffic on {self.ep}: {traffic}")
 
-    def smoke(self) -> Dict[str, Any]:
+    def smoke(self) -> dict[str, Any]:
         rec = self.request.record or {}
         if not rec.get("smoke"):
             self.log("WARNING: no validated sample for this model: the smoke test could not run")
@@ -427,7 +481,6 @@ class _Deployer:
         self.log(f"smoke test passed: {result.message}")
         return result.as_dict()
 
-
     def score(self, body: bytes) -> str:
         """POST to the deployment ourselves: the SDK's invoke() crashes mapping
         some statuses (408: TypeError), and hides which failure it was."""
@@ -438,9 +491,16 @@ class _Deployer:
         timeout_s = request_settings(self.opts)["request_timeout_ms"] / 1000
         where = f"smoke test on {self.ep}/{self.deployment}"
         try:
-            resp = requests.post(endpoint.scoring_uri, data=body, timeout=timeout_s + 30, headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {key}",
-                "azureml-model-deployment": self.deployment})
+            resp = requests.post(
+                endpoint.scoring_uri,
+                data=body,
+                timeout=timeout_s + 30,
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {key}",
+                    "azureml-model-deployment": self.deployment,
+                },
+            )
         except requests.Timeout:
             raise DeployError(f"{where}: no answer within {timeout_s + 30:.0f} s") from None
         except requests.RequestException as exc:
@@ -452,8 +512,10 @@ class _Deployer:
         if status in (401, 403):
             raise DeployError(f"{where}: the endpoint rejected the key (HTTP {status}): {detail}")
         if status in (408, 504):
-            raise DeployError(f"{where}: the request timed out (HTTP {status}) within the deployment's "
-                              f"{timeout_s:.0f} s; raise it with --request-timeout (at most {MAX_REQUEST_TIMEOUT_S})")
+            raise DeployError(
+                f"{where}: the request timed out (HTTP {status}) within the deployment's "
+                f"{timeout_s:.0f} s; raise it with --request-timeout (at most {MAX_REQUEST_TIMEOUT_S})"
+            )
         if status >= 500:
             raise DeployError(f"{where}: the endpoint failed (HTTP {status}): {detail}")
         raise DeployError(f"{where}: the endpoint answered HTTP {status}: {detail}")

@@ -11,14 +11,16 @@ gate and refusal rules (it calls ``service.deploy``), returning a handle;
 A ``Result`` that was never saved is written to a temporary folder first
 (model + validation record), so the gate reads exactly what deploy reads.
 """
+
 from __future__ import annotations
 
 import atexit
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -36,19 +38,19 @@ class Deployment:
 
     target: str
     name: str
-    result: Dict[str, Any]
+    result: dict[str, Any]
 
     @property
     def dry_run(self) -> bool:
         return bool(self.result.get("dry_run"))
 
     @property
-    def plan(self) -> List[str]:
+    def plan(self) -> list[str]:
         """The dry run's plan: every resource it would create or change."""
         return list(self.result.get("plan", []))
 
     @property
-    def smoke_test(self) -> Optional[Dict[str, Any]]:
+    def smoke_test(self) -> dict[str, Any] | None:
         return self.result.get("smoke_test")
 
 
@@ -58,8 +60,8 @@ class AzureMLDeployment(Deployment):
 
     endpoint: str = ""
     deployment: str = ""
-    scoring_uri: Optional[str] = None
-    version: Optional[str] = None
+    scoring_uri: str | None = None
+    version: str | None = None
 
     def __repr__(self) -> str:
         if self.dry_run:
@@ -74,8 +76,8 @@ class LocalDeployment(Deployment):
     version: int = 0
     #: The scoring URL: POST ``{"inputs": {name: nested lists}}`` here.
     url: str = ""
-    input_names: List[str] = field(default_factory=list)
-    input_dtypes: Dict[str, str] = field(default_factory=dict)
+    input_names: list[str] = field(default_factory=list)
+    input_dtypes: dict[str, str] = field(default_factory=dict)
     server: Any = field(default=None, repr=False)  # serve.Server while running
 
     @property
@@ -86,7 +88,7 @@ class LocalDeployment(Deployment):
     def scoring_uri(self) -> str:
         return self.url
 
-    def predict(self, inputs: Any, timeout: float = 60.0) -> Dict[str, np.ndarray]:
+    def predict(self, inputs: Any, timeout: float = 60.0) -> dict[str, np.ndarray]:
         """Call the server with ``inputs`` (an array for a single-input model,
         a dict keyed by input name, tensors, lists or a DataFrame) and return
         its outputs by name."""
@@ -120,7 +122,7 @@ class LocalDeployment(Deployment):
             self.server.stop()
             atexit.unregister(self.server.stop)
 
-    def __enter__(self) -> "LocalDeployment":
+    def __enter__(self) -> LocalDeployment:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -135,25 +137,25 @@ def deploy(
     model: Any,
     target: str = "local",
     *,
-    name: Optional[str] = None,
+    name: str | None = None,
     dry_run: bool = False,
     allow_unvalidated: bool = False,
-    registry: Optional[PathLike] = None,
+    registry: PathLike | None = None,
     keep_running: bool = True,
-    port: Optional[int] = None,
+    port: int | None = None,
     ml_client: Any = None,
-    workspace_config: Optional[PathLike] = None,
-    subscription_id: Optional[str] = None,
-    resource_group: Optional[str] = None,
-    workspace: Optional[str] = None,
-    endpoint: Optional[str] = None,
-    deployment: Optional[str] = None,
-    instance_type: Optional[str] = None,
-    instance_count: Optional[int] = None,
-    traffic: Optional[int] = None,
-    timeout: Optional[float] = None,
-    log: Optional[Callable[[str], None]] = None,
-    options: Optional[Dict[str, Any]] = None,
+    workspace_config: PathLike | None = None,
+    subscription_id: str | None = None,
+    resource_group: str | None = None,
+    workspace: str | None = None,
+    endpoint: str | None = None,
+    deployment: str | None = None,
+    instance_type: str | None = None,
+    instance_count: int | None = None,
+    traffic: int | None = None,
+    timeout: float | None = None,
+    log: Callable[[str], None] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Deployment:
     """Register and deploy a validated model, as ``onnxgate deploy`` does.
 
@@ -175,37 +177,62 @@ def deploy(
     from onnxgate.pipeline.deployment import service
 
     given = {
-        "registry": registry, "keep_running": keep_running, "port": port,
-        "ml_client": ml_client, "workspace_config": workspace_config, "subscription_id": subscription_id,
-        "resource_group": resource_group, "workspace": workspace, "endpoint": endpoint, "deployment": deployment,
-        "instance_type": instance_type, "instance_count": instance_count, "traffic": traffic, "timeout": timeout,
+        "registry": registry,
+        "keep_running": keep_running,
+        "port": port,
+        "ml_client": ml_client,
+        "workspace_config": workspace_config,
+        "subscription_id": subscription_id,
+        "resource_group": resource_group,
+        "workspace": workspace,
+        "endpoint": endpoint,
+        "deployment": deployment,
+        "instance_type": instance_type,
+        "instance_count": instance_count,
+        "traffic": traffic,
+        "timeout": timeout,
     }
     opts = {k: v for k, v in given.items() if v is not None}
     _check_target_options(target, opts)
     opts.update(options or {})
     if traffic is not None and not 0 <= traffic <= 100:
         raise UsageError(f"traffic={traffic}: must be 0..100")
-    servers: List[Any] = []
+    servers: list[Any] = []
     say = log or print
 
     def progress(line: str) -> None:  # the handle, not `kill PID`, stops a server started from Python
         say(line.split(" (stop it with:")[0] + " (until .stop())" if line.startswith("left running:") else line)
 
     with _model_file(model, name) as path:
-        result = service.deploy(path, target, name=name, dry_run=dry_run, allow_unvalidated=allow_unvalidated,
-                                options=opts, log=progress, keep_server=servers.append)
+        result = service.deploy(
+            path,
+            target,
+            name=name,
+            dry_run=dry_run,
+            allow_unvalidated=allow_unvalidated,
+            options=opts,
+            log=progress,
+            keep_server=servers.append,
+        )
     deployed_name = str(result.get("name") or name or service.default_name(path))
     if result.get("target") == "local" or target == "local":
         return _local_handle(result, deployed_name, servers[0] if servers else None)
     if target == "azureml":
-        return AzureMLDeployment(target, deployed_name, result, endpoint=str(result.get("endpoint", "")),
-                                 deployment=str(result.get("deployment") or deployment or "blue"),
-                                 scoring_uri=result.get("scoring_uri"), version=result.get("version"))
+        return AzureMLDeployment(
+            target,
+            deployed_name,
+            result,
+            endpoint=str(result.get("endpoint", "")),
+            deployment=str(result.get("deployment") or deployment or "blue"),
+            scoring_uri=result.get("scoring_uri"),
+            version=result.get("version"),
+        )
     return Deployment(str(result.get("target", target)), deployed_name, result)
 
 
-def register(model: Any, *, name: Optional[str] = None, registry: Optional[PathLike] = None,
-             allow_unvalidated: bool = False) -> "Version":
+def register(
+    model: Any, *, name: str | None = None, registry: PathLike | None = None, allow_unvalidated: bool = False
+) -> Version:
     """Register a validated model in the local file registry without serving it.
 
     The same gate as ``deploy``; the same bytes under the same name give back
@@ -218,15 +245,24 @@ def register(model: Any, *, name: Optional[str] = None, registry: Optional[PathL
     with _model_file(model, name) as path:
         gate = service.check(path, allow_unvalidated)
         return LocalRegistry(Path(registry) if registry is not None else None).register(
-            gate, name or service.default_name(path))
+            gate, name or service.default_name(path)
+        )
 
 
 _LOCAL_ONLY = ("registry", "port")
-_AZUREML_ONLY = ("ml_client", "workspace_config", "subscription_id", "resource_group", "workspace", "endpoint",
-                 "instance_type", "traffic")
+_AZUREML_ONLY = (
+    "ml_client",
+    "workspace_config",
+    "subscription_id",
+    "resource_group",
+    "workspace",
+    "endpoint",
+    "instance_type",
+    "traffic",
+)
 
 
-def _check_target_options(target: str, opts: Dict[str, Any]) -> None:
+def _check_target_options(target: str, opts: dict[str, Any]) -> None:
     """As the CLI: another built-in target's option is a mistake, not ignored."""
     wrong = {"local": _AZUREML_ONLY, "azureml": _LOCAL_ONLY}.get(target, ())
     misplaced = [k for k in wrong if k in opts]
@@ -236,18 +272,23 @@ def _check_target_options(target: str, opts: Dict[str, Any]) -> None:
         opts.pop("keep_running", None)
 
 
-def _local_handle(result: Dict[str, Any], name: str, server: Any) -> LocalDeployment:
+def _local_handle(result: dict[str, Any], name: str, server: Any) -> LocalDeployment:
     signature = _signature(result)
     if server is not None:
         atexit.register(server.stop)  # a handle's server does not outlive the Python process
     return LocalDeployment(
-        "local", name, result, version=int(result.get("version") or 0), url=str(result.get("scoring_uri", "")),
-        input_names=[i["name"] for i in signature], input_dtypes={i["name"]: i["dtype"] for i in signature},
+        "local",
+        name,
+        result,
+        version=int(result.get("version") or 0),
+        url=str(result.get("scoring_uri", "")),
+        input_names=[i["name"] for i in signature],
+        input_dtypes={i["name"]: i["dtype"] for i in signature},
         server=server,
     )
 
 
-def _signature(result: Dict[str, Any]) -> List[Dict[str, Any]]:
+def _signature(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The registered version's input signature (from its validation record)."""
     import json
 
@@ -263,9 +304,9 @@ def _signature(result: Dict[str, Any]) -> List[Dict[str, Any]]:
 class _model_file:
     """The model as a file: a path as given, or a Result written to a temporary folder."""
 
-    def __init__(self, model: Any, name: Optional[str]):
+    def __init__(self, model: Any, name: str | None):
         self.model, self.name = model, name
-        self.tmp: Optional[Path] = None
+        self.tmp: Path | None = None
 
     def __enter__(self) -> Path:
         if isinstance(self.model, (str, Path)):

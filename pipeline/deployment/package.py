@@ -15,20 +15,21 @@ server) can run as is.
 Built in a temporary folder beside the target, then renamed into place: a
 failed build leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
-from onnxgate.pipeline.envs import serving as serving_env
 from onnxgate.pipeline.core import atomic
-from onnxgate.plugins.errors import UsageError
 from onnxgate.pipeline.core.digest import sha256_path
 from onnxgate.pipeline.deployment import record
 from onnxgate.pipeline.deployment.record import DeployRefused, Gate
+from onnxgate.pipeline.envs import serving as serving_env
+from onnxgate.plugins.errors import UsageError
 
 MODEL_FILE = "model.onnx"
 SCORE_TEMPLATE = Path(__file__).with_name("score_template.py")
@@ -48,7 +49,7 @@ def conda_yaml(ort_version: str) -> str:
     )
 
 
-def serving_settings(sha256: str, max_request_bytes: Optional[int] = None, external=()) -> Dict[str, Any]:
+def serving_settings(sha256: str, max_request_bytes: int | None = None, external=()) -> dict[str, Any]:
     from onnxgate.pipeline.deployment import score_template
 
     return {
@@ -70,7 +71,7 @@ def ort_version_of(gate: Gate) -> str:
     return rec.get("validated_with", {}).get("onnxruntime") or serving_env.current_onnxruntime()
 
 
-def build(gate: Gate, out: Path, max_request_bytes: Optional[int] = None) -> Path:
+def build(gate: Gate, out: Path, max_request_bytes: int | None = None) -> Path:
     """Write the package for a checked model to ``out`` (must not exist or be empty)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -95,13 +96,14 @@ def build(gate: Gate, out: Path, max_request_bytes: Optional[int] = None) -> Pat
     return out
 
 
-def _fill(gate: Gate, root: Path, max_request_bytes: Optional[int]) -> None:
+def _fill(gate: Gate, root: Path, max_request_bytes: int | None) -> None:
     ort = ort_version_of(gate)
     (root / "model").mkdir()
     # the model with its external-data files; the copy must hash to the checked sha256
     if record.copy_model(gate.model_path, root / "model", MODEL_FILE) != gate.sha256:
-        raise DeployRefused(f"{gate.model_path}: its bytes are not the validated model's (or changed while "
-                            "it was being packaged)")
+        raise DeployRefused(
+            f"{gate.model_path}: its bytes are not the validated model's (or changed while it was being packaged)"
+        )
     external = record.external_locations(root / "model" / MODEL_FILE)
     (root / "code").mkdir()
     shutil.copyfile(SCORE_TEMPLATE, root / "code" / "score.py")
@@ -119,12 +121,15 @@ def _fill(gate: Gate, root: Path, max_request_bytes: Optional[int]) -> None:
         # score.py checks the model against it at init(): the record travels with the code
         _dump(root / "code" / "validation-record.json", gate.record)
     files = sorted(p for p in root.rglob("*") if p.is_file())
-    _dump(root / "manifest.json", {
-        "model_sha256": gate.sha256,
-        "onnxruntime": ort,
-        "override": gate.override,
-        "files": {str(p.relative_to(root)): sha256_path(p) for p in files},
-    })
+    _dump(
+        root / "manifest.json",
+        {
+            "model_sha256": gate.sha256,
+            "onnxruntime": ort,
+            "override": gate.override,
+            "files": {str(p.relative_to(root)): sha256_path(p) for p in files},
+        },
+    )
 
 
 def code_dir(package: Path) -> Path:

@@ -13,6 +13,7 @@ sha256 when it has no external data, otherwise the sha256 of
 computes the same). The record is plain JSON: with ``ONNXGATE_RECORD_KEY``
 set it is signed (HMAC-SHA256) when written and verified by the gate.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.core.digest import sha256_bytes, sha256_path
@@ -76,7 +77,7 @@ def external_locations(model_path: Path) -> list:
     return sorted(found)
 
 
-def model_files(model_path: Path) -> Dict[str, Any]:
+def model_files(model_path: Path) -> dict[str, Any]:
     """``{"onnx": sha256, "external": {location: sha256}}`` of every file of the model."""
     model_path = Path(model_path)
     external = {}
@@ -107,12 +108,12 @@ def copy_model(model_path: Path, folder: Path, name: str) -> str:
     return sha256_model(folder / name)
 
 
-def signature(rec: Dict[str, Any], key: str) -> str:
+def signature(rec: dict[str, Any], key: str) -> str:
     body = json.dumps({k: v for k, v in rec.items() if k != "hmac"}, sort_keys=True, separators=(",", ":"))
     return hmac.new(key.encode("utf-8"), body.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def sign(rec: Dict[str, Any]) -> Dict[str, Any]:
+def sign(rec: dict[str, Any]) -> dict[str, Any]:
     """``rec`` with an ``hmac`` entry when ONNXGATE_RECORD_KEY is set (unchanged otherwise)."""
     key = os.environ.get(KEY_ENV)
     if not key:
@@ -122,7 +123,7 @@ def sign(rec: Dict[str, Any]) -> Dict[str, Any]:
     return rec
 
 
-def verify_signature(rec: Dict[str, Any], where: Path) -> None:
+def verify_signature(rec: dict[str, Any], where: Path) -> None:
     key = os.environ.get(KEY_ENV)
     if not key:
         return
@@ -130,11 +131,12 @@ def verify_signature(rec: Dict[str, Any], where: Path) -> None:
     if not isinstance(mac, dict) or not mac.get("value"):
         raise DeployRefused(f"{where}: the validation record is not signed, and {KEY_ENV} is set")
     if not hmac.compare_digest(str(mac["value"]), signature(rec, key)):
-        raise DeployRefused(f"{where}: the validation record's signature does not match {KEY_ENV} "
-                            "(edited, or signed with another key)")
+        raise DeployRefused(
+            f"{where}: the validation record's signature does not match {KEY_ENV} (edited, or signed with another key)"
+        )
 
 
-def _summary(report: Dict[str, Any]) -> Dict[str, Any]:
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "cases": len(report.get("cases", [])),
         "outputs_compared": sum(len(c.get("outputs", [])) for c in report.get("cases", [])),
@@ -144,7 +146,7 @@ def _summary(report: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def smoke_sample(model_bytes: bytes, cases, runtime: Optional[Runtime] = None) -> Optional[Dict[str, Any]]:
+def smoke_sample(model_bytes: bytes, cases, runtime: Runtime | None = None) -> dict[str, Any] | None:
     """Request/response pair from the first validation case, run in onnxruntime.
 
     The expected response is what the VALIDATED model answered (it matched the
@@ -159,9 +161,7 @@ def smoke_sample(model_bytes: bytes, cases, runtime: Optional[Runtime] = None) -
     runtime = runtime if runtime is not None and runtime.model_bytes == model_bytes else Runtime(model_bytes)
     session = runtime.session()
     inputs = dict(cases[0].inputs)
-    fixed_batch = any(
-        i.shape and isinstance(i.shape[0], int) for i in session.get_inputs()
-    )
+    fixed_batch = any(i.shape and isinstance(i.shape[0], int) for i in session.get_inputs())
     rows = {k: v[:SMOKE_MAX_ROWS] if getattr(v, "ndim", 0) else v for k, v in inputs.items()}
     whole = fixed_batch or all(getattr(rows[k], "shape", None) == getattr(v, "shape", None) for k, v in inputs.items())
     names = [o.name for o in session.get_outputs()]
@@ -179,9 +179,15 @@ def smoke_sample(model_bytes: bytes, cases, runtime: Optional[Runtime] = None) -
     return {"request": json.loads(json.dumps(request)), "response": json.loads(json.dumps(response))}
 
 
-def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=None,
-          runtime: Optional[Runtime] = None, files: Optional[Dict[str, Any]] = None,
-          model_path: Optional[Path] = None) -> Dict[str, Any]:
+def build(
+    report: dict[str, Any],
+    model_bytes: bytes,
+    model_name: str,
+    cases=None,
+    runtime: Runtime | None = None,
+    files: dict[str, Any] | None = None,
+    model_path: Path | None = None,
+) -> dict[str, Any]:
     """The record for ``model_bytes`` (with its external-data ``files``) from a
     finished gate report (JSON form). ``runtime``: the run's sessions, reused."""
     from onnxgate.pipeline.deployment.score_template import model_digest
@@ -208,11 +214,14 @@ def build(report: Dict[str, Any], model_bytes: bytes, model_name: str, cases=Non
             "python": versions.get("python", ""),
             "onnxgate": versions.get("onnxgate", ""),
         },
-        "source": {k: report.get("source", {}).get(k, "") for k in ("framework", "framework_version", "sha256", "path")},
+        "source": {
+            k: report.get("source", {}).get(k, "") for k in ("framework", "framework_version", "sha256", "path")
+        },
         "converter": {k: report.get("converter", {}).get(k, "") for k in ("name", "exporter", "opset")},
         "signature": {k: report.get("onnx", {}).get(k, []) for k in ("inputs", "outputs")},
         "smoke": smoke_sample(session_source, cases, runtime if session_source is model_bytes else None)
-        if cases else None,
+        if cases
+        else None,
     }
 
 
@@ -226,14 +235,17 @@ def write_for(result, model_path: Path) -> Path:
         raise UsageError(f"{model_path}: the file changed while it was being validated; validate it again")
     cases = getattr(result.artifact, "cases", None)
     files = model_files(model_path)
-    rec = sign(build(report, data, model_path.name, cases, getattr(result, "runtime", None), files=files,
-                     model_path=model_path))
+    rec = sign(
+        build(
+            report, data, model_path.name, cases, getattr(result, "runtime", None), files=files, model_path=model_path
+        )
+    )
     out = path_for(model_path)
     atomic.write_bytes(out, dumps(rec))
     return out
 
 
-def load(model_path: Path) -> Dict[str, Any]:
+def load(model_path: Path) -> dict[str, Any]:
     path = path_for(model_path)
     if not path.is_file():
         raise DeployRefused(
@@ -255,7 +267,7 @@ class Gate:
 
     model_path: Path
     sha256: str
-    record: Optional[Dict[str, Any]]
+    record: dict[str, Any] | None
     #: Non-empty when the user overrode a refusal: the refusal's reason.
     override: str = ""
 
@@ -290,7 +302,7 @@ def check(model_path: Path, allow_unvalidated: bool = False) -> Gate:
     return Gate(model_path, digest, rec)
 
 
-def _signature_ok(rec: Dict[str, Any], model_path: Path) -> bool:
+def _signature_ok(rec: dict[str, Any], model_path: Path) -> bool:
     try:
         verify_signature(rec, model_path)
     except DeployRefused:
@@ -298,7 +310,7 @@ def _signature_ok(rec: Dict[str, Any], model_path: Path) -> bool:
     return True
 
 
-def _try_load(model_path: Path) -> Optional[Dict[str, Any]]:
+def _try_load(model_path: Path) -> dict[str, Any] | None:
     try:
         return load(model_path)
     except DeployRefused:

@@ -8,6 +8,7 @@ under the name returns that version. A lock file serialises writers.
 
 Default root: ``$ONNXGATE_REGISTRY`` or ``$XDG_DATA_HOME/onnxgate/registry``.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -19,11 +20,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from onnxgate.pipeline.core import atomic
+from onnxgate.pipeline.deployment.record import OVERRIDE_FLAG, Gate, copy_model
 from onnxgate.plugins.errors import UsageError
-from onnxgate.pipeline.deployment.record import Gate, OVERRIDE_FLAG, copy_model
 
 ROOT_ENV = "ONNXGATE_REGISTRY"
 MODEL_FILE = "model.onnx"
@@ -48,7 +49,7 @@ class Version:
     name: str
     version: int
     path: Path
-    meta: Dict[str, Any]
+    meta: dict[str, Any]
     created: bool = False  # True when this call registered it
 
     @property
@@ -56,7 +57,7 @@ class Version:
         return self.path / MODEL_FILE
 
     @property
-    def record(self) -> Optional[Dict[str, Any]]:
+    def record(self) -> dict[str, Any] | None:
         p = self.path / "validation-record.json"
         return json.loads(p.read_text("utf-8")) if p.is_file() else None
 
@@ -66,7 +67,7 @@ class Version:
 
 
 class LocalRegistry:
-    def __init__(self, root: Optional[Path] = None):
+    def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else default_root()
 
     @contextmanager
@@ -80,7 +81,7 @@ class LocalRegistry:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def versions(self, name: str) -> List[Version]:
+    def versions(self, name: str) -> list[Version]:
         folder = self.root / check_name(name)
         out = []
         if folder.is_dir():
@@ -90,7 +91,7 @@ class LocalRegistry:
                     out.append(Version(name, int(child.name), child, meta))
         return sorted(out, key=lambda v: v.version)
 
-    def get(self, name: str, version: Optional[int] = None) -> Version:
+    def get(self, name: str, version: int | None = None) -> Version:
         versions = self.versions(name)
         if not versions:
             raise UsageError(f"no model {name!r} in the registry at {self.root}")
@@ -101,7 +102,7 @@ class LocalRegistry:
                 return v
         raise UsageError(f"model {name!r} has no version {version} (has {[v.version for v in versions]})")
 
-    def find_bytes(self, name: str, sha256: str) -> Optional[Version]:
+    def find_bytes(self, name: str, sha256: str) -> Version | None:
         for v in self.versions(name):
             if v.sha256 == sha256:
                 return v
@@ -140,7 +141,7 @@ class LocalRegistry:
             return Version(name, number, target, meta, created=True)
 
 
-def metadata(gate: Gate, name: str, version: int) -> Dict[str, Any]:
+def metadata(gate: Gate, name: str, version: int) -> dict[str, Any]:
     rec = gate.record or {}
     return {
         "name": name,
@@ -154,7 +155,7 @@ def metadata(gate: Gate, name: str, version: int) -> Dict[str, Any]:
     }
 
 
-def tags(gate: Gate) -> Dict[str, str]:
+def tags(gate: Gate) -> dict[str, str]:
     """Flat string tags shared by every target (Azure ML tags are strings too)."""
     rec = gate.record or {}
     summary = rec.get("summary", {})

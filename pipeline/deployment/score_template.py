@@ -19,6 +19,7 @@ only a fault of the server itself may give a 5xx.
 ``init()`` serves only the validated model: every file that makes it up must
 hash to what the validation record beside this file says.
 """
+
 import hashlib
 import json
 import math
@@ -31,6 +32,7 @@ try:  # present wherever the server runs this file
     from azureml_inference_server_http.api.aml_request import rawhttp
     from azureml_inference_server_http.api.aml_response import AMLResponse
 except ImportError:  # imported by onnxgate itself for the JSON helpers below
+
     def rawhttp(func):
         return func
 
@@ -56,10 +58,19 @@ _model_sha256 = ""
 
 # onnxruntime type strings -> numpy dtypes for the tensor types a request can carry
 _ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-    "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
-    "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
-    "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_, "tensor(string)": np.object_,
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int8)": np.int8,
+    "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8,
+    "tensor(uint16)": np.uint16,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
+    "tensor(string)": np.object_,
 }
 
 
@@ -104,8 +115,11 @@ def model_digest(files):
     the .onnx file's own sha256 when it has no external data."""
     if not files.get("external"):
         return files["onnx"]
-    canonical = json.dumps({"onnx": files["onnx"], "external": dict(sorted(files["external"].items()))},
-                           sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        {"onnx": files["onnx"], "external": dict(sorted(files["external"].items()))},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -149,8 +163,10 @@ def init():
     if _settings.get("sha256") and digest != _settings["sha256"]:
         raise RuntimeError(f"{path}: sha256 {digest} is not the packaged model's {_settings['sha256']}")
     if expected is not None and digest != expected["sha256"]:
-        raise RuntimeError(f"{path}: sha256 {digest} is not the validated model's {expected['sha256']} "
-                           f"(validation record {RECORD_FILE})")
+        raise RuntimeError(
+            f"{path}: sha256 {digest} is not the validated model's {expected['sha256']} "
+            f"(validation record {RECORD_FILE})"
+        )
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = int(os.environ.get("ONNXGATE_ORT_THREADS", "1"))
@@ -175,8 +191,7 @@ def _validated_sha256(here):
 
 def identity():
     """What GET /score?onnxgate=identity answers: proof of which server this is."""
-    return {"onnxgate": {"model_sha256": _model_sha256, "nonce": os.environ.get(NONCE_ENV, ""),
-                         "pid": os.getpid()}}
+    return {"onnxgate": {"model_sha256": _model_sha256, "nonce": os.environ.get(NONCE_ENV, ""), "pid": os.getpid()}}
 
 
 def _error(status, message):

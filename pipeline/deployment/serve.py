@@ -10,6 +10,7 @@ that nonce and the sha256 of the model score.py loaded. A pid file per server
 (``servers_dir()``) names its pid and nonce, so the next start stops servers
 whose onnxgate process was killed (SIGKILL) without stopping them.
 """
+
 from __future__ import annotations
 
 import errno
@@ -24,11 +25,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from onnxgate.plugins.errors import OnnxgateError, UsageError, EXIT_CONVERSION_FAILED, EXIT_VALIDATION_FAILED
-from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.envs import serving as serving_env
+from onnxgate.plugins.errors import EXIT_CONVERSION_FAILED, EXIT_VALIDATION_FAILED, OnnxgateError, UsageError
+from onnxgate.plugins.spec import Tolerance
 
 HOST = "127.0.0.1"
 APP = "azureml_inference_server_http.server.entry:app"
@@ -51,7 +52,7 @@ NONCE_ENV = "ONNXGATE_SERVER_NONCE"
 RUN_DIR_ENV = "ONNXGATE_RUN_DIR"
 
 
-def check_port(port: Optional[int]) -> None:
+def check_port(port: int | None) -> None:
     """A usable port: 1..65535 and free on 127.0.0.1 (exit 2 otherwise)."""
     if port is None:
         return
@@ -62,8 +63,10 @@ def check_port(port: Optional[int]) -> None:
             s.bind((HOST, int(port)))
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise UsageError(f"--port {port}: {HOST}:{port} is already in use by another process "
-                                 "(choose another port, or leave --port out for a free one)") from None
+                raise UsageError(
+                    f"--port {port}: {HOST}:{port} is already in use by another process "
+                    "(choose another port, or leave --port out for a free one)"
+                ) from None
             raise UsageError(f"--port {port}: cannot listen on {HOST}:{port}: {exc.strerror}") from None
 
 
@@ -81,7 +84,7 @@ class Server:
     port: int
     log_path: Path
     nonce: str = ""
-    pid_file: Optional[Path] = None
+    pid_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -126,19 +129,27 @@ class Server:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def command(venv: Path, port: int, workers: int = 1) -> List[str]:
+def command(venv: Path, port: int, workers: int = 1) -> list[str]:
     return [
-        str(venv / "bin" / "gunicorn"), "-b", f"{HOST}:{port}", "-w", str(workers),
+        str(venv / "bin" / "gunicorn"),
+        "-b",
+        f"{HOST}:{port}",
+        "-w",
+        str(workers),
         # without it gunicorn writes ~/.gunicorn/gunicorn.ctl
         "--no-control-socket",
-        "--timeout", "300", "--access-logfile", "-", APP,
+        "--timeout",
+        "300",
+        "--access-logfile",
+        "-",
+        APP,
     ]
 
 
@@ -149,13 +160,22 @@ def servers_dir() -> Path:
     return Path(cache) / "onnxgate" / "servers"
 
 
-def _write_pid_file(path: Path, server: "Server", detached: bool = False) -> None:
+def _write_pid_file(path: Path, server: Server, detached: bool = False) -> None:
     from onnxgate.pipeline.core import atomic
 
-    atomic.write_bytes(path, json.dumps({
-        "pid": server.pid, "port": server.port, "nonce": server.nonce, "owner": os.getpid(),
-        "detached": detached, "log": str(server.log_path),
-    }))
+    atomic.write_bytes(
+        path,
+        json.dumps(
+            {
+                "pid": server.pid,
+                "port": server.port,
+                "nonce": server.nonce,
+                "owner": os.getpid(),
+                "detached": detached,
+                "log": str(server.log_path),
+            }
+        ),
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -177,7 +197,7 @@ def _has_nonce(pid: int, nonce: str) -> bool:
     return bool(nonce) and f"{NONCE_ENV}={nonce}".encode() in environ.split(b"\0")
 
 
-def reap_orphans() -> List[int]:
+def reap_orphans() -> list[int]:
     """Stop servers whose onnxgate process died without stopping them; the pids stopped."""
     folder = servers_dir()
     stopped = []
@@ -216,9 +236,15 @@ def _zombie(pid: int) -> bool:
         return False
 
 
-def start(package: Path, venv: Path, port: Optional[int] = None, workers: int = 1,
-          log_path: Optional[Path] = None, detach: bool = False,
-          expected_sha256: Optional[str] = None) -> Server:
+def start(
+    package: Path,
+    venv: Path,
+    port: int | None = None,
+    workers: int = 1,
+    log_path: Path | None = None,
+    detach: bool = False,
+    expected_sha256: str | None = None,
+) -> Server:
     """Start the server on the package and wait until it is healthy and has
     proved its identity (our nonce, and ``expected_sha256`` when given)."""
     reap_orphans()
@@ -239,11 +265,15 @@ def start(package: Path, venv: Path, port: Optional[int] = None, workers: int = 
     )
     for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):  # the serving venv must not see ours
         env.pop(var, None)
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the server child writes to it; closed below
     try:
         process = subprocess.Popen(
-            command(venv, port, workers), cwd=str(package / "code"), env=env,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            command(venv, port, workers),
+            cwd=str(package / "code"),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: stop() signals master and workers together
         )
     finally:
@@ -265,23 +295,27 @@ class PortInUse(UsageError):
     """Something else answers on the port (exit 2, naming it)."""
 
 
-def identity(server: Server) -> Dict[str, Any]:
+def identity(server: Server) -> dict[str, Any]:
     status, answer = get_json(server.scoring_uri + "?onnxgate=identity")
     found = answer.get("onnxgate") if isinstance(answer, dict) else None
     return found if status == 200 and isinstance(found, dict) else {}
 
 
-def check_identity(server: Server, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
+def check_identity(server: Server, expected_sha256: str | None = None) -> dict[str, Any]:
     """The answering server is ours, alive, and loaded the validated model."""
     found = identity(server)
     if server.process.poll() is not None or found.get("nonce") != server.nonce:
-        raise PortInUse(f"port {server.port}: another server answers on {HOST}:{server.port}, not the one "
-                        "onnxgate started; choose another --port")
+        raise PortInUse(
+            f"port {server.port}: another server answers on {HOST}:{server.port}, not the one "
+            "onnxgate started; choose another --port"
+        )
     if expected_sha256 and found.get("model_sha256") != expected_sha256:
         from onnxgate.pipeline.deployment.record import DeployRefused
 
-        raise DeployRefused(f"the server loaded a model with sha256 {str(found.get('model_sha256'))[:12]}, "
-                            f"not the validated {expected_sha256[:12]}")
+        raise DeployRefused(
+            f"the server loaded a model with sha256 {str(found.get('model_sha256'))[:12]}, "
+            f"not the validated {expected_sha256[:12]}"
+        )
     return found
 
 
@@ -319,12 +353,13 @@ def wait_healthy(server: Server, timeout: float = READY_TIMEOUT_S) -> None:
     raise ServeError(f"the inference server was not healthy after {timeout:.0f} s; log:\n{server.log_tail()}")
 
 
-def post_json(url: str, body: Any, timeout: float = 60.0, headers: Optional[Dict[str, str]] = None):
+def post_json(url: str, body: Any, timeout: float = 60.0, headers: dict[str, str] | None = None):
     """(status, parsed JSON or text) of a POST; HTTP errors are answers, not exceptions."""
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     data = data.encode("utf-8") if isinstance(data, str) else data
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, raw = resp.status, resp.read()
@@ -339,14 +374,14 @@ def post_json(url: str, body: Any, timeout: float = 60.0, headers: Optional[Dict
 @dataclass
 class SmokeResult:
     passed: bool
-    outputs: List[Dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "message": self.message, "outputs": self.outputs}
 
 
-def compare_response(answer: Any, smoke: Dict[str, Any], tolerance: Dict[str, float]) -> SmokeResult:
+def compare_response(answer: Any, smoke: dict[str, Any], tolerance: dict[str, float]) -> SmokeResult:
     """Compare an endpoint's JSON answer with the record's expected response."""
     from onnxgate.pipeline.gate.compare import compare_output
 
@@ -385,7 +420,7 @@ def _array(value):
     return array
 
 
-def smoke_test(scoring_uri: str, record: Optional[Dict[str, Any]]) -> SmokeResult:
+def smoke_test(scoring_uri: str, record: dict[str, Any] | None) -> SmokeResult:
     """POST the record's sample request; raise SmokeTestFailed on a wrong answer."""
     smoke = (record or {}).get("smoke")
     if not smoke:

@@ -5,11 +5,12 @@ validation record bound to its bytes is refused (exit 2) unless the loudly
 named override is given, and then the override travels to the target, which
 records it in the registered model's tags.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from onnxgate.pipeline.deployment import record as record_mod
 from onnxgate.plugins.errors import EXIT_CONVERSION_FAILED, OnnxgateError, UsageError
@@ -30,7 +31,7 @@ class DeployRequest:
     name: str
     dry_run: bool = False
     #: Target-specific settings (``--registry``, ``--endpoint``...), by option name.
-    options: Dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     #: Where progress lines go (a callable taking one str); print by default.
     log: Any = print
     #: Called with the server a target leaves running (``keep_running``), so
@@ -38,7 +39,7 @@ class DeployRequest:
     keep_server: Any = None
 
     @property
-    def record(self) -> Optional[Dict[str, Any]]:
+    def record(self) -> dict[str, Any] | None:
         return self.gate.record
 
 
@@ -54,14 +55,26 @@ def check(model_path: Path, allow_unvalidated: bool = False) -> record_mod.Gate:
     if gate.override:
         import sys
 
-        print(f"onnxgate: WARNING: deploying a model the gate refused ({gate.override}); "
-              f"{record_mod.OVERRIDE_FLAG} is recorded in its tags", file=sys.stderr)
+        print(
+            f"onnxgate: WARNING: deploying a model the gate refused ({gate.override}); "
+            f"{record_mod.OVERRIDE_FLAG} is recorded in its tags",
+            file=sys.stderr,
+        )
     return gate
 
 
-def deploy(model_path: Path, target: str = "local", *, name: Optional[str] = None, dry_run: bool = False,
-           allow_unvalidated: bool = False, options: Optional[Dict[str, Any]] = None,
-           registry=None, log=print, keep_server=None) -> Dict[str, Any]:
+def deploy(
+    model_path: Path,
+    target: str = "local",
+    *,
+    name: str | None = None,
+    dry_run: bool = False,
+    allow_unvalidated: bool = False,
+    options: dict[str, Any] | None = None,
+    registry=None,
+    log=print,
+    keep_server=None,
+) -> dict[str, Any]:
     """Check the gate and hand the model to ``target``; returns the target's result dict."""
     registry = registry or Registry()
     try:
@@ -72,8 +85,14 @@ def deploy(model_path: Path, target: str = "local", *, name: Optional[str] = Non
     missing = missing_requirements(spec.requires)
     if missing and not dry_run:
         raise UsageError(f"deploy target {spec.name!r} needs {', '.join(missing)}: pip install 'onnxgate[{spec.name}]'")
-    request = DeployRequest(gate=gate, name=name or default_name(model_path), dry_run=dry_run,
-                            options=dict(options or {}), log=log, keep_server=keep_server)
+    request = DeployRequest(
+        gate=gate,
+        name=name or default_name(model_path),
+        dry_run=dry_run,
+        options=dict(options or {}),
+        log=log,
+        keep_server=keep_server,
+    )
     result = spec.deploy(request)
     result.setdefault("target", spec.name)
     result.setdefault("model", {"path": str(model_path), "sha256": gate.sha256})

@@ -21,6 +21,7 @@ This module imports nothing heavy: ``onnxgate plugins`` and ``onnxgate env``
 use it, and the worker uses its artifact (de)serialisation with the
 environment's own numpy.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from onnxgate.pipeline.envs import venv
 from onnxgate.pipeline.envs.venv import MARKER, dist_key, last_line, lock, python_of, read_marker
@@ -79,7 +80,7 @@ def spec_hash(spec) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
-def _steps(spec) -> List[tuple]:
+def _steps(spec) -> list[tuple]:
     return [tuple(step) for step in spec.install_steps] + [WORKER_REQUIREMENTS]
 
 
@@ -91,7 +92,7 @@ class Status:
     state: str  # "ready", "missing" or "stale"
     detail: str = ""
     #: distribution -> version installed there (recorded at creation)
-    packages: Optional[Dict[str, str]] = None
+    packages: dict[str, str] | None = None
 
     @property
     def ready(self) -> bool:
@@ -162,9 +163,15 @@ def create(spec, force: bool = False, log=None) -> Status:
         build = Path(tempfile.mkdtemp(prefix=f".{spec.name}.build-", dir=root))
         started = time.perf_counter()
         try:
-            venv.build(build, python, _steps(spec), log_path=root / ".logs" / f"{spec.name}.log",
-                       marker={"name": spec.name, "hash": spec_hash(spec)},
-                       constraints=getattr(spec, "constraints", ()), log=log)
+            venv.build(
+                build,
+                python,
+                _steps(spec),
+                log_path=root / ".logs" / f"{spec.name}.log",
+                marker={"name": spec.name, "hash": spec_hash(spec)},
+                constraints=getattr(spec, "constraints", ()),
+                log=log,
+            )
             _install(build, current.path)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
@@ -205,8 +212,9 @@ def remove(spec) -> bool:
 
 
 # -- running stage 1 there -------------------------------------------------------
-def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, plugin="", registry=None,
-            **files_and_gate):
+def produce(
+    spec, source, *, sample=None, options=None, trusted=False, seed=0, plugin="", registry=None, **files_and_gate
+):
     """Stage 1 of ``spec`` in its environment; returns the main side's Artifact.
 
     ``files_and_gate``: the rest of ``stage_convert.produce``'s keywords
@@ -232,8 +240,7 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
             "source_path": str(Path(source.path).resolve()) if source.path is not None else None,
             "source_reference": source.reference or None,
             "sample": str(Path(sample).resolve()) if sample is not None else None,
-            "options": {"opset": options.opset, "dynamic_batch": options.dynamic_batch,
-                        "extra": dict(options.extra)},
+            "options": {"opset": options.opset, "dynamic_batch": options.dynamic_batch, "extra": dict(options.extra)},
             "trusted": bool(trusted),
             "seed": int(seed),
             "plugin": plugin,
@@ -248,19 +255,25 @@ def produce(spec, source, *, sample=None, options=None, trusted=False, seed=0, p
         try:
             text = json.dumps(request)
         except TypeError as exc:
-            raise UsageError(f"converter {spec.name!r} runs in environment {env_spec.name!r}: "
-                             f"its options must be plain values (str, number, list, dict): {exc}") from None
+            raise UsageError(
+                f"converter {spec.name!r} runs in environment {env_spec.name!r}: "
+                f"its options must be plain values (str, number, list, dict): {exc}"
+            ) from None
         (work / "request.json").write_text(text, encoding="utf-8")
         out = work / "out"
         cmd = [str(python_of(st.path)), "-I", str(WORKER), str(work / "request.json"), str(out)]
         with open(work / "worker.log", "wb") as log_fh:
-            proc = subprocess.run(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env=_worker_env())
+            proc = subprocess.run(
+                cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_worker_env()
+            )
         error_file = work / "error.json"
         if error_file.is_file():
             err = json.loads(error_file.read_text(encoding="utf-8"))
-            cls = {"UsageError": UsageError, "UntrustedSourceError": UntrustedSourceError,
-                   "ConversionError": ConversionError}.get(err.get("type"), ConversionError)
+            cls = {
+                "UsageError": UsageError,
+                "UntrustedSourceError": UntrustedSourceError,
+                "ConversionError": ConversionError,
+            }.get(err.get("type"), ConversionError)
             raise cls(err.get("message", "failed"))
         if proc.returncode != 0 or not (out / "artifact.json").is_file():
             raise ConversionError(
@@ -288,19 +301,22 @@ def _spill_in_memory(sample, files_and_gate, work: Path):
     return sample, files_and_gate
 
 
-def _forward(kwargs) -> Dict[str, Any]:
+def _forward(kwargs) -> dict[str, Any]:
     """Paths as absolute strings; a gate config as its plain (JSON) fields."""
     import dataclasses
 
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, value in kwargs.items():
         if value is None:
             continue
         if isinstance(value, Path):
             out[key] = {"path": str(value.resolve())}
         elif dataclasses.is_dataclass(value):
-            plain = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-                     if isinstance(getattr(value, f.name), (bool, int, float, str, type(None)))}
+            plain = {
+                f.name: getattr(value, f.name)
+                for f in dataclasses.fields(value)
+                if isinstance(getattr(value, f.name), (bool, int, float, str, type(None)))
+            }
             out[key] = {"dataclass": f"{type(value).__module__}:{type(value).__qualname__}", "fields": plain}
         else:
             out[key] = {"value": value}
@@ -320,11 +336,12 @@ def _plugin_module(registry, spec, plugin: str) -> str:
         if isinstance(name, str) and sys.modules.get(name) is module and hasattr(module, "onnxgate_converters"):
             return name
 
-    raise UsageError(f"converter {spec.name!r}: its plugin is not an importable module, "
-                     "so it cannot run in another environment")
+    raise UsageError(
+        f"converter {spec.name!r}: its plugin is not an importable module, so it cannot run in another environment"
+    )
 
 
-def _mounts(module_name: str) -> Dict[str, str]:
+def _mounts(module_name: str) -> dict[str, str]:
     """Package name -> folder, for the worker to import the same code by path.
 
     onnxgate's packages are mapped from top-level folders (setup.cfg
@@ -345,7 +362,7 @@ def _mounts(module_name: str) -> Dict[str, str]:
     return mounts
 
 
-def _worker_env() -> Dict[str, str]:
+def _worker_env() -> dict[str, str]:
     """The worker runs isolated (-I); frameworks still write into HOME."""
     env = dict(os.environ)
     for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
@@ -366,7 +383,7 @@ def write_artifact(artifact, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(artifact.model.SerializeToString())
-    arrays: Dict[str, Any] = {}
+    arrays: dict[str, Any] = {}
     cases = []
     for i, case in enumerate(artifact.cases):
         entry = {"name": case.name, "meta": case.meta, "inputs": list(case.inputs), "expected": None}
@@ -382,8 +399,11 @@ def write_artifact(artifact, folder: Path) -> None:
         cases.append(entry)
     with open(folder / "cases.npz", "wb") as fh:
         np.savez(fh, **arrays)
-    meta = {f.name: getattr(artifact, f.name) for f in dataclasses.fields(artifact)
-            if f.name not in ("model", "cases", "tolerance")}
+    meta = {
+        f.name: getattr(artifact, f.name)
+        for f in dataclasses.fields(artifact)
+        if f.name not in ("model", "cases", "tolerance")
+    }
     meta["tolerance"] = {"rtol": artifact.tolerance.rtol, "atol": artifact.tolerance.atol}
     meta["cases"] = cases
     (folder / "artifact.json").write_text(json.dumps(_encode(meta), indent=1), encoding="utf-8")
@@ -429,20 +449,21 @@ def read_artifact(folder: Path):
     import numpy as np
     import onnx
 
-    from onnxgate.pipeline.core.artifact import Case
-    from onnxgate.pipeline.core.artifact import Artifact
+    from onnxgate.pipeline.core.artifact import Artifact, Case
 
     meta = _decode(json.loads((folder / "artifact.json").read_text(encoding="utf-8")))
     cases = []
     with np.load(folder / "cases.npz", allow_pickle=False) as data:
         for i, entry in enumerate(meta.pop("cases")):
             expected = entry["expected"]
-            cases.append(Case(
-                name=entry["name"],
-                inputs={n: data[f"{i}/in/{n}"] for n in entry["inputs"]},
-                expected=None if expected is None else {n: data[f"{i}/out/{n}"] for n in expected},
-                meta=entry.get("meta") or {},
-            ))
+            cases.append(
+                Case(
+                    name=entry["name"],
+                    inputs={n: data[f"{i}/in/{n}"] for n in entry["inputs"]},
+                    expected=None if expected is None else {n: data[f"{i}/out/{n}"] for n in expected},
+                    meta=entry.get("meta") or {},
+                )
+            )
     known = {f.name for f in dataclasses.fields(Artifact)}
     fields = {k: v for k, v in meta.items() if k in known}  # an older worker's extra keys are dropped
     fields["tolerance"] = Tolerance(**meta["tolerance"])

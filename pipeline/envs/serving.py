@@ -9,13 +9,13 @@ builder the isolated environments use (``envs.venv``), in place.
 Location: ``$ONNXGATE_SERVING_HOME/ort-<version>``; the default home is
 ``$ONNXGATE_HOME/serving`` (``~/.local/share/onnxgate/serving``).
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from onnxgate.pipeline.envs import venv
 from onnxgate.pipeline.envs.isolated import home as onnxgate_home
@@ -79,7 +79,7 @@ def find(ort_version: str) -> Path:
     return venv
 
 
-def create(ort_version: Optional[str] = None, python: Optional[str] = None, quiet: bool = False) -> Path:
+def create(ort_version: str | None = None, python: str | None = None, quiet: bool = False) -> Path:
     """Create (or complete) the venv. Idempotent: a ready venv is left alone."""
     ort_version = ort_version or current_onnxruntime()
     if not ort_version:
@@ -97,7 +97,13 @@ def create(ort_version: Optional[str] = None, python: Optional[str] = None, quie
         # from the base interpreter, not from inside onnxgate's own venv
         base = python or getattr(sys, "_base_executable", None) or sys.executable
         say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
-        venv.build(path, base, install_steps(ort_version), log_path=path.parent / ".logs" / f"{path.name}.log",
-                   marker={"name": f"serving {path.name}", "requirements": requirements(ort_version)}, log=say)
+        venv.build(
+            path,
+            base,
+            install_steps(ort_version),
+            log_path=path.parent / ".logs" / f"{path.name}.log",
+            marker={"name": f"serving {path.name}", "requirements": requirements(ort_version)},
+            log=say,
+        )
         say(f"serving environment ready at {path} ({time.perf_counter() - started:.0f} s)")
     return path

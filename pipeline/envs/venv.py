@@ -8,14 +8,16 @@ message), then the marker ``onnxgate-env.json`` written LAST: a folder without
 a marker is an unfinished build. Callers hold ``lock`` around a build, so two
 concurrent creates build once. Imports nothing heavy.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any
 
 from onnxgate.plugins.errors import UsageError
 
@@ -26,7 +28,7 @@ def python_of(path: Path) -> Path:
     return Path(path) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def read_marker(path: Path) -> Optional[Dict[str, Any]]:
+def read_marker(path: Path) -> dict[str, Any] | None:
     """The marker of a finished build; None when there is none (or it is unreadable)."""
     try:
         data = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
@@ -56,9 +58,16 @@ class lock:
         self.fh.close()
 
 
-def build(path: Path, python: str, steps: Sequence[Sequence[str]], *, log_path: Path,
-          marker: Dict[str, Any], constraints: Sequence[str] = (),
-          log: Callable[[str], None] = lambda line: None) -> Dict[str, Any]:
+def build(
+    path: Path,
+    python: str,
+    steps: Sequence[Sequence[str]],
+    *,
+    log_path: Path,
+    marker: dict[str, Any],
+    constraints: Sequence[str] = (),
+    log: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
     """Create the venv at ``path`` with ``python``, ``pip install`` each step
     (under ``constraints``), and write the marker: ``marker`` plus the venv's
     Python version and installed distributions. Returns the marker."""
@@ -74,15 +83,33 @@ def build(path: Path, python: str, steps: Sequence[Sequence[str]], *, log_path: 
             constraint_args = ["-c", str(cfile)]
         for i, step in enumerate(steps, 1):
             log(f"[{i}/{len(steps)}] pip install {' '.join(step)}")
-            _run([env_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                  *constraint_args, *step], log_fh, f"pip install {' '.join(step)}")
-    probe = ("import json, sys; from importlib import metadata; print(json.dumps([sys.version.split()[0], "
-             "{d.metadata['Name']: d.version for d in metadata.distributions()}]))")
-    version, found = json.loads(subprocess.run([env_python, "-I", "-c", probe], capture_output=True,
-                                               text=True, check=True).stdout)
-    data = {**marker, "python_version": version,
-            "packages": {dist_key(name): v for name, v in sorted(found.items())},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            _run(
+                [
+                    env_python,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    *constraint_args,
+                    *step,
+                ],
+                log_fh,
+                f"pip install {' '.join(step)}",
+            )
+    probe = (
+        "import json, sys; from importlib import metadata; print(json.dumps([sys.version.split()[0], "
+        "{d.metadata['Name']: d.version for d in metadata.distributions()}]))"
+    )
+    version, found = json.loads(
+        subprocess.run([env_python, "-I", "-c", probe], capture_output=True, text=True, check=True).stdout
+    )
+    data = {
+        **marker,
+        "python_version": version,
+        "packages": {dist_key(name): v for name, v in sorted(found.items())},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     (path / MARKER).write_text(json.dumps(data, indent=2), encoding="utf-8")
     return data
 
@@ -98,8 +125,9 @@ def _run(cmd, log_fh, what: str) -> None:
     proc = subprocess.run(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         log_fh.flush()
-        raise UsageError(f"{what} failed (exit {proc.returncode}): {last_line(Path(log_fh.name))} "
-                         f"(full log: {log_fh.name})")
+        raise UsageError(
+            f"{what} failed (exit {proc.returncode}): {last_line(Path(log_fh.name))} (full log: {log_fh.name})"
+        )
 
 
 def last_line(path: Path) -> str:

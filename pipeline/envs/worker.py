@@ -16,6 +16,7 @@ re-raise it with the same exit code.
 Loaders of environment converters may take a third argument, the
 ``ConvertOptions``, since their sources can need more than one file.
 """
+
 import importlib
 import importlib.util
 import inspect
@@ -39,8 +40,9 @@ def mount(name, folder):
     if folder.is_file():  # a single-module plugin
         spec = importlib.util.spec_from_file_location(name, folder)
     else:
-        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
-                                                      submodule_search_locations=[str(folder)])
+        spec = importlib.util.spec_from_file_location(
+            name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -85,6 +87,7 @@ def given_model_convert(path):
         from onnxgate.plugins.spec import Conversion
 
         return Conversion(onnx.load(path), exporter="given")
+
     return convert
 
 
@@ -115,9 +118,9 @@ def _internal(request, exc):
 def run(request, out_dir):
     from dataclasses import replace
 
-    from onnxgate.pipeline.envs import isolated as environments
     from onnxgate.pipeline.conversion import stage as stage_convert
     from onnxgate.pipeline.conversion.sources import Source
+    from onnxgate.pipeline.envs import isolated as environments
     from onnxgate.plugins.spec import ConvertOptions
 
     opts = request["options"]
@@ -133,9 +136,13 @@ def run(request, out_dir):
 
         source = resolve(request["source_reference"])
     artifact = stage_convert.produce(
-        spec, source,
+        spec,
+        source,
         sample=Path(request["sample"]) if request.get("sample") else None,
-        options=options, trusted=request["trusted"], seed=request["seed"], plugin=request["plugin"],
+        options=options,
+        trusted=request["trusted"],
+        seed=request["seed"],
+        plugin=request["plugin"],
         **{key: unpack(value) for key, value in request.get("forward", {}).items()},
     )
     artifact.versions.update(_versions())

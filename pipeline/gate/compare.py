@@ -1,12 +1,13 @@
 """Comparing one ONNX output with the original model's, elementwise."""
+
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 
-from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.core.arrays import abs_diff, as_array
+from onnxgate.plugins.spec import Tolerance
 
 
 def bad_elements(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> np.ndarray:
@@ -24,7 +25,7 @@ def _beyond(diff: np.ndarray, expected: np.ndarray, tol: Tolerance) -> np.ndarra
     return ~(diff <= tol.atol + tol.rtol * np.abs(np.where(np.isfinite(expected), expected, 0.0)))
 
 
-def row_mask(actual: Any, expected: Any, tol: Tolerance) -> Optional[np.ndarray]:
+def row_mask(actual: Any, expected: Any, tol: Tolerance) -> np.ndarray | None:
     """Per row (axis 0): True when the row disagrees. None when the outputs
     cannot be lined up row by row (shape mismatch, scalars)."""
     actual, expected = as_array(actual), as_array(expected)
@@ -38,10 +39,10 @@ def row_mask(actual: Any, expected: Any, tol: Tolerance) -> Optional[np.ndarray]
     return bad.reshape(bad.shape[0], -1).any(axis=1)
 
 
-def compare_output(name: str, actual: Any, expected: Any, tol: Tolerance) -> Dict[str, Any]:
+def compare_output(name: str, actual: Any, expected: Any, tol: Tolerance) -> dict[str, Any]:
     """Statistics and verdict for one output; never raises on a mismatch."""
     actual, expected = as_array(actual), as_array(expected)
-    result: Dict[str, Any] = {
+    result: dict[str, Any] = {
         "name": name,
         "shape": list(actual.shape),
         "expected_shape": list(expected.shape),
@@ -83,9 +84,13 @@ def _compare_float(result, actual, expected, tol):
     fraction = float(bad.mean())
     if bad.any():
         nan_one_side = (np.isnan(actual) ^ np.isnan(expected)).any()
-        why = "NaN on one side only" if nan_one_side else (
-            f"{int(bad.sum())} of {bad.size} elements differ beyond atol={tol.atol:g} + rtol={tol.rtol:g}*|expected| "
-            f"(max abs err {result['max_abs_err']:.3g})"
+        why = (
+            "NaN on one side only"
+            if nan_one_side
+            else (
+                f"{int(bad.sum())} of {bad.size} elements differ beyond atol={tol.atol:g} + rtol={tol.rtol:g}*|expected| "
+                f"(max abs err {result['max_abs_err']:.3g})"
+            )
         )
         return _fail(result, why, fraction)
     return result
@@ -95,7 +100,9 @@ def _compare_exact(result, actual, expected):
     if actual.dtype.kind in "OSU" or expected.dtype.kind in "OSU":
         equal = actual.astype(str) == expected.astype(str)
     else:
-        equal = actual.astype(np.int64) == expected.astype(np.int64) if actual.dtype.kind in "iub" else actual == expected
+        equal = (
+            actual.astype(np.int64) == expected.astype(np.int64) if actual.dtype.kind in "iub" else actual == expected
+        )
         if actual.dtype.kind in "iub" and expected.dtype.kind in "iub":
             diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
             result["max_abs_err"] = float(diff.max())

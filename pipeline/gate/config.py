@@ -20,20 +20,20 @@ The keys besides rtol/atol/elementwise/rule are declared by the comparison
 rules (``CompareRule.keys``, see ``rules.py``), so a plugin's rule brings its
 own keys.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any
 
+from onnxgate.pipeline.gate import drift, runtime_compat
 from onnxgate.plugins import CompareRule, OptionSpec, Tolerance, UsageError
 from onnxgate.plugins.manager import PluginError
-from onnxgate.pipeline.gate import drift, runtime_compat
-
 
 #: Keys every output takes, whatever its comparison rule; the rules add
 #: their own (``CompareRule.keys``: min_agreement, min_cosine, ...).
@@ -51,7 +51,7 @@ class OutputRule(Mapping):
 
     __slots__ = ("_values", "origin")
 
-    def __init__(self, origin: Optional[str] = None, **values: Any):
+    def __init__(self, origin: str | None = None, **values: Any):
         object.__setattr__(self, "_values", {k: v for k, v in values.items() if v is not None})
         #: Where the rule was written (file and table, or the --tolerance flag), for error messages.
         object.__setattr__(self, "origin", origin)
@@ -83,21 +83,22 @@ class OutputRule(Mapping):
         return "OutputRule(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
 
     def tolerance(self, base: Tolerance) -> Tolerance:
-        return Tolerance(rtol=base.rtol if self.rtol is None else self.rtol,
-                         atol=base.atol if self.atol is None else self.atol)
+        return Tolerance(
+            rtol=base.rtol if self.rtol is None else self.rtol, atol=base.atol if self.atol is None else self.atol
+        )
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
     def __reduce__(self):  # immutable and slotted: pickle (batch workers, Dask) through the constructor
         return (_output_rule, (self.origin, dict(self._values)))
 
 
-def _output_rule(origin: Optional[str], values: Dict[str, Any]) -> "OutputRule":
+def _output_rule(origin: str | None, values: dict[str, Any]) -> OutputRule:
     return OutputRule(origin=origin, **values)
 
 
-def rule_keys(rules: Optional[Sequence[CompareRule]] = None) -> Dict[str, OptionSpec]:
+def rule_keys(rules: Sequence[CompareRule] | None = None) -> dict[str, OptionSpec]:
     """Every key an output may set: the common ones, then each rule's
     (``rules`` default: the installed plugins' rules)."""
     if rules is None:
@@ -110,8 +111,10 @@ def rule_keys(rules: Optional[Sequence[CompareRule]] = None) -> Dict[str, Option
         for key in rule.keys:
             known = keys.get(key.name)
             if known is not None and known.type is not key.type:
-                raise PluginError(f"comparison rules {owner[key.name]!r} and {rule.name!r} declare key "
-                                  f"{key.name!r} with two types ({known.type.__name__}, {key.type.__name__})")
+                raise PluginError(
+                    f"comparison rules {owner[key.name]!r} and {rule.name!r} declare key "
+                    f"{key.name!r} with two types ({known.type.__name__}, {key.type.__name__})"
+                )
             keys.setdefault(key.name, key)
             owner.setdefault(key.name, rule.name)
     return keys
@@ -132,33 +135,37 @@ class GateConfig:
     #: reason other than float32 threshold rounding.
     max_flip_rate: float = 0.0
     #: "1.17" etc.; None = the installed onnxruntime.
-    target_runtime: Optional[str] = None
+    target_runtime: str | None = None
     outputs: Mapping[str, OutputRule] = field(default_factory=dict)
     #: Drift: baseline file to compare with (None = none), growth factor and
     #: the absolute floor under which growth is never a failure.
-    baseline: Optional[Path] = None
+    baseline: Path | None = None
     drift_factor: float = 10.0
     drift_floor: float = 1e-6
     #: The comparison rules in priority order (``api.run`` sets its registry's);
     #: None = the installed plugins' rules.
-    rules: Optional[Tuple[CompareRule, ...]] = None
+    rules: tuple[CompareRule, ...] | None = None
 
     def rule(self, output: str) -> OutputRule:
         return self.outputs.get(output, OutputRule())
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """The report's ``gate`` section (JSON-serialisable)."""
         return {
-            "sweep": self.sweep, "edge_values": self.edge_values, "ci": self.ci,
-            "optimizer_check": self.optimizer_check, "max_flip_rate": self.max_flip_rate,
+            "sweep": self.sweep,
+            "edge_values": self.edge_values,
+            "ci": self.ci,
+            "optimizer_check": self.optimizer_check,
+            "max_flip_rate": self.max_flip_rate,
             "target_runtime": self.target_runtime,
             "outputs": {k: v.as_dict() for k, v in self.outputs.items()},
             "baseline": str(self.baseline) if self.baseline else None,
-            "drift_factor": self.drift_factor, "drift_floor": self.drift_floor,
+            "drift_factor": self.drift_factor,
+            "drift_floor": self.drift_floor,
         }
 
 
-def ci_mode(env: Optional[Mapping[str, str]] = None) -> bool:
+def ci_mode(env: Mapping[str, str] | None = None) -> bool:
     """CI mode: ``CI`` set to true/1/yes (GitHub Actions, GitLab, most CIs)."""
     value = (env if env is not None else os.environ).get("CI", "")
     return value.strip().lower() in ("1", "true", "yes")
@@ -166,20 +173,20 @@ def ci_mode(env: Optional[Mapping[str, str]] = None) -> bool:
 
 def resolve(
     *,
-    model_path: Union[str, Path, None] = None,
-    ci: Optional[bool] = None,
-    edge_values: Optional[bool] = None,
-    gate_config: Union[str, Path, None] = None,
+    model_path: str | Path | None = None,
+    ci: bool | None = None,
+    edge_values: bool | None = None,
+    gate_config: str | Path | None = None,
     tolerances: Iterable[str] = (),
-    baseline: Union[str, Path, None] = None,
+    baseline: str | Path | None = None,
     use_baseline: bool = True,
     sweep: bool = True,
     optimizer_check: bool = True,
     max_flip_rate: float = 0.0,
-    target_runtime: Optional[str] = None,
+    target_runtime: str | None = None,
     drift_factor: float = 10.0,
     drift_floor: float = 1e-6,
-    env: Optional[Mapping[str, str]] = None,
+    env: Mapping[str, str] | None = None,
 ) -> GateConfig:
     """THE way a run's GateConfig is built, for the CLI, the Python API and
     ``onnxgate batch`` alike: explicit options, then the environment (``CI``
@@ -209,14 +216,20 @@ def resolve(
         except ValueError:
             raise UsageError(f"--target-runtime {target_runtime!r}: expected a version like 1.17") from None
     return GateConfig(
-        sweep=sweep, edge_values=bool(edge), ci=ci, optimizer_check=optimizer_check,
-        max_flip_rate=max_flip_rate, target_runtime=target_runtime,
-        outputs=merge(file_rules, cli_rules), baseline=Path(baseline) if baseline is not None else None,
-        drift_factor=drift_factor, drift_floor=drift_floor,
+        sweep=sweep,
+        edge_values=bool(edge),
+        ci=ci,
+        optimizer_check=optimizer_check,
+        max_flip_rate=max_flip_rate,
+        target_runtime=target_runtime,
+        outputs=merge(file_rules, cli_rules),
+        baseline=Path(baseline) if baseline is not None else None,
+        drift_factor=drift_factor,
+        drift_floor=drift_floor,
     )
 
 
-def parse_rule(text: str, keys: Optional[Mapping[str, OptionSpec]] = None) -> tuple:
+def parse_rule(text: str, keys: Mapping[str, OptionSpec] | None = None) -> tuple:
     """``OUTPUT:rtol=1e-3,atol=1e-4`` -> (output, OutputRule). ``keys``: what
     an output may set (default: ``rule_keys()``)."""
     name, sep, body = text.rpartition(":")
@@ -232,11 +245,17 @@ def parse_rule(text: str, keys: Optional[Mapping[str, OptionSpec]] = None) -> tu
 
 
 #: Allowed range of the built-in keys: (low, high), both inclusive.
-_RULE_RANGES = {"rtol": (0.0, None), "atol": (0.0, None), "min_agreement": (0.0, 1.0),
-                "min_cosine": (-1.0, 1.0), "min_topk": (0.0, 1.0), "topk": (1, None)}
+_RULE_RANGES = {
+    "rtol": (0.0, None),
+    "atol": (0.0, None),
+    "min_agreement": (0.0, 1.0),
+    "min_cosine": (-1.0, 1.0),
+    "min_topk": (0.0, 1.0),
+    "topk": (1, None),
+}
 
 
-def _rule(values: Mapping[str, Any], where: str, keys: Optional[Mapping[str, OptionSpec]] = None) -> OutputRule:
+def _rule(values: Mapping[str, Any], where: str, keys: Mapping[str, OptionSpec] | None = None) -> OutputRule:
     """Strict: a bool is not a number (``atol = true`` would loosen the gate),
     numbers are finite and within the key's range, unknown keys are refused."""
     keys = rule_keys() if keys is None else keys
@@ -264,7 +283,7 @@ def _check_range(key: str, parsed: Any, given: Any, where: str) -> None:
         raise UsageError(f"{where}: {key}={given!r} is out of range (must be {bounds})")
 
 
-def load_file(path: Path, keys: Optional[Mapping[str, OptionSpec]] = None) -> Dict[str, OutputRule]:
+def load_file(path: Path, keys: Mapping[str, OptionSpec] | None = None) -> dict[str, OutputRule]:
     """Per-output rules from a ``.toml`` or ``.json`` file (``[outputs.NAME]``)."""
     path = Path(path)
     if not path.is_file():
@@ -299,13 +318,12 @@ def check_output_names(rules: Mapping[str, OutputRule], outputs) -> None:
     for name, rule in rules.items():
         if name not in outputs:
             where = rule.origin or f"output rule {name!r}"
-            raise UsageError(f"{where}: output {name!r} matches no output of the model "
-                             f"(outputs: {', '.join(outputs)})")
+            raise UsageError(f"{where}: output {name!r} matches no output of the model (outputs: {', '.join(outputs)})")
 
 
-def merge(*maps: Mapping[str, OutputRule]) -> Dict[str, OutputRule]:
+def merge(*maps: Mapping[str, OutputRule]) -> dict[str, OutputRule]:
     """Later maps win key by key (the CLI overrides the file)."""
-    merged: Dict[str, OutputRule] = {}
+    merged: dict[str, OutputRule] = {}
     for rules in maps:
         for name, rule in rules.items():
             base = merged.get(name, OutputRule())

@@ -16,22 +16,24 @@ Two searches, both on one validation case:
 Needs onnx, onnxruntime and numpy; frameworks are only touched through the
 converter's callables.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from onnxgate.plugins.helpers import one_line
-from onnxgate.plugins.spec import Tolerance
-from onnxgate.pipeline.core.arrays import abs_diff
-from onnxgate.pipeline.core.session import load_session
-from onnxgate.plugins.manager import Registry
 from onnxgate.pipeline.conversion import stage as stage_convert
 from onnxgate.pipeline.conversion.sources import resolve
+from onnxgate.pipeline.core.arrays import abs_diff
+from onnxgate.pipeline.core.session import load_session
+from onnxgate.plugins.helpers import one_line
+from onnxgate.plugins.manager import Registry
+from onnxgate.plugins.spec import Tolerance
 
 
-def expose(model, names: Optional[set] = None):
+def expose(model, names: set | None = None):
     """A copy of ``model`` whose graph outputs also include node outputs
     (all of them, or those in ``names``); typed where inference can type them."""
     import onnx
@@ -59,14 +61,14 @@ def expose(model, names: Optional[set] = None):
     return exposed
 
 
-def run_unoptimized(model, inputs: Mapping[str, np.ndarray]) -> Dict[str, Any]:
+def run_unoptimized(model, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Every graph output of ``model`` from onnxruntime with optimisations off."""
     session = load_session(model.SerializeToString(), optimized=False)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, dict(inputs))))
 
 
-def differs(actual: Any, expected: Any, tol: Tolerance) -> Optional[Tuple[float, float, str]]:
+def differs(actual: Any, expected: Any, tol: Tolerance) -> tuple[float, float, str] | None:
     """None when close; else (max abs err, max rel err, why)."""
     a, e = np.asarray(actual), np.asarray(expected)
     if a.shape != e.shape:
@@ -91,18 +93,24 @@ def differs(actual: Any, expected: Any, tol: Tolerance) -> Optional[Tuple[float,
     return max_abs, max_rel, f"{int(bad.sum())} of {bad.size} elements differ"
 
 
-def runtime_vs_reference(model, inputs: Mapping[str, np.ndarray], tol: Tolerance = Tolerance()) -> Dict[str, Any]:
+def runtime_vs_reference(model, inputs: Mapping[str, np.ndarray], tol: Tolerance = Tolerance()) -> dict[str, Any]:
     """First node whose onnxruntime output differs from onnx.reference's."""
     try:
         from onnx.reference import ReferenceEvaluator
 
         reference = ReferenceEvaluator(model).run(None, dict(inputs), intermediate=True)
     except Exception as exc:  # custom domains, ops the reference lacks
-        return {"status": "unavailable", "message": f"onnx.reference cannot run this model: {one_line(exc, with_type=True)}"}
+        return {
+            "status": "unavailable",
+            "message": f"onnx.reference cannot run this model: {one_line(exc, with_type=True)}",
+        }
     try:
         runtime = run_unoptimized(expose(model), inputs)
     except Exception as exc:
-        return {"status": "unavailable", "message": f"onnxruntime cannot run the exposed graph: {one_line(exc, with_type=True)}"}
+        return {
+            "status": "unavailable",
+            "message": f"onnxruntime cannot run the exposed graph: {one_line(exc, with_type=True)}",
+        }
     compared = 0
     for index, node in enumerate(model.graph.node):
         for out in node.output:
@@ -113,17 +121,28 @@ def runtime_vs_reference(model, inputs: Mapping[str, np.ndarray], tol: Tolerance
             if found:
                 max_abs, max_rel, why = found
                 return {
-                    "status": "mismatch", "node": node.name or f"#{index}", "node_index": index,
-                    "op_type": node.op_type, "domain": node.domain or "ai.onnx", "tensor": out,
-                    "max_abs_err": max_abs, "max_rel_err": max_rel, "compared": compared,
+                    "status": "mismatch",
+                    "node": node.name or f"#{index}",
+                    "node_index": index,
+                    "op_type": node.op_type,
+                    "domain": node.domain or "ai.onnx",
+                    "tensor": out,
+                    "max_abs_err": max_abs,
+                    "max_rel_err": max_rel,
+                    "compared": compared,
                     "message": f"onnxruntime and onnx.reference first differ at node {node.name or index!r} "
-                               f"({node.op_type}), output {out!r}: {why}, max abs err {max_abs:.3g}",
+                    f"({node.op_type}), output {out!r}: {why}, max abs err {max_abs:.3g}",
                 }
-    return {"status": "agree", "compared": compared,
-            "message": f"onnxruntime matches onnx.reference on all {compared} intermediate tensors"}
+    return {
+        "status": "agree",
+        "compared": compared,
+        "message": f"onnxruntime matches onnx.reference on all {compared} intermediate tensors",
+    }
 
 
-def source_vs_onnx(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], tol: Tolerance = Tolerance()) -> Dict[str, Any]:
+def source_vs_onnx(
+    spec, model, onnx_model, inputs: Mapping[str, np.ndarray], tol: Tolerance = Tolerance()
+) -> dict[str, Any]:
     """First layer/step of the original whose ONNX counterpart differs."""
     if spec is None or spec.intermediates is None:
         name = spec.name if spec is not None else "this"
@@ -131,13 +150,19 @@ def source_vs_onnx(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], to
     try:
         items = list(spec.intermediates(model, inputs, onnx_model))
     except Exception as exc:
-        return {"status": "unavailable", "message": f"could not collect the original's intermediate values: {one_line(exc, with_type=True)}"}
+        return {
+            "status": "unavailable",
+            "message": f"could not collect the original's intermediate values: {one_line(exc, with_type=True)}",
+        }
     if not items:
         return {"status": "unavailable", "message": "no layer or step of the original maps to an ONNX tensor"}
     try:
         runtime = run_unoptimized(expose(onnx_model, {i.onnx_tensor for i in items}), inputs)
     except Exception as exc:
-        return {"status": "unavailable", "message": f"onnxruntime cannot run the exposed graph: {one_line(exc, with_type=True)}"}
+        return {
+            "status": "unavailable",
+            "message": f"onnxruntime cannot run the exposed graph: {one_line(exc, with_type=True)}",
+        }
     producers = {out: node for node in onnx_model.graph.node for out in node.output}
     compared, skipped = 0, []
     for item in items:
@@ -151,25 +176,40 @@ def source_vs_onnx(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], to
             max_abs, max_rel, why = found
             node = producers.get(item.onnx_tensor)
             return {
-                "status": "mismatch", "layer": item.name, "kind": item.kind, "tensor": item.onnx_tensor,
-                "node": node.name if node is not None else "", "op_type": node.op_type if node is not None else "",
-                "max_abs_err": max_abs, "max_rel_err": max_rel, "compared": compared, "skipped": skipped,
+                "status": "mismatch",
+                "layer": item.name,
+                "kind": item.kind,
+                "tensor": item.onnx_tensor,
+                "node": node.name if node is not None else "",
+                "op_type": node.op_type if node is not None else "",
+                "max_abs_err": max_abs,
+                "max_rel_err": max_rel,
+                "compared": compared,
+                "skipped": skipped,
                 "message": f"the original and ONNX first differ after {item.name!r} ({item.kind}), "
-                           f"ONNX tensor {item.onnx_tensor!r}"
-                           + (f" from node {node.name!r} ({node.op_type})" if node is not None else "")
-                           + f": {why}, max abs err {max_abs:.3g}",
+                f"ONNX tensor {item.onnx_tensor!r}"
+                + (f" from node {node.name!r} ({node.op_type})" if node is not None else "")
+                + f": {why}, max abs err {max_abs:.3g}",
             }
-    return {"status": "agree", "compared": compared, "skipped": skipped,
-            "message": f"all {compared} layers/steps compared match their ONNX tensors"}
+    return {
+        "status": "agree",
+        "compared": compared,
+        "skipped": skipped,
+        "message": f"all {compared} layers/steps compared match their ONNX tensors",
+    }
 
 
-def diagnose(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], tol: Optional[Tolerance] = None,
-             case: str = "") -> Dict[str, Any]:
+def diagnose(
+    spec, model, onnx_model, inputs: Mapping[str, np.ndarray], tol: Tolerance | None = None, case: str = ""
+) -> dict[str, Any]:
     """The report's ``diagnosis`` section for one case."""
     tol = tol or Tolerance()
     runtime = runtime_vs_reference(onnx_model, inputs, tol)
-    source = source_vs_onnx(spec, model, onnx_model, inputs, tol) if model is not None else {
-        "status": "unavailable", "message": "the original model is not available"}
+    source = (
+        source_vs_onnx(spec, model, onnx_model, inputs, tol)
+        if model is not None
+        else {"status": "unavailable", "message": "the original model is not available"}
+    )
     return {
         "case": case,
         "tolerance": {"rtol": tol.rtol, "atol": tol.atol},
@@ -179,23 +219,34 @@ def diagnose(spec, model, onnx_model, inputs: Mapping[str, np.ndarray], tol: Opt
     }
 
 
-def summary_line(runtime: Dict[str, Any], source: Dict[str, Any]) -> str:
+def summary_line(runtime: dict[str, Any], source: dict[str, Any]) -> str:
     parts = []
     if source.get("status") == "mismatch":
-        parts.append(f"conversion: first wrong at {source['layer']} ({source['kind']}) -> ONNX "
-                     f"{source.get('node') or source['tensor']} ({source.get('op_type') or '?'}), "
-                     f"max abs err {source['max_abs_err']:.3g}")
+        parts.append(
+            f"conversion: first wrong at {source['layer']} ({source['kind']}) -> ONNX "
+            f"{source.get('node') or source['tensor']} ({source.get('op_type') or '?'}), "
+            f"max abs err {source['max_abs_err']:.3g}"
+        )
     if runtime.get("status") == "mismatch":
-        parts.append(f"runtime: onnxruntime differs from onnx.reference first at node {runtime['node']} "
-                     f"({runtime['op_type']}), max abs err {runtime['max_abs_err']:.3g}")
+        parts.append(
+            f"runtime: onnxruntime differs from onnx.reference first at node {runtime['node']} "
+            f"({runtime['op_type']}), max abs err {runtime['max_abs_err']:.3g}"
+        )
     if not parts:
         statuses = f"source {source.get('status')}, runtime {runtime.get('status')}"
         return f"no mismatch located ({statuses})"
     return "; ".join(parts)
 
 
-def for_result(result, source: Any, *, framework: Optional[str] = None, trust_source: bool = False,
-               registry=None, tol: Optional[Tolerance] = None) -> Dict[str, Any]:
+def for_result(
+    result,
+    source: Any,
+    *,
+    framework: str | None = None,
+    trust_source: bool = False,
+    registry=None,
+    tol: Tolerance | None = None,
+) -> dict[str, Any]:
     """Diagnose a finished run on its first failing case (else its first case).
 
     The source is loaded again: the artifact deliberately holds no framework
@@ -228,7 +279,7 @@ def _pick_case(cases, report):
     return cases[0]
 
 
-def print_lines(diagnosis: Dict[str, Any]) -> List[str]:
+def print_lines(diagnosis: dict[str, Any]) -> list[str]:
     """What ``onnxgate diagnose`` prints."""
     lines = [f"diagnosis on case {diagnosis.get('case') or '?'}: {diagnosis['summary']}"]
     for key in ("source", "runtime"):

@@ -15,13 +15,14 @@ only growth past ``factor * floor`` (1e-5 with the defaults) counts. Only
 cases present in both runs are compared (same seed and flags => same cases),
 so turning on edge values later is not mistaken for drift.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.report.model import as_dict, dumps
@@ -42,9 +43,9 @@ def _num(value: Any) -> float:
     return float(value) if value is not None else 0.0
 
 
-def from_report(report: Dict[str, Any]) -> Dict[str, Any]:
+def from_report(report: dict[str, Any]) -> dict[str, Any]:
     """The baseline document for a (passing) report."""
-    outputs: Dict[str, Dict[str, Any]] = {}
+    outputs: dict[str, dict[str, Any]] = {}
     for case in report.get("cases", []):
         if case.get("skipped"):
             continue
@@ -65,11 +66,11 @@ def from_report(report: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def write(baseline: Dict[str, Any], path: Path) -> None:
+def write(baseline: dict[str, Any], path: Path) -> None:
     atomic.write_bytes(Path(path), dumps(baseline))  # non-finite floats as strings, like the report
 
 
-def accept(report, path: Path, force: bool = False) -> Dict[str, Any]:
+def accept(report, path: Path, force: bool = False) -> dict[str, Any]:
     """Write ``report`` (a ``Report`` or its JSON form) as the baseline at ``path``."""
     report = as_dict(report)
     if not report.get("passed") and not force:
@@ -81,19 +82,23 @@ def accept(report, path: Path, force: bool = False) -> Dict[str, Any]:
     return baseline
 
 
-def load(path: Path) -> Dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"baseline {path}: no such file") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"baseline {path}: unreadable: {exc}") from exc
-    if not isinstance(data, dict) or data.get("baseline_version") != BASELINE_VERSION or not isinstance(data.get("outputs"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("baseline_version") != BASELINE_VERSION
+        or not isinstance(data.get("outputs"), dict)
+    ):
         raise UsageError(f"baseline {path}: not an onnxgate baseline (version {BASELINE_VERSION})")
     return data
 
 
-def compare(report: Dict[str, Any], baseline: Dict[str, Any], factor: float, floor: float) -> Dict[str, Any]:
+def compare(report: dict[str, Any], baseline: dict[str, Any], factor: float, floor: float) -> dict[str, Any]:
     """The report's ``drift`` section."""
     current = from_report(report)["outputs"]
     rows = []
@@ -111,16 +116,32 @@ def compare(report: Dict[str, Any], baseline: Dict[str, Any], factor: float, flo
         limit = factor * max(before, floor)
         growth = (after / before) if before > 0 else (math.inf if after > 0 else 1.0)
         passed = after <= limit
-        rows.append({
-            "name": name, "baseline_max_abs_err": before, "max_abs_err": after,
-            "growth": growth, "grew": after > before, "limit": limit, "passed": passed,
-            "cases_compared": len(common),
-            "reason": "" if passed else f"max abs err grew {before:.3g} -> {after:.3g} (x{growth:.3g}), limit {limit:.3g}",
-        })
-    changed = {k: [baseline.get("versions", {}).get(k), v] for k, v in report.get("versions", {}).items()
-               if baseline.get("versions", {}).get(k) not in (None, v)}
+        rows.append(
+            {
+                "name": name,
+                "baseline_max_abs_err": before,
+                "max_abs_err": after,
+                "growth": growth,
+                "grew": after > before,
+                "limit": limit,
+                "passed": passed,
+                "cases_compared": len(common),
+                "reason": ""
+                if passed
+                else f"max abs err grew {before:.3g} -> {after:.3g} (x{growth:.3g}), limit {limit:.3g}",
+            }
+        )
+    changed = {
+        k: [baseline.get("versions", {}).get(k), v]
+        for k, v in report.get("versions", {}).items()
+        if baseline.get("versions", {}).get(k) not in (None, v)
+    }
     return {
-        "factor": factor, "floor": floor, "passed": all(r["passed"] for r in rows),
-        "baseline_created": baseline.get("created"), "outputs": rows, "changed_versions": changed,
+        "factor": factor,
+        "floor": floor,
+        "passed": all(r["passed"] for r in rows),
+        "baseline_created": baseline.get("created"),
+        "outputs": rows,
+        "changed_versions": changed,
         "new_outputs": sorted(set(current) - set(baseline["outputs"])),
     }

@@ -6,12 +6,13 @@ options, by the same names): a ``GateConfig`` and the run's tolerance.
 ``Tolerance``, an ``OutputRule`` or a dict (``{"rtol": 1e-3}``,
 ``{"min_agreement": 0.99}``), like ``--tolerance OUTPUT:KEY=VALUE``.
 """
+
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
-
+from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
+from typing import Any, Union
 
 from onnxgate.pipeline.gate.config import GateConfig, OutputRule, _rule, merge
 from onnxgate.pipeline.gate.config import resolve as resolve_gate
@@ -24,7 +25,7 @@ ToleranceLike = Union[Tolerance, Mapping[str, RuleLike], None]
 _DEFAULTS = GateConfig()
 
 
-def output_rules(rules: Mapping[str, RuleLike]) -> Dict[str, OutputRule]:
+def output_rules(rules: Mapping[str, RuleLike]) -> dict[str, OutputRule]:
     out = {}
     for name, rule in rules.items():
         if not isinstance(name, str):
@@ -36,29 +37,31 @@ def output_rules(rules: Mapping[str, RuleLike]) -> Dict[str, OutputRule]:
         elif isinstance(rule, Mapping):
             out[name] = _rule(rule, f"tolerance[{name!r}]")
         else:
-            raise UsageError(f"tolerance[{name!r}]: a {type(rule).__name__}; give a Tolerance, an OutputRule "
-                             "or a dict such as {'rtol': 1e-3, 'atol': 1e-4}")
+            raise UsageError(
+                f"tolerance[{name!r}]: a {type(rule).__name__}; give a Tolerance, an OutputRule "
+                "or a dict such as {'rtol': 1e-3, 'atol': 1e-4}"
+            )
     return out
 
 
 def resolve(
     *,
-    rtol: Optional[float],
-    atol: Optional[float],
+    rtol: float | None,
+    atol: float | None,
     tolerance: ToleranceLike,
-    gate: Optional[GateConfig],
-    gate_config: Optional[Union[str, Path]],
+    gate: GateConfig | None,
+    gate_config: str | Path | None,
     sweep: bool,
-    edge_values: Optional[bool],
-    ci: Optional[bool],
+    edge_values: bool | None,
+    ci: bool | None,
     max_flip_rate: float,
-    target_runtime: Optional[str],
+    target_runtime: str | None,
     optimizer_check: bool,
-    baseline: Optional[Union[str, Path]],
+    baseline: str | Path | None,
     drift_factor: float,
     drift_floor: float,
-    model_path: Optional[Union[str, Path]] = None,
-) -> Tuple[Optional[float], Optional[float], GateConfig]:
+    model_path: str | Path | None = None,
+) -> tuple[float | None, float | None, GateConfig]:
     """(rtol, atol, gate) for ``api.run``; conflicting or bad values are UsageErrors.
 
     The GateConfig comes from ``gate.config.resolve``, the one path the CLI
@@ -77,17 +80,35 @@ def resolve(
     for label, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (isinstance(value, (int, float)) and value >= 0):
             raise UsageError(f"{label}={value!r}: must be a number >= 0")
-    asked = dict(sweep=sweep, edge_values=edge_values, ci=ci, max_flip_rate=max_flip_rate,
-                 target_runtime=target_runtime, optimizer_check=optimizer_check, baseline=baseline,
-                 drift_factor=drift_factor, drift_floor=drift_floor)
+    asked = dict(
+        sweep=sweep,
+        edge_values=edge_values,
+        ci=ci,
+        max_flip_rate=max_flip_rate,
+        target_runtime=target_runtime,
+        optimizer_check=optimizer_check,
+        baseline=baseline,
+        drift_factor=drift_factor,
+        drift_floor=drift_floor,
+    )
     if gate is not None:
         changed = [k for k, v in asked.items() if v is not None and v != getattr(_DEFAULTS, k)]
         if changed or rules or gate_config is not None:
-            raise UsageError(f"give gate=GateConfig(...) or the gate keywords ({', '.join(changed) or 'tolerance'}), "
-                             "not both")
+            raise UsageError(
+                f"give gate=GateConfig(...) or the gate keywords ({', '.join(changed) or 'tolerance'}), not both"
+            )
         return rtol, atol, gate
     gate = resolve_gate(
-        model_path=model_path, ci=ci, edge_values=edge_values, gate_config=gate_config, baseline=baseline,
-        sweep=sweep, optimizer_check=optimizer_check, max_flip_rate=max_flip_rate, target_runtime=target_runtime,
-        drift_factor=drift_factor, drift_floor=drift_floor)
+        model_path=model_path,
+        ci=ci,
+        edge_values=edge_values,
+        gate_config=gate_config,
+        baseline=baseline,
+        sweep=sweep,
+        optimizer_check=optimizer_check,
+        max_flip_rate=max_flip_rate,
+        target_runtime=target_runtime,
+        drift_factor=drift_factor,
+        drift_floor=drift_floor,
+    )
     return rtol, atol, replace(gate, outputs=merge(gate.outputs, rules))

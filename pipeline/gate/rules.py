@@ -18,9 +18,11 @@ themselves (no framework needed), highest priority first:
 - ``regression`` (one float per row): absolute and relative error;
 - ``tensor`` (anything else): elementwise error only.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +51,9 @@ def is_probabilities(value: Any) -> bool:
     finite = arr[np.isfinite(arr).all(axis=1)]
     if not len(finite):
         return False
-    return bool((finite >= -1e-6).all() and (finite <= 1 + 1e-6).all() and np.allclose(finite.sum(axis=1), 1, atol=1e-3))
+    return bool(
+        (finite >= -1e-6).all() and (finite <= 1 + 1e-6).all() and np.allclose(finite.sum(axis=1), 1, atol=1e-3)
+    )
 
 
 class ClassifierLabels(CompareRule):
@@ -63,8 +67,14 @@ class ClassifierLabels(CompareRule):
         return is_label(expected) or (actual is not None and is_label(actual) and not is_probabilities(expected))
 
     def prepare(self, actual, expected, context):
-        width = next((int(as_array(context.expected[n]).shape[-1]) for n, kind in context.kinds.items()
-                      if kind == ClassifierProbabilities.name), None)
+        width = next(
+            (
+                int(as_array(context.expected[n]).shape[-1])
+                for n, kind in context.kinds.items()
+                if kind == ClassifierProbabilities.name
+            ),
+            None,
+        )
         act, exp, note = normalise_labels(actual, expected, context.classes, width)
         return _flat_labels(act), _flat_labels(exp), note
 
@@ -92,8 +102,10 @@ class ClassifierProbabilities(CompareRule):
     def metrics(self, actual, expected, result, settings):
         if actual.shape != expected.shape or actual.ndim != 2:
             return {}
-        return {"max_prob_err": result["max_abs_err"],
-                "argmax_agreement": float((np.argmax(actual, axis=1) == np.argmax(expected, axis=1)).mean())}
+        return {
+            "max_prob_err": result["max_abs_err"],
+            "argmax_agreement": float((np.argmax(actual, axis=1) == np.argmax(expected, axis=1)).mean()),
+        }
 
 
 class Embeddings(CompareRule):
@@ -161,8 +173,9 @@ def onnxgate_compare_rules():
     yield Tensor()
 
 
-def normalise_labels(actual: Any, expected: Any, classes: Optional[Sequence[Any]],
-                     width: Optional[int]) -> Tuple[np.ndarray, np.ndarray, str]:
+def normalise_labels(
+    actual: Any, expected: Any, classes: Sequence[Any] | None, width: int | None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Map class indices to class labels when the two sides disagree on which they return."""
     a, e = np.asarray(actual), np.asarray(expected)
     a_text, e_text = a.dtype.kind in "OSU", e.dtype.kind in "OSU"
@@ -197,13 +210,13 @@ def _flat_labels(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1) if x.ndim == 2 and x.shape[1] == 1 else x
 
 
-def embedding_metrics(act: np.ndarray, exp: np.ndarray, k: int) -> Dict[str, Any]:
+def embedding_metrics(act: np.ndarray, exp: np.ndarray, k: int) -> dict[str, Any]:
     d = exp.shape[-1]
     a = act.reshape(-1, d).astype(np.float64)
     e = exp.reshape(-1, d).astype(np.float64)
     ok = np.isfinite(a).all(axis=1) & np.isfinite(e).all(axis=1)
     a, e = a[ok], e[ok]
-    out: Dict[str, Any] = {"cosine_rows": int(len(a)), "topk": int(min(k, d))}
+    out: dict[str, Any] = {"cosine_rows": int(len(a)), "topk": int(min(k, d))}
     if not len(a):
         return out
     # cosine is scale-invariant: scaling each row by its largest magnitude
@@ -222,4 +235,3 @@ def embedding_metrics(act: np.ndarray, exp: np.ndarray, k: int) -> Dict[str, Any
     top_e = np.sort(np.argsort(-e, axis=1, kind="stable")[:, :k], axis=1)
     out["topk_agreement"] = float((top_a == top_e).all(axis=1).mean())
     return out
-

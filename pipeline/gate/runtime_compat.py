@@ -9,22 +9,42 @@ guessed: the installed onnxruntime is probed instead (tiny models at
 increasing versions, ~30 ms, cached), and any other unknown target is
 reported as unknown rather than passed or failed.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from onnxgate.plugins.errors import UsageError
 
 #: release -> (ai.onnx opset, ai.onnx.ml opset, IR version)
-ORT_TABLE: Dict[str, Tuple[int, int, int]] = {
-    "1.20": (21, 4, 10), "1.19": (21, 4, 10), "1.18": (21, 4, 10), "1.17": (20, 4, 9),
-    "1.16": (19, 3, 9), "1.15": (19, 3, 8), "1.14": (18, 3, 8), "1.13": (17, 3, 8),
-    "1.12": (17, 3, 8), "1.11": (16, 2, 8), "1.10": (15, 2, 8), "1.9": (15, 2, 8),
-    "1.8": (14, 2, 7), "1.7": (13, 2, 7), "1.6": (13, 2, 7), "1.5": (12, 2, 7),
-    "1.4": (12, 2, 7), "1.3": (12, 2, 7), "1.2": (11, 2, 6), "1.1": (11, 2, 6),
-    "1.0": (11, 2, 6), "0.5": (10, 1, 5), "0.4": (10, 1, 5), "0.3": (9, 1, 3),
-    "0.2": (8, 1, 3), "0.1": (8, 1, 3),
+ORT_TABLE: dict[str, tuple[int, int, int]] = {
+    "1.20": (21, 4, 10),
+    "1.19": (21, 4, 10),
+    "1.18": (21, 4, 10),
+    "1.17": (20, 4, 9),
+    "1.16": (19, 3, 9),
+    "1.15": (19, 3, 8),
+    "1.14": (18, 3, 8),
+    "1.13": (17, 3, 8),
+    "1.12": (17, 3, 8),
+    "1.11": (16, 2, 8),
+    "1.10": (15, 2, 8),
+    "1.9": (15, 2, 8),
+    "1.8": (14, 2, 7),
+    "1.7": (13, 2, 7),
+    "1.6": (13, 2, 7),
+    "1.5": (12, 2, 7),
+    "1.4": (12, 2, 7),
+    "1.3": (12, 2, 7),
+    "1.2": (11, 2, 6),
+    "1.1": (11, 2, 6),
+    "1.0": (11, 2, 6),
+    "0.5": (10, 1, 5),
+    "0.4": (10, 1, 5),
+    "0.3": (9, 1, 3),
+    "0.2": (8, 1, 3),
+    "0.1": (8, 1, 3),
 }
 #: Domains onnxruntime implements beyond the table (contrib ops): not checked.
 UNCHECKED_DOMAINS = ("com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental", "ai.onnx.contrib")
@@ -37,22 +57,25 @@ def minor(version: str) -> str:
     return f"{int(parts[0])}.{int(parts[1])}"
 
 
-def _key(v: str) -> Tuple[int, int]:
+def _key(v: str) -> tuple[int, int]:
     a, b = v.split(".")
     return int(a), int(b)
 
 
-@functools.lru_cache(maxsize=None)
-def probe_installed() -> Tuple[str, Tuple[int, int, int]]:
+@functools.cache
+def probe_installed() -> tuple[str, tuple[int, int, int]]:
     """(installed onnxruntime minor version, its limits), measured by loading tiny models."""
     import onnxruntime as ort
 
     def loads(ir: int, domain: str, opset: int) -> bool:
         from onnx import TensorProto, helper
 
-        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        )
         imports = [helper.make_opsetid("", opset if domain == "" else 13)]
         if domain:
             imports.append(helper.make_opsetid(domain, opset))
@@ -80,19 +103,19 @@ def probe_installed() -> Tuple[str, Tuple[int, int, int]]:
     return minor(ort.__version__), (opset, ml, ir)
 
 
-def limits(target: str) -> Optional[Tuple[int, int, int]]:
+def limits(target: str) -> tuple[int, int, int] | None:
     installed, measured = probe_installed()
     if target == installed:
         return measured
     return ORT_TABLE.get(target)
 
 
-def model_needs(model) -> Dict[str, Any]:
+def model_needs(model) -> dict[str, Any]:
     opsets = {imp.domain or "ai.onnx": int(imp.version) for imp in model.opset_import}
     return {"ir_version": int(model.ir_version), "opsets": opsets}
 
 
-def _fits(needs: Dict[str, Any], lim: Tuple[int, int, int]) -> List[str]:
+def _fits(needs: dict[str, Any], lim: tuple[int, int, int]) -> list[str]:
     opset, ml, ir = lim
     problems = []
     if needs["ir_version"] > ir:
@@ -105,7 +128,7 @@ def _fits(needs: Dict[str, Any], lim: Tuple[int, int, int]) -> List[str]:
     return problems
 
 
-def check(model, target: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def check(model, target: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the report's ``runtime_compat`` section, the ``runtime_compat`` check)."""
     installed, _ = probe_installed()
     try:
@@ -117,8 +140,10 @@ def check(model, target: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str
     releases[installed] = limits(installed)
     loadable = sorted((r for r, lim in releases.items() if not _fits(needs, lim)), key=_key)
     other = sorted(d for d in needs["opsets"] if d not in ("ai.onnx", "ai.onnx.ml"))
-    section: Dict[str, Any] = {
-        "target": target_minor, "installed": installed, **needs,
+    section: dict[str, Any] = {
+        "target": target_minor,
+        "installed": installed,
+        **needs,
         "loadable_by": loadable,
         "oldest_release": loadable[0] if loadable else None,
         "unchecked_domains": other,
@@ -127,25 +152,31 @@ def check(model, target: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str
     }
     lim = limits(target_minor)
     if lim is None:
-        message = (f"no compatibility data for onnxruntime {target_minor} (known: {min(ORT_TABLE, key=_key)}-"
-                   f"{max(ORT_TABLE, key=_key)} and the installed {installed}); loadable by: {_span(loadable)}")
+        message = (
+            f"no compatibility data for onnxruntime {target_minor} (known: {min(ORT_TABLE, key=_key)}-"
+            f"{max(ORT_TABLE, key=_key)} and the installed {installed}); loadable by: {_span(loadable)}"
+        )
         section["target_status"] = "unknown"
         return section, {"name": "runtime_compat", "passed": True, "message": message}
     problems = _fits(needs, lim)
     section["target_status"] = "ok" if not problems else "too new"
     section["target_limits"] = {"ai.onnx": lim[0], "ai.onnx.ml": lim[1], "ir_version": lim[2]}
     if problems:
-        message = (f"onnxruntime {target_minor} cannot load this model: {', '.join(problems)}; "
-                   f"loadable by: {_span(loadable)} (re-export with a lower opset, e.g. --opset {lim[0]})")
+        message = (
+            f"onnxruntime {target_minor} cannot load this model: {', '.join(problems)}; "
+            f"loadable by: {_span(loadable)} (re-export with a lower opset, e.g. --opset {lim[0]})"
+        )
     else:
         message = f"onnxruntime {target_minor} can load this model; loadable by: {_span(loadable)}"
     return section, {"name": "runtime_compat", "passed": not problems, "message": message}
 
 
-def _span(releases: List[str]) -> str:
+def _span(releases: list[str]) -> str:
     if not releases:
         return "no known onnxruntime release"
     if releases[0] not in ORT_TABLE:
-        return (f"onnxruntime {releases[0]} (the installed release; releases after "
-                f"{max(ORT_TABLE, key=_key)} and before it are not in the table)")
+        return (
+            f"onnxruntime {releases[0]} (the installed release; releases after "
+            f"{max(ORT_TABLE, key=_key)} and before it are not in the table)"
+        )
     return f"onnxruntime {releases[0]} and later" if len(releases) > 1 else f"onnxruntime {releases[0]}"

@@ -7,27 +7,26 @@ swept and edge-value cases stage 1 built, task-aware metrics (pipeline.tasks),
 tree threshold-rounding flips (pipeline.trees), a second session with graph
 optimisations off, and the runtime compatibility table.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
-from onnxgate.plugins.helpers import one_line
-from onnxgate.plugins.spec import Tolerance
-from onnxgate.pipeline.gate import runtime_compat
-from onnxgate.pipeline.gate import tasks
-from onnxgate.pipeline.gate import trees
-from onnxgate.pipeline.gate.config import GateConfig, OutputRule, check_output_names, merge
-from onnxgate.plugins.errors import ConversionError
 from onnxgate.pipeline.core.arrays import abs_diff, as_array
 from onnxgate.pipeline.core.artifact import Artifact
-from onnxgate.pipeline.gate.compare import bad_elements
 from onnxgate.pipeline.core.session import Runtime, frozen_batch_inputs, run_case
+from onnxgate.pipeline.gate import runtime_compat, tasks, trees
+from onnxgate.pipeline.gate.compare import bad_elements
+from onnxgate.pipeline.gate.config import GateConfig, OutputRule, check_output_names, merge
+from onnxgate.plugins.errors import ConversionError
+from onnxgate.plugins.helpers import one_line
+from onnxgate.plugins.spec import Tolerance
 
 
-def check_model(model) -> List[Dict[str, Any]]:
+def check_model(model) -> list[dict[str, Any]]:
     """onnx.checker and strict shape inference; a failure is a conversion failure."""
     import onnx
 
@@ -47,9 +46,13 @@ def check_model(model) -> List[Dict[str, Any]]:
     return checks
 
 
-def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
-             per_output: Optional[Dict[str, Tolerance]] = None, gate: Optional[GateConfig] = None,
-             runtime: Optional[Runtime] = None) -> Dict[str, Any]:
+def validate(
+    artifact: Artifact,
+    tolerance: Tolerance | None = None,
+    per_output: dict[str, Tolerance] | None = None,
+    gate: GateConfig | None = None,
+    runtime: Runtime | None = None,
+) -> dict[str, Any]:
     """Run the gate on an artifact; returns the report's validation sections
     (``report.build`` turns them into the typed report and its verdict)."""
     tol = tolerance or artifact.tolerance
@@ -66,20 +69,30 @@ def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
 
     if artifact.dynamic_batch:
         frozen = frozen_batch_inputs(artifact.model)
-        checks.append({
-            "name": "dynamic_batch",
-            "passed": not frozen,
-            "message": (
-                "batch dimension is dynamic" if not frozen else
-                "a dynamic batch was requested but the ONNX model freezes it: " + ", ".join(frozen)
-            ),
-        })
+        checks.append(
+            {
+                "name": "dynamic_batch",
+                "passed": not frozen,
+                "message": (
+                    "batch dimension is dynamic"
+                    if not frozen
+                    else "a dynamic batch was requested but the ONNX model freezes it: " + ", ".join(frozen)
+                ),
+            }
+        )
     frozen_axes = frozen_axes_check(artifact.gate_info.get("frozen_axes", []), artifact.dynamic_batch)
     if frozen_axes:
         checks.append(frozen_axes)
 
-    context = _Context(runtime, unoptimized, artifact.model, tol, gate, tasks.model_classes(artifact.model),
-                       artifact.tree_ensemble or trees.is_tree_model(artifact.model))
+    context = _Context(
+        runtime,
+        unoptimized,
+        artifact.model,
+        tol,
+        gate,
+        tasks.model_classes(artifact.model),
+        artifact.tree_ensemble or trees.is_tree_model(artifact.model),
+    )
     cases = [_validate_case(context, case) for case in artifact.cases]
     checks += _summary_checks(cases, artifact, gate, context)
 
@@ -90,22 +103,27 @@ def validate(artifact: Artifact, tolerance: Optional[Tolerance] = None,
         "validate_s": time.perf_counter() - t0,
         "gate": gate.summary(),
         "runtime_compat": compat,
-        "sweep": {"dynamic_axes": artifact.gate_info.get("dynamic_axes", []),
-                  "frozen_axes": artifact.gate_info.get("frozen_axes", [])},
+        "sweep": {
+            "dynamic_axes": artifact.gate_info.get("dynamic_axes", []),
+            "frozen_axes": artifact.gate_info.get("frozen_axes", []),
+        },
     }
     if context.tree:
         result["tree_flips"] = _tree_summary(cases, gate)
     return result
 
 
-def frozen_axes_check(frozen: List[Dict[str, Any]], dynamic_batch: bool) -> Optional[Dict[str, Any]]:
+def frozen_axes_check(frozen: list[dict[str, Any]], dynamic_batch: bool) -> dict[str, Any] | None:
     """The failing check for non-batch axes the ONNX model froze."""
     relevant = [f for f in frozen if f["axis"] != 0]  # axis 0: dynamic_batch check
     if not relevant:
         return None
     what = ", ".join(f"{f['input']} axis {f['axis']} (fixed to {f['fixed_to']})" for f in relevant)
-    return {"name": "dynamic_axes", "passed": False,
-            "message": f"dynamic in the source but fixed in the ONNX model: {what}"}
+    return {
+        "name": "dynamic_axes",
+        "passed": False,
+        "message": f"dynamic in the source but fixed in the ONNX model: {what}",
+    }
 
 
 class _Context:
@@ -116,7 +134,7 @@ class _Context:
         self.tol, self.gate, self.classes, self.tree = tol, gate, classes, tree
 
 
-def _with_per_output(gate: GateConfig, per_output: Dict[str, Tolerance]) -> GateConfig:
+def _with_per_output(gate: GateConfig, per_output: dict[str, Tolerance]) -> GateConfig:
     if not per_output:
         return gate
     from dataclasses import replace
@@ -125,20 +143,25 @@ def _with_per_output(gate: GateConfig, per_output: Dict[str, Tolerance]) -> Gate
     return replace(gate, outputs=merge(rules, gate.outputs))
 
 
-def _unoptimized_session(runtime: Runtime, gate: GateConfig, checks: List[Dict[str, Any]]):
+def _unoptimized_session(runtime: Runtime, gate: GateConfig, checks: list[dict[str, Any]]):
     if not gate.optimizer_check:
         return None
     try:
         return runtime.session(optimized=False)
     except ConversionError as exc:  # loads optimised but not plain: worth saying, not a verdict
-        checks.append({"name": "optimizer_consistency", "passed": True,
-                       "message": f"not checked: the unoptimised session does not load ({exc})"})
+        checks.append(
+            {
+                "name": "optimizer_consistency",
+                "passed": True,
+                "message": f"not checked: the unoptimised session does not load ({exc})",
+            }
+        )
         return None
 
 
-def _validate_case(ctx: _Context, case) -> Dict[str, Any]:
+def _validate_case(ctx: _Context, case) -> dict[str, Any]:
     meta = case.meta or {}
-    entry: Dict[str, Any] = {
+    entry: dict[str, Any] = {
         "name": case.name,
         "kind": meta.get("kind", "base"),
         "input_shapes": {k: list(np.shape(v)) for k, v in case.inputs.items()},
@@ -181,9 +204,11 @@ def _attribute(ctx: _Context, case, actual, results) -> None:
     plain_results, _ = tasks.compare_case(plain, case.expected, ctx.tol, ctx.gate, ctx.classes)
     for r, p in zip(results, plain_results):
         name = r["name"]
-        r["optimizer"] = {"max_abs_diff": _max_diff(actual[name], plain[name]),
-                          "disagrees": _disagree(actual[name], plain[name], ctx.gate.rule(name).tolerance(ctx.tol)),
-                          "passed_unoptimized": p["passed"]}
+        r["optimizer"] = {
+            "max_abs_diff": _max_diff(actual[name], plain[name]),
+            "disagrees": _disagree(actual[name], plain[name], ctx.gate.rule(name).tolerance(ctx.tol)),
+            "passed_unoptimized": p["passed"],
+        }
         if not r["passed"]:
             r["attribution"] = "optimizer" if p["passed"] else "converter"
 
@@ -204,7 +229,7 @@ def _max_diff(a, b) -> float:
 
 
 def _row(value, i):
-    return value[i:i + 1]
+    return value[i : i + 1]
 
 
 def _tree_flips(ctx: _Context, case, entry, results, masks) -> None:
@@ -232,22 +257,30 @@ def _tree_flips(ctx: _Context, case, entry, results, masks) -> None:
     if analysis["passed"]:  # every failing output is row-local and the flips are acceptable
         for r in failing:
             r["passed"] = True
-            r["tolerated"] = (f"{analysis['flipped']} of {n} rows flip: {analysis['explained']} explained by float32 "
-                              f"threshold rounding, {analysis['unexplained']} unexplained (max flip rate "
-                              f"{ctx.gate.max_flip_rate:g})")
+            r["tolerated"] = (
+                f"{analysis['flipped']} of {n} rows flip: {analysis['explained']} explained by float32 "
+                f"threshold rounding, {analysis['unexplained']} unexplained (max flip rate "
+                f"{ctx.gate.max_flip_rate:g})"
+            )
             r["failed_reason"], r["reason"] = r["reason"], ""
             r.pop("attribution", None)
 
 
-def _tree_summary(cases, gate: GateConfig) -> Dict[str, Any]:
+def _tree_summary(cases, gate: GateConfig) -> dict[str, Any]:
     analysed = [c["tree_flips"] for c in cases if "tree_flips" in c]
     rows = sum(a["rows"] for a in analysed)
     flipped = sum(a["flipped"] for a in analysed)
     explained = sum(a["explained"] for a in analysed)
     unexplained = sum(a["unexplained"] for a in analysed)
-    return {"cases_with_flips": len([a for a in analysed if a["flipped"]]), "rows": rows, "flipped": flipped,
-            "explained": explained, "unexplained": unexplained, "max_flip_rate": gate.max_flip_rate,
-            "passed": all(a["passed"] for a in analysed)}
+    return {
+        "cases_with_flips": len([a for a in analysed if a["flipped"]]),
+        "rows": rows,
+        "flipped": flipped,
+        "explained": explained,
+        "unexplained": unexplained,
+        "max_flip_rate": gate.max_flip_rate,
+        "passed": all(a["passed"] for a in analysed),
+    }
 
 
 #: The NaN edge case on a tree ensemble, in words a user can act on.
@@ -256,10 +289,11 @@ NAN_IN_TREES = (
     "training, while the ONNX tree ensemble has no learned side for missing values and sends NaN down a fixed "
     "branch; rows with NaN get different predictions. If your data can hold NaN, impute before the trees "
     "(e.g. SimpleImputer in the pipeline); if it never does, this edge case does not concern you "
-    "(--no-edge-values)")
+    "(--no-edge-values)"
+)
 
 
-def _summary_checks(cases, artifact, gate: GateConfig, ctx: _Context) -> List[Dict[str, Any]]:
+def _summary_checks(cases, artifact, gate: GateConfig, ctx: _Context) -> list[dict[str, Any]]:
     checks = []
     swept = [c for c in cases if c["kind"] == "sweep"]
     if gate.sweep:
@@ -270,13 +304,20 @@ def _summary_checks(cases, artifact, gate: GateConfig, ctx: _Context) -> List[Di
         message = f"swept {what}"
         if skipped:
             message += f"; skipped by source (the original rejects the shape): {', '.join(skipped)}"
-        checks.append({"name": "shape_sweep", "passed": not broken,
-                       "message": message + (f"; failing: {', '.join(broken)}" if broken else "")})
+        checks.append(
+            {
+                "name": "shape_sweep",
+                "passed": not broken,
+                "message": message + (f"; failing: {', '.join(broken)}" if broken else ""),
+            }
+        )
     edges = [c for c in cases if c["kind"] == "edge"]
     if edges:
         parts = []
         for c in edges:
-            state = ("not applicable: " + c["skipped"]) if c.get("skipped") else ("match" if c["passed"] else "MISMATCH")
+            state = (
+                ("not applicable: " + c["skipped"]) if c.get("skipped") else ("match" if c["passed"] else "MISMATCH")
+            )
             parts.append(f"{c['edge']}: {state}")
         nan_failed = any(c["edge"] == "nan" and not c["passed"] and not c.get("skipped") for c in edges)
         if nan_failed and trees.is_tree_model(artifact.model):
@@ -287,21 +328,38 @@ def _summary_checks(cases, artifact, gate: GateConfig, ctx: _Context) -> List[Di
         split = [(case, o) for case, o in outs if o["optimizer"]["disagrees"]]
         worst = max((o["optimizer"]["max_abs_diff"] for _, o in outs), default=0.0)
         if split:
-            where = ", ".join(f"{case}/{o['name']} (max diff {o['optimizer']['max_abs_diff']:.3g})" for case, o in split[:5])
+            where = ", ".join(
+                f"{case}/{o['name']} (max diff {o['optimizer']['max_abs_diff']:.3g})" for case, o in split[:5]
+            )
             opt_ok = all(o["passed"] for _, o in split)
             plain_ok = all(o["optimizer"]["passed_unoptimized"] for _, o in split)
-            side = ("the optimised session matches the original, the unoptimised one does not" if opt_ok and not plain_ok
-                    else "the unoptimised session matches the original, the optimised one does not: deploy with "
-                         "graph_optimization_level=ORT_DISABLE_ALL" if plain_ok and not opt_ok
-                    else "neither matches the original" if not opt_ok else "both match the original")
-            message = (f"onnxruntime graph optimisations change the results beyond tolerance at {where}: an optimiser "
-                       f"problem (the graph is numerically sensitive to rewrites), not a converter one; {side}")
+            side = (
+                "the optimised session matches the original, the unoptimised one does not"
+                if opt_ok and not plain_ok
+                else "the unoptimised session matches the original, the optimised one does not: deploy with "
+                "graph_optimization_level=ORT_DISABLE_ALL"
+                if plain_ok and not opt_ok
+                else "neither matches the original"
+                if not opt_ok
+                else "both match the original"
+            )
+            message = (
+                f"onnxruntime graph optimisations change the results beyond tolerance at {where}: an optimiser "
+                f"problem (the graph is numerically sensitive to rewrites), not a converter one; {side}"
+            )
         else:
             message = f"graph optimisations on and off agree within tolerance (max difference {worst:.3g})"
         checks.append({"name": "optimizer_consistency", "passed": not split, "message": message})
     if ctx.tree:
         flips = _tree_summary(cases, gate)
-        checks.append({"name": "tree_flips", "passed": flips["passed"], "message": (
-            f"{flips['flipped']} of {flips['rows']} rows flip: {flips['explained']} explained by float32 threshold "
-            f"rounding, {flips['unexplained']} unexplained (max flip rate for unexplained flips {gate.max_flip_rate:g})")})
+        checks.append(
+            {
+                "name": "tree_flips",
+                "passed": flips["passed"],
+                "message": (
+                    f"{flips['flipped']} of {flips['rows']} rows flip: {flips['explained']} explained by float32 threshold "
+                    f"rounding, {flips['unexplained']} unexplained (max flip rate for unexplained flips {gate.max_flip_rate:g})"
+                ),
+            }
+        )
     return checks

@@ -7,10 +7,12 @@ live in ``rules.py``. For each output the rule the user named
 (``OUT:rule=NAME``) judges it, else the highest-priority rule that matches.
 This module runs them: prepare, elementwise comparison, metrics, verdict.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +25,7 @@ from onnxgate.plugins.spec import Tolerance
 CLASSIFIER_OPS = ("TreeEnsembleClassifier", "LinearClassifier", "SVMClassifier", "ZipMap")
 
 
-def model_classes(model) -> Optional[List[Any]]:
+def model_classes(model) -> list[Any] | None:
     """The class list a converted classifier declares, in column order."""
     from onnx import helper
 
@@ -38,13 +40,13 @@ def model_classes(model) -> Optional[List[Any]]:
 
 
 @lru_cache(maxsize=1)
-def _registered_rules() -> Tuple[CompareRule, ...]:
+def _registered_rules() -> tuple[CompareRule, ...]:
     from onnxgate.plugins.manager import Registry
 
     return tuple(Registry().compare_rules())
 
 
-def rules_of(gate: Optional[GateConfig]) -> Sequence[CompareRule]:
+def rules_of(gate: GateConfig | None) -> Sequence[CompareRule]:
     """The rules a run uses: the gate's (``api.run`` sets them from its
     registry), else those of the installed plugins."""
     if gate is not None and gate.rules is not None:
@@ -52,7 +54,7 @@ def rules_of(gate: Optional[GateConfig]) -> Sequence[CompareRule]:
     return _registered_rules()
 
 
-def detect(actual: Dict[str, Any], expected: Dict[str, Any], gate: Optional[GateConfig] = None) -> Dict[str, CompareRule]:
+def detect(actual: dict[str, Any], expected: dict[str, Any], gate: GateConfig | None = None) -> dict[str, CompareRule]:
     """The rule per output name."""
     rules = rules_of(gate)
     by_name = {rule.name: rule for rule in rules}
@@ -61,8 +63,9 @@ def detect(actual: Dict[str, Any], expected: Dict[str, Any], gate: Optional[Gate
         wanted = gate.rule(name).rule if gate is not None else None
         if wanted:
             if wanted not in by_name:
-                raise UsageError(f"output {name!r}: unknown comparison rule {wanted!r} "
-                                 f"(known: {', '.join(sorted(by_name))})")
+                raise UsageError(
+                    f"output {name!r}: unknown comparison rule {wanted!r} (known: {', '.join(sorted(by_name))})"
+                )
             chosen[name] = by_name[wanted]
             continue
         act = actual.get(name)
@@ -79,20 +82,29 @@ class _Elementwise(CompareRule):
 _ELEMENTWISE = _Elementwise()
 
 
-def _zipmap_keys(*values: Any) -> Optional[List[Any]]:
+def _zipmap_keys(*values: Any) -> list[Any] | None:
     for value in values:
         if is_zipmap(value):
             return list(value[0])
     return None
 
 
-def compare_case(actual: Dict[str, Any], expected: Dict[str, Any], tol: Tolerance, gate: Optional[GateConfig],
-                 classes: Optional[Sequence[Any]] = None) -> Tuple[List[Dict[str, Any]], Dict[str, Optional[np.ndarray]]]:
+def compare_case(
+    actual: dict[str, Any],
+    expected: dict[str, Any],
+    tol: Tolerance,
+    gate: GateConfig | None,
+    classes: Sequence[Any] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray | None]]:
     """Results per output (report entries) and per-output row masks (True = row disagrees)."""
     gate = gate or GateConfig()
     chosen = detect(actual, expected, gate)
-    context = CompareContext(actual=actual, expected=expected, kinds={n: r.name for n, r in chosen.items()},
-                             classes=classes or _zipmap_keys(*actual.values(), *expected.values()))
+    context = CompareContext(
+        actual=actual,
+        expected=expected,
+        kinds={n: r.name for n, r in chosen.items()},
+        classes=classes or _zipmap_keys(*actual.values(), *expected.values()),
+    )
     results, masks = [], {}
     for name, exp in expected.items():
         rule, settings = chosen[name], gate.rule(name)
@@ -114,7 +126,7 @@ def compare_case(actual: Dict[str, Any], expected: Dict[str, Any], tol: Toleranc
     return results, masks
 
 
-def _lined_up(actual: Any, expected: Any) -> Tuple[np.ndarray, np.ndarray]:
+def _lined_up(actual: Any, expected: Any) -> tuple[np.ndarray, np.ndarray]:
     """Arrays, ``actual`` in ``expected``'s shape when only the shape differs
     ((n, 1) against (n,)): what a rule's metrics can take element by element."""
     a, e = as_array(actual), as_array(expected)

@@ -18,9 +18,10 @@ a Cast); with a preprocessing step in front (a scaler in a pipeline), the
 split features are computed values and rows cannot be nudged: every flip is
 then unexplained.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def is_tree_model(model) -> bool:
     return any(n.op_type in TREE_OPS for n in model.graph.node)
 
 
-def splits(model) -> Tuple[Optional[str], np.ndarray, np.ndarray]:
+def splits(model) -> tuple[str | None, np.ndarray, np.ndarray]:
     """(graph input the trees read, feature ids, float32 thresholds) of every split node."""
     from onnx import helper, numpy_helper
 
@@ -75,7 +76,7 @@ def splits(model) -> Tuple[Optional[str], np.ndarray, np.ndarray]:
     return source, np.concatenate(feats), np.concatenate(thresholds)
 
 
-def _suspects(row: np.ndarray, feats: np.ndarray, thresholds: np.ndarray) -> List[Tuple[int, float]]:
+def _suspects(row: np.ndarray, feats: np.ndarray, thresholds: np.ndarray) -> list[tuple[int, float]]:
     valid = feats < row.shape[0]
     f, t = feats[valid], thresholds[valid]
     x = row[f].astype(np.float32)
@@ -90,7 +91,7 @@ def _suspects(row: np.ndarray, feats: np.ndarray, thresholds: np.ndarray) -> Lis
     return out[:MAX_SUSPECTS_PER_ROW]
 
 
-def _variants(row: np.ndarray, suspects: List[Tuple[int, float]]):
+def _variants(row: np.ndarray, suspects: list[tuple[int, float]]):
     """Rows with one suspect (then all) moved one float32 step across its threshold."""
     for fid, thr in suspects:
         t = np.float32(thr)
@@ -108,8 +109,9 @@ def _variants(row: np.ndarray, suspects: List[Tuple[int, float]]):
             yield changed
 
 
-def analyse(session, model, inputs: Dict[str, np.ndarray], expected: Dict[str, Any],
-            bad_rows: np.ndarray, row_agrees) -> Dict[str, Any]:
+def analyse(
+    session, model, inputs: dict[str, np.ndarray], expected: dict[str, Any], bad_rows: np.ndarray, row_agrees
+) -> dict[str, Any]:
     """Explained/unexplained split of the disagreeing rows of one case.
 
     ``row_agrees(actual_outputs, row_index)`` says whether onnxruntime's
@@ -118,8 +120,14 @@ def analyse(session, model, inputs: Dict[str, np.ndarray], expected: Dict[str, A
     source, feats, thresholds = splits(model)
     n_rows = int(len(bad_rows))
     flipped = np.flatnonzero(bad_rows)
-    result: Dict[str, Any] = {"rows": n_rows, "flipped": int(len(flipped)), "explained": 0,
-                              "unexplained": int(len(flipped)), "explained_rows": [], "unexplained_rows": []}
+    result: dict[str, Any] = {
+        "rows": n_rows,
+        "flipped": int(len(flipped)),
+        "explained": 0,
+        "unexplained": int(len(flipped)),
+        "explained_rows": [],
+        "unexplained_rows": [],
+    }
     if not len(flipped):
         return result
     if source is None or len(inputs) != 1 or source not in inputs:
@@ -139,6 +147,10 @@ def analyse(session, model, inputs: Dict[str, np.ndarray], expected: Dict[str, A
                 break
         (explained if ok else unexplained).append(int(i))
     unexplained += [int(i) for i in flipped[MAX_ROWS_ANALYSED:]]
-    result.update(explained=len(explained), unexplained=len(unexplained),
-                  explained_rows=explained[:50], unexplained_rows=unexplained[:50])
+    result.update(
+        explained=len(explained),
+        unexplained=len(unexplained),
+        explained_rows=explained[:50],
+        unexplained_rows=unexplained[:50],
+    )
     return result

@@ -1,20 +1,28 @@
 """The one place a ``Report`` is assembled: stage 1's artifact, stage 2's
 validation, the runtime pass (latency, error histograms) and drift, with the
 verdict from ``gate.verdict.decide``."""
+
 from __future__ import annotations
 
 import time
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
-from onnxgate.plugins.spec import Tolerance
 from onnxgate.pipeline.gate import drift as drift_mod
 from onnxgate.pipeline.gate import verdict as verdict_mod
 from onnxgate.pipeline.report.document import package_versions
 from onnxgate.pipeline.report.model import (
-    CaseResult, Check, ConverterInfo, OnnxInfo, OutputResult, Report, SourceInfo, Tensor,
+    CaseResult,
+    Check,
+    ConverterInfo,
+    OnnxInfo,
+    OutputResult,
+    Report,
+    SourceInfo,
+    Tensor,
 )
+from onnxgate.plugins.spec import Tolerance
 
 UNVERIFIED = (
     "no expected outputs: the original model could not be run here and none were given "
@@ -22,16 +30,29 @@ UNVERIFIED = (
 )
 
 
-def build(artifact, validation: Dict[str, Any], runtime: Dict[str, Any], *, onnx: OnnxInfo, started: float,
-          accept_unverified: bool = False, gate=None) -> Report:
+def build(
+    artifact,
+    validation: dict[str, Any],
+    runtime: dict[str, Any],
+    *,
+    onnx: OnnxInfo,
+    started: float,
+    accept_unverified: bool = False,
+    gate=None,
+) -> Report:
     """``validation``: ``gate.stage.validate``'s sections; ``runtime``:
     ``core.latency.runtime_pass``'s; ``gate``: its baseline gates drift."""
     checks = [Check(**c) for c in validation["checks"]]
     if not artifact.verified:  # the gate only saw the model load and run
         reason = artifact.gate_info.get("unverified_reason")  # e.g. onnx.reference lacks an operator
-        message = UNVERIFIED if not reason else (
-            f"no expected outputs ({reason}) and none were given (--golden or --expected); "
-            "only loading and running in onnxruntime were checked")
+        message = (
+            UNVERIFIED
+            if not reason
+            else (
+                f"no expected outputs ({reason}) and none were given (--golden or --expected); "
+                "only loading and running in onnxruntime were checked"
+            )
+        )
         checks.append(Check("comparison", accept_unverified, message))
     cases = [case_result(c) for c in validation["cases"]]
     timings = dict(artifact.timings)
@@ -39,7 +60,9 @@ def build(artifact, validation: Dict[str, Any], runtime: Dict[str, Any], *, onnx
     tol = validation["tolerance"]
     report = Report(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        passed=False, verdict="failed", failures=[],  # decided below, once everything is in
+        passed=False,
+        verdict="failed",
+        failures=[],  # decided below, once everything is in
         source=SourceInfo(**{k: v or "" for k, v in artifact.source.items()}),
         converter=ConverterInfo(**artifact.converter),
         onnx=onnx,
@@ -61,40 +84,46 @@ def build(artifact, validation: Dict[str, Any], runtime: Dict[str, Any], *, onnx
         report.drift = _drift(report, Path(gate.baseline), gate.drift_factor, gate.drift_floor)
     decided = verdict_mod.decide(report.checks, report.cases, verified=artifact.verified, drift=report.drift)
     timings["total_s"] = time.perf_counter() - started
-    return replace(report, passed=decided.passed, verdict=decided.verdict, failures=decided.failures,
-                   timings={k: round(v, 6) for k, v in timings.items()})
+    return replace(
+        report,
+        passed=decided.passed,
+        verdict=decided.verdict,
+        failures=decided.failures,
+        timings={k: round(v, 6) for k, v in timings.items()},
+    )
 
 
-def _drift(report: Report, path: Path, factor: float, floor: float) -> Dict[str, Any]:
+def _drift(report: Report, path: Path, factor: float, floor: float) -> dict[str, Any]:
     """The drift section, and its check in ``report.checks``."""
     section = drift_mod.compare(report.to_dict(), drift_mod.load(path), factor, floor)
     section["baseline"] = str(path)
     grew = [r for r in section["outputs"] if r.get("grew")]
-    message = (f"compared with baseline {path}: " +
-               (", ".join(f"{r['name']} x{r['growth']:.3g}" for r in grew) + " grew" if grew else "no output's error grew"))
+    message = f"compared with baseline {path}: " + (
+        ", ".join(f"{r['name']} x{r['growth']:.3g}" for r in grew) + " grew" if grew else "no output's error grew"
+    )
     report.checks.append(Check("drift", section["passed"], message))
     return section
 
 
-def case_result(case: Dict[str, Any]) -> CaseResult:
+def case_result(case: dict[str, Any]) -> CaseResult:
     """A case of ``gate.stage`` as the typed document's ``CaseResult``."""
     known, extra = _split(CaseResult, case)
     known["outputs"] = [output_result(o) for o in case.get("outputs", [])]
     return CaseResult(**known, extra=extra)
 
 
-def output_result(out: Dict[str, Any]) -> OutputResult:
+def output_result(out: dict[str, Any]) -> OutputResult:
     known, extra = _split(OutputResult, out)
     return OutputResult(**known, extra=extra)
 
 
-def _split(cls, data: Dict[str, Any]):
+def _split(cls, data: dict[str, Any]):
     """The keys ``cls`` declares, and the rest (its ``extra``)."""
     names = {f.name for f in fields(cls)} - {"extra"}
     return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
 
 
-def onnx_info(model, path: Optional[str], sha256: str) -> OnnxInfo:
+def onnx_info(model, path: str | None, sha256: str) -> OnnxInfo:
     from onnx import helper
 
     def describe(values):

@@ -4,18 +4,19 @@ checked against ``report.schema.json``, and rendered (JUnit, HTML, Markdown).
 The typed document is ``report.model.Report``, built by ``report.build``;
 everything here takes it or its JSON form (a report read back from a file).
 """
+
 from __future__ import annotations
 
 import json
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Union
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.pipeline.report.model import SCHEMA_VERSION, Report, as_dict, dumps  # noqa: F401 (re-exported)
 
-ReportLike = Union[Report, Dict[str, Any]]
+ReportLike = Union[Report, dict[str, Any]]
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 
 
@@ -26,7 +27,7 @@ def onnxgate_version() -> str:
         return "0.0.0+unknown"
 
 
-def package_versions(*extra: str) -> Dict[str, str]:
+def package_versions(*extra: str) -> dict[str, str]:
     versions = {"python": platform.python_version(), "onnxgate": onnxgate_version()}
     for dist in ("onnx", "onnxruntime", "numpy", *extra):
         if not dist:
@@ -42,7 +43,7 @@ def write(report: ReportLike, path: Path) -> None:
     atomic.write_bytes(Path(path), dumps(report))
 
 
-def schema() -> Dict[str, Any]:
+def schema() -> dict[str, Any]:
     """The published JSON Schema (draft 2020-12) of reports."""
     return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 
@@ -53,8 +54,10 @@ def schema_errors(report: ReportLike) -> list:
 
     validator = jsonschema.Draft202012Validator(schema())
     document = json.loads(dumps(report))
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 def validate_schema(report: ReportLike) -> None:

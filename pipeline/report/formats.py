@@ -4,10 +4,12 @@ and writing the renderings a user asked for.
 
 Each renderer imports its module only when that format is written.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Tuple
+from typing import Any
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.plugins import ReportFormat, UsageError, hookimpl
@@ -42,11 +44,10 @@ def onnxgate_report_formats():
     yield ReportFormat("json", ".json", _json, description="the report itself (report.schema.json)")
     yield ReportFormat("junit", ".xml", _junit, description="JUnit XML: one test per case x output, one per check")
     yield ReportFormat("html", ".html", _html, description="a self-contained HTML page")
-    yield ReportFormat("markdown", ".md", _markdown,
-                       description="a short Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+    yield ReportFormat("markdown", ".md", _markdown, description="a short Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
 
 
-def resolve(requests: Iterable[Tuple[str, Path]], registry=None) -> list:
+def resolve(requests: Iterable[tuple[str, Path]], registry=None) -> list:
     """(ReportFormat, path) per requested (name, path); an unknown name is a
     usage error naming the known formats."""
     if registry is None:
@@ -62,7 +63,7 @@ def resolve(requests: Iterable[Tuple[str, Path]], registry=None) -> list:
     return resolved
 
 
-def write(report: Mapping[str, Any], resolved: Iterable[Tuple[ReportFormat, Path]]) -> None:
+def write(report: Mapping[str, Any], resolved: Iterable[tuple[ReportFormat, Path]]) -> None:
     """Render and write each one atomically (a failing renderer leaves no file).
     ``report``: a typed ``Report`` or its JSON form; renderers get the JSON form."""
     from onnxgate.pipeline.report.model import as_dict
@@ -75,7 +76,7 @@ def write(report: Mapping[str, Any], resolved: Iterable[Tuple[ReportFormat, Path
         atomic.write_bytes(path, content)
 
 
-def parse_request(text: str) -> Tuple[str, Path]:
+def parse_request(text: str) -> tuple[str, Path]:
     """``NAME=PATH`` (``--format html=report.html``)."""
     name, sep, path = text.partition("=")
     if not sep or not name.strip() or not path.strip():
@@ -83,8 +84,9 @@ def parse_request(text: str) -> Tuple[str, Path]:
     return name.strip(), Path(path.strip())
 
 
-def requested(junit: Optional[Path] = None, html: Optional[Path] = None, summary: Optional[Path] = None,
-              formats: Iterable[str] = ()) -> list:
+def requested(
+    junit: Path | None = None, html: Path | None = None, summary: Path | None = None, formats: Iterable[str] = ()
+) -> list:
     """The (name, path) pairs of the classic flags plus ``--format`` ones."""
     pairs = [(name, path) for name, path in (("junit", junit), ("html", html), ("markdown", summary)) if path]
     return pairs + [parse_request(text) for text in formats]

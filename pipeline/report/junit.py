@@ -1,26 +1,28 @@
 """JUnit XML: one test case per model x input case x output, plus one per
 check, so a CI system shows exactly which output of which case failed."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any, Dict, Iterable, List
+from collections.abc import Iterable
+from typing import Any
 
-from onnxgate.pipeline.report.model import as_dict
 from onnxgate.pipeline.core import text
+from onnxgate.pipeline.report.model import as_dict
 
 
-def model_name(report: Dict[str, Any]) -> str:
+def model_name(report: dict[str, Any]) -> str:
     src = report.get("source", {})
     name = src.get("path") or src.get("reference") or report.get("onnx", {}).get("path") or "model"
     return str(name)
 
 
-def _numbers(out: Dict[str, Any]) -> str:
+def _numbers(out: dict[str, Any]) -> str:
     keys = ("max_abs_err", "max_rel_err", "mismatch_fraction", "atol", "rtol", "shape", "expected_shape", "dtype")
     return "\n".join(f"{k} = {out[k]}" for k in keys if k in out)
 
 
-def testcases(report: Dict[str, Any]) -> List[ET.Element]:
+def testcases(report: dict[str, Any]) -> list[ET.Element]:
     classname = model_name(report)
     elements = []
     for check in report.get("checks", []):
@@ -59,15 +61,26 @@ def to_junit(reports: Iterable[Any]) -> bytes:
         cases = testcases(report)
         failures = sum(1 for tc in cases if tc.find("failure") is not None)
         errors = sum(1 for tc in cases if tc.find("error") is not None)
-        suite = ET.SubElement(root, "testsuite", name=model_name(report), tests=str(len(cases)),
-                              failures=str(failures), errors=str(errors), skipped="0",
-                              time=f"{report.get('timings', {}).get('total_s', 0):.3f}",
-                              timestamp=str(report.get("created", "")).rstrip("Z"))
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=model_name(report),
+            tests=str(len(cases)),
+            failures=str(failures),
+            errors=str(errors),
+            skipped="0",
+            time=f"{report.get('timings', {}).get('total_s', 0):.3f}",
+            timestamp=str(report.get("created", "")).rstrip("Z"),
+        )
         props = ET.SubElement(suite, "properties")
         conv = report.get("converter", {})
-        for key, value in (("verdict", report.get("verdict")), ("converter", conv.get("name")),
-                           ("exporter", conv.get("exporter")), ("opset", conv.get("opset")),
-                           ("seed", report.get("seed"))):
+        for key, value in (
+            ("verdict", report.get("verdict")),
+            ("converter", conv.get("name")),
+            ("exporter", conv.get("exporter")),
+            ("opset", conv.get("opset")),
+            ("seed", report.get("seed")),
+        ):
             ET.SubElement(props, "property", name=key, value=str(value))
         suite.extend(cases)
         totals["tests"] += len(cases)

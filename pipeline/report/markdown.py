@@ -1,11 +1,12 @@
 """A Markdown summary short enough for a pull-request comment or
 ``$GITHUB_STEP_SUMMARY``: verdict, model, worst outputs, failures, diagnosis."""
+
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any
 
-from onnxgate.pipeline.report.model import as_dict
 from onnxgate.pipeline.core import text
+from onnxgate.pipeline.report.model import as_dict
 
 MAX_ROWS = 8
 MAX_FAILURES = 10
@@ -18,16 +19,21 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def worst_outputs(report: Dict[str, Any]) -> List[Dict[str, Any]]:
+def worst_outputs(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per output name: its worst case (failures first, then largest error)."""
-    rows: Dict[str, Dict[str, Any]] = {}
+    rows: dict[str, dict[str, Any]] = {}
     for case in report.get("cases", []):
         for out in case.get("outputs", []):
             err = out.get("max_abs_err", 0.0)
             err = float("inf") if isinstance(err, str) else float(err)
-            row = {"output": out["name"], "case": case["name"], "passed": out.get("passed", True),
-                   "max_abs_err": err, "max_rel_err": out.get("max_rel_err", 0.0),
-                   "mismatch": out.get("mismatch_fraction", 0.0)}
+            row = {
+                "output": out["name"],
+                "case": case["name"],
+                "passed": out.get("passed", True),
+                "max_abs_err": err,
+                "max_rel_err": out.get("max_rel_err", 0.0),
+                "mismatch": out.get("mismatch_fraction", 0.0),
+            }
             key = (not row["passed"], row["max_abs_err"])
             old = rows.get(out["name"])
             if old is None or key > (not old["passed"], old["max_abs_err"]):
@@ -60,8 +66,10 @@ def to_markdown(report) -> str:
     if rows:
         lines += ["| output | worst case | max abs err | max rel err | mismatched | |", "|---|---|---|---|---|---|"]
         for r in rows[:MAX_ROWS]:
-            lines.append(f"| `{_cell(r['output'])}` | {_cell(r['case'])} | {fmt(r['max_abs_err'])} | "
-                         f"{fmt(r['max_rel_err'])} | {r['mismatch']:.1%} | {'✅' if r['passed'] else '❌'} |")
+            lines.append(
+                f"| `{_cell(r['output'])}` | {_cell(r['case'])} | {fmt(r['max_abs_err'])} | "
+                f"{fmt(r['max_rel_err'])} | {r['mismatch']:.1%} | {'✅' if r['passed'] else '❌'} |"
+            )
         if len(rows) > MAX_ROWS:
             lines.append(f"| … {len(rows) - MAX_ROWS} more outputs | | | | | |")
         lines.append("")
@@ -78,7 +86,9 @@ def to_markdown(report) -> str:
     latency = report.get("latency", {}).get("batches", [])
     timed = [b for b in latency if b.get("original") and b.get("onnxruntime")]
     if timed:
-        parts = [f"batch {b['batch']}: {b['original']['p50_ms']:.3g} → {b['onnxruntime']['p50_ms']:.3g} ms"
-                 for b in timed[:4]]
+        parts = [
+            f"batch {b['batch']}: {b['original']['p50_ms']:.3g} → {b['onnxruntime']['p50_ms']:.3g} ms"
+            for b in timed[:4]
+        ]
         lines += ["Latency p50 (original → onnxruntime): " + ", ".join(parts), ""]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ Built in one place (``pipeline.report.build``), serialised to the JSON of
 then left out of the JSON; ``extra`` holds keys the schema leaves open (task
 metrics of an output, for example) and is written inline.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Union
 
 from onnxgate.plugins.spec import Tolerance
 
@@ -25,7 +26,7 @@ SCHEMA_VERSION = 1
 class Tensor:
     name: str
     dtype: str
-    shape: List[Any]
+    shape: list[Any]
 
 
 @dataclass
@@ -53,9 +54,9 @@ class OnnxInfo:
     path: str
     sha256: str
     ir_version: int
-    opsets: Dict[str, int]
-    inputs: List[Tensor]
-    outputs: List[Tensor]
+    opsets: dict[str, int]
+    inputs: list[Tensor]
+    outputs: list[Tensor]
 
 
 @dataclass
@@ -70,26 +71,26 @@ class OutputResult:
     """One output of one case, compared with the original's."""
 
     name: str
-    shape: Optional[List[int]] = None
-    expected_shape: Optional[List[int]] = None
-    dtype: Optional[str] = None
-    rtol: Optional[float] = None
-    atol: Optional[float] = None
-    max_abs_err: Optional[float] = None
-    max_rel_err: Optional[float] = None
-    mismatch_fraction: Optional[float] = None
+    shape: list[int] | None = None
+    expected_shape: list[int] | None = None
+    dtype: str | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    mismatch_fraction: float | None = None
     passed: bool = True
     reason: str = ""
     #: Task-aware comparison (pipeline.gate.tasks): the task and its metrics.
-    task: Optional[str] = None
-    metrics: Optional[Dict[str, Any]] = None
+    task: str | None = None
+    metrics: dict[str, Any] | None = None
     #: The same case with graph optimisations off, and who is to blame.
-    optimizer: Optional[Dict[str, Any]] = None
-    attribution: Optional[str] = None
+    optimizer: dict[str, Any] | None = None
+    attribution: str | None = None
     #: Tree ensembles: why a failing output was tolerated, and the failure.
-    tolerated: Optional[str] = None
-    failed_reason: Optional[str] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
+    tolerated: str | None = None
+    failed_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,19 +99,19 @@ class CaseResult:
 
     name: str
     kind: str = "base"
-    input_shapes: Dict[str, List[int]] = field(default_factory=dict)
-    outputs: List[OutputResult] = field(default_factory=list)
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    outputs: list[OutputResult] = field(default_factory=list)
     passed: bool = True
     #: Sweep and edge-value cases: the swept axis and size, the edge kind.
-    axis: Optional[Any] = None
-    size: Optional[int] = None
-    edge: Optional[str] = None
+    axis: Any | None = None
+    size: int | None = None
+    edge: str | None = None
     #: The original rejected these inputs: nothing to hold ONNX to.
-    skipped: Optional[Any] = None
-    error: Optional[str] = None
-    unverified: Optional[bool] = None
-    tree_flips: Optional[Dict[str, Any]] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
+    skipped: Any | None = None
+    error: str | None = None
+    unverified: bool | None = None
+    tree_flips: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,50 +134,55 @@ class Report:
     created: str
     passed: bool
     verdict: str
-    failures: List[str]
+    failures: list[str]
     source: SourceInfo
     converter: ConverterInfo
     onnx: OnnxInfo
     tolerance: Tolerance
     seed: int
-    notes: List[str]
-    checks: List[Check]
-    cases: List[CaseResult]
-    timings: Dict[str, float]
-    versions: Dict[str, str]
+    notes: list[str]
+    checks: list[Check]
+    cases: list[CaseResult]
+    timings: dict[str, float]
+    versions: dict[str, str]
     schema_version: int = SCHEMA_VERSION
-    gate: Optional[Dict[str, Any]] = None
-    runtime_compat: Optional[Dict[str, Any]] = None
-    sweep: Optional[Dict[str, Any]] = None
-    tree_flips: Optional[Dict[str, Any]] = None
-    error_histograms: Optional[Dict[str, Any]] = None
-    latency: Optional[Dict[str, Any]] = None
-    drift: Optional[Dict[str, Any]] = None
-    diagnosis: Optional[Dict[str, Any]] = None
+    gate: dict[str, Any] | None = None
+    runtime_compat: dict[str, Any] | None = None
+    sweep: dict[str, Any] | None = None
+    tree_flips: dict[str, Any] | None = None
+    error_histograms: dict[str, Any] | None = None
+    latency: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+    diagnosis: dict[str, Any] | None = None
 
-    def check(self, name: str) -> Optional[Check]:
+    def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
 
-    def case(self, name: str) -> Optional[CaseResult]:
+    def case(self, name: str) -> CaseResult | None:
         return next((c for c in self.cases if c.name == name), None)
 
     @property
-    def outputs(self) -> Dict[str, OutputStats]:
+    def outputs(self) -> dict[str, OutputStats]:
         """Per output, the worst error over the cases that compared it."""
-        found: Dict[str, List[OutputResult]] = {}
+        found: dict[str, list[OutputResult]] = {}
         for case in self.cases:
             if case.skipped:
                 continue
             for out in case.outputs:
                 found.setdefault(out.name, []).append(out)
-        return {name: OutputStats(
-            name=name, passed=all(o.passed for o in outs),
-            max_abs_err=max(_num(o.max_abs_err) for o in outs),
-            max_rel_err=max(_num(o.max_rel_err) for o in outs),
-            mismatch_fraction=max(_num(o.mismatch_fraction) for o in outs),
-            cases=len(outs)) for name, outs in found.items()}
+        return {
+            name: OutputStats(
+                name=name,
+                passed=all(o.passed for o in outs),
+                max_abs_err=max(_num(o.max_abs_err) for o in outs),
+                max_rel_err=max(_num(o.max_rel_err) for o in outs),
+                mismatch_fraction=max(_num(o.mismatch_fraction) for o in outs),
+                cases=len(outs),
+            )
+            for name, outs in found.items()
+        }
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON form (``report.schema.json``); floats stay floats."""
         first = {"schema_version": self.schema_version}
         return {**first, **{k: v for k, v in _to_plain(self).items() if k != "schema_version"}}
@@ -185,15 +191,15 @@ class Report:
         return dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "Report":
+    def from_dict(cls, data: dict[str, Any]) -> Report:
         return _from_plain(cls, data)
 
     @classmethod
-    def read(cls, path: Union[str, Path]) -> "Report":
+    def read(cls, path: str | Path) -> Report:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def as_dict(report: Union[Report, Dict[str, Any]]) -> Dict[str, Any]:
+def as_dict(report: Report | dict[str, Any]) -> dict[str, Any]:
     """Renderers take the JSON form: a report read from a file renders the same."""
     return report.to_dict() if isinstance(report, Report) else report
 
@@ -220,13 +226,13 @@ def _clean(value):
     return value
 
 
-def dumps(document: Union[Report, Dict[str, Any]]) -> str:
+def dumps(document: Report | dict[str, Any]) -> str:
     return json.dumps(_clean(as_dict(document)), indent=2, sort_keys=False, default=str) + "\n"
 
 
 def _to_plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: Dict[str, Any] = {}
+        out: dict[str, Any] = {}
         for f in dataclasses.fields(value):
             item = getattr(value, f.name)
             if f.name == "extra":
@@ -245,8 +251,8 @@ def _from_plain(cls: Any, data: Any) -> Any:
     """The dataclass ``cls`` from its JSON form; unknown keys go to ``extra``."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    kwargs: Dict[str, Any] = {}
-    extra: Dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     for key, value in data.items():
         if key in names and key != "extra":
             kwargs[key] = _typed(hints[key], value)
@@ -263,7 +269,7 @@ def _typed(hint: Any, value: Any) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Union:  # Optional[X]
         return _typed(next(a for a in args if a is not type(None)), value)
-    if origin in (list, List) and args and dataclasses.is_dataclass(args[0]):
+    if origin in (list, list) and args and dataclasses.is_dataclass(args[0]):
         return [_from_plain(args[0], v) for v in value]
     if dataclasses.is_dataclass(hint):
         return _from_plain(hint, value)

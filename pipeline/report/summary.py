@@ -1,8 +1,10 @@
 """One-line and tabular human summaries of reports."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Dict, Iterable
+from typing import Any
 
 from onnxgate.pipeline.report.model import as_dict
 
@@ -25,7 +27,7 @@ def one_line(report, output: Path) -> str:
     )
 
 
-def table(rows: Iterable[Dict[str, Any]]) -> str:
+def table(rows: Iterable[dict[str, Any]]) -> str:
     """Fixed-width table; each row is a dict with the same keys."""
     rows = list(rows)
     if not rows:

@@ -1,4 +1,5 @@
 """Small JAX models to convert: ``onnxgate convert onnxgate_jax.examples:mlp``."""
+
 from functools import partial
 
 import jax

@@ -10,9 +10,11 @@ is a dynamic dimension). The original model is run by JAX itself.
 Only this module's imports run when onnxgate lists plugins or detects a
 source: JAX, Flax and jax2onnx are imported inside the callables.
 """
+
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from onnxgate.plugins import (
     Conversion,
@@ -32,7 +34,7 @@ ONNXGATE_API = ">=1.1,<2"
 DEFAULT_OPSET = 21
 
 
-def parse_inputs(text: str) -> List[InputSpec]:
+def parse_inputs(text: str) -> list[InputSpec]:
     """``x:B,4;mask:B,4:int32`` -> InputSpecs; a non-integer dim is dynamic."""
     specs = []
     for item in filter(None, (part.strip() for part in text.split(";"))):
@@ -46,7 +48,7 @@ def parse_inputs(text: str) -> List[InputSpec]:
     return specs
 
 
-def inputs(model: Any, options: ConvertOptions) -> Optional[List[InputSpec]]:
+def inputs(model: Any, options: ConvertOptions) -> list[InputSpec] | None:
     """Declared by ``--option inputs=...``; otherwise a sample must tell."""
     declared = (options.extra or {}).get("inputs") if options is not None else None
     return parse_inputs(str(declared)) if declared else None
@@ -67,8 +69,11 @@ def _abstract(example: Mapping[str, Any], options: ConvertOptions) -> list:
                 dims[axis] = dim
         if options.dynamic_batch and dims and name not in declared:
             dims[0] = "B"
-        shape = jax.export.symbolic_shape(",".join(str(d) for d in dims), scope=scope) if any(
-            isinstance(d, str) for d in dims) else tuple(dims)
+        shape = (
+            jax.export.symbolic_shape(",".join(str(d) for d in dims), scope=scope)
+            if any(isinstance(d, str) for d in dims)
+            else tuple(dims)
+        )
         specs.append(jax.ShapeDtypeStruct(shape, value.dtype))
     return specs
 
@@ -77,12 +82,13 @@ def convert(model: Any, example: Mapping[str, Any], options: ConvertOptions) -> 
     from jax2onnx import to_onnx
 
     opset = options.opset or DEFAULT_OPSET
-    proto = to_onnx(model, _abstract(example, options), opset=opset, input_names=list(example),
-                    model_name=type(model).__name__)
+    proto = to_onnx(
+        model, _abstract(example, options), opset=opset, input_names=list(example), model_name=type(model).__name__
+    )
     return Conversion(proto, exporter=f"jax2onnx.to_onnx (opset {opset})")
 
 
-def run(model: Any, inputs: Mapping[str, Any]) -> List[Any]:
+def run(model: Any, inputs: Mapping[str, Any]) -> list[Any]:
     """JAX runs the original; outputs flattened in pytree order, as jax2onnx does."""
     import jax
     import numpy as np

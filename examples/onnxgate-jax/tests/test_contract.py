@@ -1,8 +1,10 @@
 """The converter contract onnxgate's own converters pass, run on this plugin
 as its author would: an NNX module declared through --option inputs, and a
 JAX function with bound params given by module:attr with a sample."""
+
 import numpy as np
 import pytest
+
 from onnxgate.plugins.testing import ConverterContract, assert_clean_error, run_cli
 
 
@@ -29,10 +31,13 @@ class TestBoundFunction(ConverterContract):
         return path
 
 
-@pytest.mark.parametrize("value, message", [
-    ("x", "'x' is not NAME:DIMS[:DTYPE]"),
-    ("x:B,4:float32:extra", "is not NAME:DIMS[:DTYPE]"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("x", "'x' is not NAME:DIMS[:DTYPE]"),
+        ("x:B,4:float32:extra", "is not NAME:DIMS[:DTYPE]"),
+    ],
+)
 def test_bad_inputs_option_is_a_usage_error(tmp_path, value, message):
     out = tmp_path / "m.onnx"
     proc = run_cli("convert", "onnxgate_jax.examples:mlp", "--option", f"inputs={value}", "-o", str(out))
