@@ -50,6 +50,7 @@ def import_factory(reference: str):
             if not file.is_file():
                 raise _usage(f"--option {MODEL_OPTION}={reference}: no such file {target}")
             spec = importlib.util.spec_from_file_location(file.stem, file)
+            assert spec is not None and spec.loader is not None  # a .py path gets a source loader
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:

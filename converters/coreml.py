@@ -60,7 +60,7 @@ def _import_coremltools_alone() -> None:
         return
     hidden = [name for name in ("tensorflow", "torch") if name not in sys.modules]
     for name in hidden:
-        sys.modules[name] = None  # makes `import name` raise ImportError
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError; typeshed omits None
     try:
         importlib.import_module("coremltools")
     finally:

@@ -208,7 +208,7 @@ def _keras_signature(model) -> list[InputSpec] | None:
     return specs
 
 
-def _input_name(name: str, index: int, count: int) -> str:
+def _input_name(name: str | None, index: int, count: int) -> str:
     name = (name or "").split(":")[0]
     if not name or name.startswith("keras_tensor") or _TENSOR_NAME.search(name):
         return "input" if count == 1 else f"input_{index}"

@@ -13,6 +13,7 @@ import logging
 import re
 import warnings
 from contextlib import contextmanager
+from typing import Any
 
 TF_DOMAIN = "ai.onnx.converters.tensorflow"
 
@@ -58,7 +59,8 @@ def _unsupported_from_log(records) -> dict[str, str]:
     node' records (the latter: a converter exists but raised)."""
     found: dict[str, str] = {}
     for rec in records:
-        msg, args = str(rec.msg), rec.args or ()
+        msg = str(rec.msg)
+        args: tuple[Any, ...] = rec.args or ()  # tf2onnx logs with positional %-args
         if msg.startswith("Tensorflow op [") and len(args) == 2:
             found.setdefault(str(args[1]), "")
         elif msg.startswith("Failed to convert node") and args:

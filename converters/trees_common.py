@@ -111,7 +111,7 @@ def rename_input(onx, new: str = INPUT_NAME) -> None:
 
 def dedupe_opsets(onx) -> None:
     """skl2onnx + onnxmltools can list a domain twice; keep the highest."""
-    best = {}
+    best: dict[str, int] = {}
     for imp in onx.opset_import:
         best[imp.domain] = max(best.get(imp.domain, 0), imp.version)
     if len(best) == len(onx.opset_import):
@@ -153,7 +153,7 @@ def boosters_in(model) -> list:
     from onnxgate.plugins import type_paths
 
     params = model.get_params(deep=True) if hasattr(model, "get_params") else {}
-    found = []
+    found: list[object] = []
     for obj in [model, *params.values()]:
         paths = type_paths(obj)
         if any(base in paths for base in SKLEARN_BOOSTERS) and all(obj is not f for f in found):

@@ -196,7 +196,7 @@ def run(
     ci: bool | None = None,
     gate_config: PathLike | None = None,
     baseline: PathLike | None = None,
-    input_map: dict[str, str] | None = None,
+    input_map: Mapping[str, str] | None = None,
     reference_timeout: float | None = None,
     upgrade_opset: int | None = None,
 ) -> Result:
@@ -266,12 +266,13 @@ def run(
                 "source_sha256": artifact.source["sha256"],
             },
         )
-    ort = Runtime(artifact.model.SerializeToString())  # one session per optimisation level, for every use
+    model_bytes = artifact.model.SerializeToString()
+    ort = Runtime(model_bytes)  # one session per optimisation level, for every use
     validation = stage_validate.validate(artifact, _tolerance(artifact.tolerance, rtol, atol), gate=gate, runtime=ort)
     runtime = latency_mod.runtime_pass(artifact, ort, measure=latency)  # latency, error histograms
     # a file's digest describes the validated model only when that file is the ONNX model itself
     file_is_model = onnx_model is not None or spec.framework == "ONNX"
-    digest = (onnx_sha256 if file_is_model else None) or sha256_bytes(ort.model_bytes)
+    digest = (onnx_sha256 if file_is_model else None) or sha256_bytes(model_bytes)
     onnx = report_build.onnx_info(artifact.model, str(model_path or ""), digest)
     report = report_build.build(
         artifact, validation, runtime, onnx=onnx, started=started, accept_unverified=accept_unverified, gate=gate
@@ -492,6 +493,7 @@ def validate(
     expected outputs). ``opset``: for a ready-made model, move it to this
     opset first (onnx.version_converter).
     """
+    extra: dict[str, Any]  # keyword arguments for run()
     if model is None:
         path = Path(source) if isinstance(source, (str, Path)) and Path(source).is_file() else None
         onnx_model, extra = None, {"stamp": False}

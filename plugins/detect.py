@@ -90,6 +90,7 @@ def for_path(path: Path, specs: Sequence[ConverterSpec]) -> ConverterSpec:
 
 
 def _sniff(spec: ConverterSpec, path: Path) -> bool:
+    assert spec.sniff is not None  # callers check
     try:
         return bool(spec.sniff(path))
     except OSError:

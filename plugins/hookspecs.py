@@ -23,7 +23,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def onnxgate_converters() -> Iterable[ConverterSpec]:
+def onnxgate_converters() -> Iterable[ConverterSpec]:  # type: ignore[empty-body]  # a pluggy hookspec: never called
     """Declare the converters this plugin provides.
 
     Called once when onnxgate builds its converter registry (every CLI command
@@ -58,7 +58,7 @@ def onnxgate_converters() -> Iterable[ConverterSpec]:
 
 
 @hookspec
-def onnxgate_environments() -> Iterable[EnvironmentSpec]:
+def onnxgate_environments() -> Iterable[EnvironmentSpec]:  # type: ignore[empty-body]  # a pluggy hookspec: never called
     """Declare isolated Python environments that converters run in.
 
     Called when a converter whose ``ConverterSpec.environment`` names one of
@@ -81,7 +81,7 @@ def onnxgate_environments() -> Iterable[EnvironmentSpec]:
 
 
 @hookspec
-def onnxgate_deploy_targets() -> Iterable[DeployTargetSpec]:
+def onnxgate_deploy_targets() -> Iterable[DeployTargetSpec]:  # type: ignore[empty-body]  # a pluggy hookspec: never called
     """Declare places a validated model can be registered and deployed.
 
     Called by ``onnxgate deploy`` to resolve ``--target NAME`` and to add
@@ -105,7 +105,7 @@ def onnxgate_deploy_targets() -> Iterable[DeployTargetSpec]:
 
 
 @hookspec
-def onnxgate_compare_rules() -> Iterable[CompareRule]:
+def onnxgate_compare_rules() -> Iterable[CompareRule]:  # type: ignore[empty-body]  # a pluggy hookspec: never called
     """Declare how kinds of outputs are compared (task-aware comparison).
 
     Called when the gate runs (``convert``, ``validate``, the Python API,
@@ -150,7 +150,7 @@ def onnxgate_compare_rules() -> Iterable[CompareRule]:
 
 
 @hookspec
-def onnxgate_report_formats() -> Iterable[ReportFormat]:
+def onnxgate_report_formats() -> Iterable[ReportFormat]:  # type: ignore[empty-body]  # a pluggy hookspec: never called
     """Declare renderings of the report besides its JSON.
 
     Called by ``convert``, ``validate`` and ``diagnose`` to resolve

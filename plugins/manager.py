@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any, cast
 
 import pluggy
 
@@ -133,7 +134,7 @@ def plugin_origin(plugin_name: str) -> str:
 
 @dataclass(frozen=True)
 class Registered:
-    spec: object
+    spec: Any  # an instance of its hook's HOOK_TYPES entry (call_hooks checks)
     plugin: str
 
 
@@ -229,7 +230,8 @@ class Registry:
     """Everything plugins declared, keyed by normalised name."""
 
     def __init__(self, pm: pluggy.PluginManager | None = None):
-        self.pm = pm or get_plugin_manager()
+        # call_hooks gives a bare pluggy manager our manager's broken/deprecations attributes
+        self.pm = cast(PluginManager, pm or get_plugin_manager())
         results = call_hooks(self.pm)
         self._converters = _collect(results["onnxgate_converters"], "onnxgate_converters")
         self._environments = _collect(results["onnxgate_environments"], "onnxgate_environments")

@@ -104,5 +104,5 @@ def adapt_inputs(fn: Callable | None, owner: str) -> Callable | None:
     def inputs(model, options=None):
         return fn(model)
 
-    inputs.onnxgate_adapted = fn
+    inputs.onnxgate_adapted = fn  # type: ignore[attr-defined]  # marker attribute on a function
     return inputs

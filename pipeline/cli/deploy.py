@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from onnxgate.pipeline.cli.parser import defer
 from onnxgate.pipeline.deployment.record import OVERRIDE_FLAG
 from onnxgate.plugins.errors import EXIT_OK, OnnxgateError, UsageError
 from onnxgate.plugins.spec import normalize_name
+
+if TYPE_CHECKING:
+    from onnxgate.plugins.options import OptionSpec
 
 EXIT_CODES = """\
 exit codes:
@@ -108,7 +112,7 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     from onnxgate.plugins.manager import PluginError, Registry
 
     declared = {}
-    owners = {}
+    owners: dict[str, tuple[OptionSpec, argparse.Action]] = {}
     for spec in sorted(Registry().deploy_targets(), key=lambda s: s.name):
         declared[spec.name] = {o.name: o for o in spec.options}
         group = None
@@ -128,7 +132,7 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
                     f"deploy's own {option.flag if option.name != 'model' else 'MODEL'} argument"
                 )
             group = group or parser.add_argument_group(f"{spec.name} target")
-            kwargs = {"dest": option.name, "default": None, "help": option.help}
+            kwargs: dict[str, Any] = {"dest": option.name, "default": None, "help": option.help}
             if option.type is bool:
                 kwargs["action"] = "store_true"
             else:

@@ -42,7 +42,7 @@ def rows(registry=None) -> list:
     from onnxgate.plugins.manager import Registry
 
     registry = registry or Registry()
-    users = {}
+    users: dict[str, list[str]] = {}
     for conv in registry.converters():
         if conv.environment:
             users.setdefault(conv.environment, []).append(conv.name)

@@ -42,7 +42,13 @@ def set_folders(folder: Path) -> list[Path]:
     sets = [p for p in folder.iterdir() if p.is_dir() and _SET_RE.match(p.name)]
     if not sets:
         raise UsageError(f"golden folder {folder}: no test_data_set_N folders in it (expected {LAYOUT})")
-    return sorted(sets, key=lambda p: int(_SET_RE.match(p.name).group(1)))
+
+    def number(p: Path) -> int:
+        found = _SET_RE.match(p.name)
+        assert found is not None  # sets holds only names _SET_RE matched
+        return int(found.group(1))
+
+    return sorted(sets, key=number)
 
 
 def read(folder: Path, model) -> list[Case]:

@@ -7,6 +7,7 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -103,9 +104,10 @@ def bind_sample(sample: dict[str | None, np.ndarray], names: Sequence[str]) -> d
                 f"({', '.join(names)}); use an .npz keyed by input name"
             )
         return {names[0]: sample[None]}
-    if names and set(sample) != set(names):
-        raise UsageError(f"sample inputs {sorted(sample)} do not match the model's inputs {list(names)}")
-    return dict(sample)
+    named = cast(dict[str, np.ndarray], sample)  # no None key past the check above
+    if names and set(named) != set(names):
+        raise UsageError(f"sample inputs {sorted(named)} do not match the model's inputs {list(names)}")
+    return dict(named)
 
 
 def synthesize(

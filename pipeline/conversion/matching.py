@@ -12,6 +12,7 @@ a name on one side finds its partner on the other by position.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def apply_input_map(sample: dict[str | None, np.ndarray], input_map: Mapping[str
         if key is None and len(sample) == 1 and len(input_map) == 1:
             out[next(iter(input_map.values()))] = value
         else:
-            out[input_map.get(key, key)] = value
+            out[key if key is None else input_map.get(key, key)] = value
     return out
 
 
@@ -64,14 +65,15 @@ def bind_to_source(
                 f"({', '.join(source_names or onnx_names)}); use an .npz keyed by input name"
             )
         return {(source_names or onnx_names or ["input"])[0]: sample[None]}
-    keys = set(sample)
+    named = cast(dict[str, np.ndarray], sample)  # no None key past the check above
+    keys = set(named)
     if not source_names or keys == set(source_names):
-        return dict(sample)
+        return dict(named)
     if onnx_names and keys == set(onnx_names) and len(onnx_names) == len(source_names):
         by_position = dict(zip(onnx_names, source_names))
-        return {by_position[k]: v for k, v in sample.items()}
-    if len(sample) == 1 and len(source_names) == 1:
-        return {source_names[0]: next(iter(sample.values()))}
+        return {by_position[k]: v for k, v in named.items()}
+    if len(named) == 1 and len(source_names) == 1:
+        return {source_names[0]: next(iter(named.values()))}
     raise mismatch(sorted(keys), source_names, onnx_names)
 
 

@@ -45,7 +45,7 @@ def pick_converter(source: Source, registry: Registry, framework: str | None) ->
 
 
 def _detect(source: Source, specs) -> ConverterSpec:
-    if source.is_path:
+    if source.path is not None:  # source.is_path
         return detect.for_path(source.path, specs)
     return detect.for_object(source.obj, specs)
 
@@ -58,7 +58,9 @@ def _broken_hint(source: Source, registry: Registry) -> str:
     except detect.DetectionError:
         spec = None
     if spec is not None:
-        return f"; converter {spec.name!r} reads it, but {registry.broken_for(spec.name).describe()}"
+        owner = registry.broken_for(spec.name)
+        assert owner is not None  # spec is one of a broken plugin's specs
+        return f"; converter {spec.name!r} reads it, but {owner.describe()}"
     broken = registry.broken()
     if broken:
         return "; broken plugins were not consulted: " + "; ".join(b.describe() for b in broken)
@@ -76,7 +78,7 @@ def ensure_usable(spec: ConverterSpec) -> None:
 def load_model(
     spec: ConverterSpec, source: Source, trusted: bool, plugin: str = "", options: ConvertOptions | None = None
 ) -> Any:
-    if not source.is_path:
+    if source.path is None:  # not source.is_path
         return source.obj
     suffix = detect.suffix_of(source.path)
     if suffix in spec.unsafe_suffixes and not trusted:
@@ -282,6 +284,7 @@ def produce(
     timings["reference_s"] = time.perf_counter() - t0
     latency = {}
     if measure_latency and runs_original and not by_reference:
+        assert spec.run is not None  # runs_original
         latency = latency_mod.measure_original(spec.run, model, cases)
     if sample is None and golden is None and not any(c.expected is not None for c in cases):
         notes.append(f"inputs synthesised from the model's declared inputs (seed {seed})")
@@ -314,7 +317,9 @@ def produce(
         timings=timings,
         verified=any(c.expected is not None for c in cases),
         latency=latency,
-        versions={spec.framework_distribution: framework_version} if framework_version else {},
+        versions={spec.framework_distribution: framework_version}
+        if spec.framework_distribution and framework_version  # a version implies a distribution
+        else {},
     )
 
 

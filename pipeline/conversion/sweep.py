@@ -62,8 +62,8 @@ def dynamic_groups(model, signature: Sequence[Any] | None) -> tuple[dict[str, li
                 # batch of 3 for one input and 5 for another is not a real case
                 key = "batch"
             else:
-                key = dim if isinstance(dim, str) else (src_dim if isinstance(src_dim, str) else None)
-                key = key or f"{name}.{axis}"
+                named = dim if isinstance(dim, str) else (src_dim if isinstance(src_dim, str) else None)
+                key = named or f"{name}.{axis}"
             groups.setdefault(key, []).append((name, axis))
     return groups, frozen
 
@@ -87,12 +87,13 @@ def sweep_cases(
 ) -> tuple[list[Case], list[dict[str, Any]]]:
     """Cases for every (group, size); plus a summary of what was swept."""
     seen = {_shape_key(c.inputs) for c in existing}
-    cases, summary = [], []
+    cases: list[Case] = []
+    summary: list[dict[str, Any]] = []
     for key in sorted(groups):
         members = [m for m in groups[key] if m[0] in base and base[m[0]].ndim > m[1]]
         if not members:
             continue
-        entry = {
+        entry: dict[str, Any] = {
             "axis": key,
             "members": [{"input": i, "axis": a} for i, a in members],
             "sizes": [],

@@ -99,7 +99,7 @@ def clean_stale(folder: Path, prefix: str, separator: str = ".", suffix: str = "
     whose process is gone (left by a killed run); the paths removed."""
     import shutil
 
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [p for p in Path(folder).iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
     except OSError:

@@ -127,7 +127,7 @@ def error_histogram(actual: Any, expected: Any) -> dict[str, Any] | None:
 
 
 def merge_histograms(hists: list[dict[str, Any]]) -> dict[str, Any]:
-    merged = {
+    merged: dict[str, Any] = {
         "edges": HIST_EDGES,
         "counts": [0] * (len(HIST_EDGES) - 1),
         "below": 0,

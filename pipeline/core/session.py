@@ -18,7 +18,7 @@ from onnxgate.plugins.errors import ConversionError
 from onnxgate.plugins.helpers import one_line
 
 
-def load_session(model_bytes: bytes, optimized: bool = True):
+def load_session(model_bytes: bytes | str, optimized: bool = True):  # str: a path (external data)
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -52,7 +52,7 @@ def _old_opset_hint(exc: BaseException) -> str:
 
 
 class Runtime:
-    def __init__(self, model_bytes: bytes):
+    def __init__(self, model_bytes: bytes | str):  # str: a path (external data)
         self.model_bytes = model_bytes
         self._sessions: dict[bool, Any] = {}
         #: case name -> the optimised session's outputs on it

@@ -146,7 +146,7 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def smoke_sample(model_bytes: bytes, cases, runtime: Runtime | None = None) -> dict[str, Any] | None:
+def smoke_sample(model_bytes: bytes | str, cases, runtime: Runtime | None = None) -> dict[str, Any] | None:
     """Request/response pair from the first validation case, run in onnxruntime.
 
     The expected response is what the VALIDATED model answered (it matched the
@@ -296,9 +296,9 @@ def check(model_path: Path, allow_unvalidated: bool = False) -> Gate:
     except DeployRefused as exc:
         if not allow_unvalidated:
             raise DeployRefused(f"{exc} (override: {OVERRIDE_FLAG})") from None
-        rec = _try_load(model_path)
-        trusted = rec and rec.get("model", {}).get("sha256") == digest and _signature_ok(rec, model_path)
-        return Gate(model_path, digest, rec if trusted else None, str(exc))
+        loaded = _try_load(model_path)
+        trusted = loaded and loaded.get("model", {}).get("sha256") == digest and _signature_ok(loaded, model_path)
+        return Gate(model_path, digest, loaded if trusted else None, str(exc))
     return Gate(model_path, digest, rec)
 
 

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +53,8 @@ DEFAULT_MAX_ELEMENTS = 4 * 1024 * 1024
 DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
 
 _session = None
-_inputs = {}
-_settings = {}
+_inputs: dict[str, Any] = {}
+_settings: dict[str, Any] = {}
 _model_sha256 = ""
 
 # onnxruntime type strings -> numpy dtypes for the tensor types a request can carry

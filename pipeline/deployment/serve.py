@@ -200,7 +200,7 @@ def _has_nonce(pid: int, nonce: str) -> bool:
 def reap_orphans() -> list[int]:
     """Stop servers whose onnxgate process died without stopping them; the pids stopped."""
     folder = servers_dir()
-    stopped = []
+    stopped: list[int] = []
     if not folder.is_dir():
         return stopped
     for path in folder.glob("*.json"):
@@ -425,6 +425,7 @@ def smoke_test(scoring_uri: str, record: dict[str, Any] | None) -> SmokeResult:
     smoke = (record or {}).get("smoke")
     if not smoke:
         raise SmokeTestFailed("no smoke sample in the validation record: nothing proves the endpoint works")
+    assert record is not None  # the smoke sample came from it
     status, answer = post_json(scoring_uri, smoke["request"])
     if status != 200:
         raise SmokeTestFailed(f"smoke test: the endpoint answered HTTP {status}: {str(answer)[:300]}")

@@ -352,7 +352,9 @@ def _mounts(module_name: str) -> dict[str, str]:
 
     mounts = {}
     for name in ("onnxgate.plugins", "onnxgate.pipeline", "onnxgate.converters"):
-        mounts[name] = str(Path(importlib.import_module(name).__file__).parent)
+        init = importlib.import_module(name).__file__
+        assert init is not None  # regular packages (an __init__.py each), never namespace ones
+        mounts[name] = str(Path(init).parent)
     top = module_name.split(".")[0]
     if top != "onnxgate":
         module = importlib.import_module(top)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def row_mask(actual: Any, expected: Any, tol: Tolerance) -> np.ndarray | None:
     if not expected.ndim or expected.shape[0] == 0:
         return None
     bad = bad_elements(actual, expected, tol)
-    return bad.reshape(bad.shape[0], -1).any(axis=1)
+    return cast(np.ndarray, bad.reshape(bad.shape[0], -1).any(axis=1))  # any(axis=1) of a 2-D array: an array
 
 
 def compare_output(name: str, actual: Any, expected: Any, tol: Tolerance) -> dict[str, Any]:

@@ -137,7 +137,9 @@ def check(model, target: str | None = None) -> tuple[dict[str, Any], dict[str, A
         raise UsageError(f"--target-runtime {target!r}: expected an onnxruntime version like 1.17") from None
     needs = model_needs(model)
     releases = dict(ORT_TABLE)
-    releases[installed] = limits(installed)
+    measured = limits(installed)
+    assert measured is not None  # the installed release's limits are measured, never unknown
+    releases[installed] = measured
     loadable = sorted((r for r, lim in releases.items() if not _fits(needs, lim)), key=_key)
     other = sorted(d for d in needs["opsets"] if d not in ("ai.onnx", "ai.onnx.ml"))
     section: dict[str, Any] = {

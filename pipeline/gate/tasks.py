@@ -29,7 +29,7 @@ def model_classes(model) -> list[Any] | None:
     """The class list a converted classifier declares, in column order."""
     from onnx import helper
 
-    for node in getattr(model, "graph", None).node if model is not None else ():
+    for node in model.graph.node if model is not None else ():
         if node.op_type in CLASSIFIER_OPS:
             for attr in node.attribute:
                 if attr.name in ("classlabels_strings", "classlabels_int64s"):

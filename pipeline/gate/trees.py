@@ -136,7 +136,8 @@ def analyse(
         return result
     X = inputs[source]
     names = [o.name for o in session.get_outputs()]
-    explained, unexplained = [], []
+    explained: list[int] = []
+    unexplained: list[int] = []
     for i in flipped[:MAX_ROWS_ANALYSED]:
         row = X[i].copy()
         ok = False

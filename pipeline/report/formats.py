@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onnxgate.pipeline.core import atomic
 from onnxgate.plugins import ReportFormat, UsageError, hookimpl
+
+if TYPE_CHECKING:
+    from onnxgate.pipeline.report.model import Report
 
 
 def _json(report: Mapping[str, Any]) -> str:
@@ -63,7 +66,7 @@ def resolve(requests: Iterable[tuple[str, Path]], registry=None) -> list:
     return resolved
 
 
-def write(report: Mapping[str, Any], resolved: Iterable[tuple[ReportFormat, Path]]) -> None:
+def write(report: Report | dict[str, Any], resolved: Iterable[tuple[ReportFormat, Path]]) -> None:
     """Render and write each one atomically (a failing renderer leaves no file).
     ``report``: a typed ``Report`` or its JSON form; renderers get the JSON form."""
     from onnxgate.pipeline.report.model import as_dict

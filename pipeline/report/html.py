@@ -168,7 +168,7 @@ def latency_svg(batches: Sequence[dict[str, Any]]) -> str:
         def y_of(v: float) -> float:
             return top + ph * (1 - (math.log10(max(v, 10.0**lo_d)) - lo_d) / (hi_d - lo_d))
 
-        base = top + ph
+        base: float = top + ph
     else:
         ticks = _nice_ticks(hi * 1.05)
 
@@ -177,11 +177,11 @@ def latency_svg(batches: Sequence[dict[str, Any]]) -> str:
 
         base = y_of(0)
     parts = [f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="latency per batch size">']
-    for t in ticks:
-        y = y_of(t)
+    for tick in ticks:
+        y = y_of(tick)
         parts.append(f'<line x1="{left}" x2="{W - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e9f0"/>')
         parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#5b6478">{t:g}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#5b6478">{tick:g}</text>'
         )
     group = pw / len(batches)
     bw = min(group * 0.34, 48)
