@@ -156,6 +156,27 @@ def _tolerance(base: Tolerance, rtol: float | None, atol: float | None) -> Toler
     return Tolerance(rtol=base.rtol if rtol is None else rtol, atol=base.atol if atol is None else atol)
 
 
+def _converter_options(spec, options: dict[str, Any], plugin: str) -> dict[str, Any]:
+    """The converter's declared options, typed; unknown ones are a usage error.
+
+    Plugin API 1.2 made declaring options (``ConverterSpec.options``) a rule;
+    a third-party converter that declares none still gets its options as
+    given, with a DeprecationWarning, as the versioning policy promises."""
+    from onnxgate.plugins.manager import plugin_distribution
+
+    if options and not spec.options and plugin_distribution(plugin)[0] not in ("", "onnxgate"):
+        import warnings
+
+        warnings.warn(
+            f"converter {spec.name!r} declares no options but was given {sorted(options)}: declare them with "
+            "ConverterSpec.options (OptionSpec); undeclared options are refused from plugin API 2.0",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return dict(options)
+    return parse_options(spec.options, options, f"converter {spec.name!r}")
+
+
 def _with_rules(gate: GateConfig, registry: Registry) -> GateConfig:
     """The gate with its registry's comparison rules (a registry without any,
     built without entry points, leaves the installed ones); a rule named for
@@ -234,7 +255,7 @@ def run(
         if spec.name != "onnx":
             raise UsageError(f"--upgrade-opset applies to ready-made ONNX models; this source is {spec.framework}")
         options["upgrade_opset"] = int(upgrade_opset)
-    extra = parse_options(spec.options, options, f"converter {spec.name!r}")
+    extra = _converter_options(spec, options, registry.plugin_of(spec.name))
     convert_options = ConvertOptions(opset=opset or spec.default_opset, dynamic_batch=dynamic_batch, extra=extra)
     if onnx_model is not None:
         spec = _given_model_spec(spec, onnx_model)

@@ -26,7 +26,9 @@ from typing import Any
 #: Version of the plugin surface (hooks, spec types, contract kit).
 #: 1.0: hooks onnxgate_converters/environments/deploy_targets, ConverterSpec.
 #: 1.1: ``inputs(model, options)`` (``inputs(model)`` deprecated), ``ONNXGATE_API``.
-API_VERSION = "1.1"
+#: 1.2: ``OptionSpec``/``ConverterSpec.options`` (undeclared options deprecated),
+#:      ``DeployTargetSpec.options``, hooks ``onnxgate_compare_rules`` and ``onnxgate_report_formats``.
+API_VERSION = "1.2"
 #: Module attribute a plugin sets to declare the API versions it supports.
 DECLARATION = "ONNXGATE_API"
 

@@ -114,7 +114,7 @@ def test_installed_plugin_is_listed_and_checks_clean(venv):
     assert rows["toyfw"]["from"] == "onnxgate-toyfw 0.1.0" and rows["toyfw"]["framework"] == "ToyFW"
     check = subprocess.run(["onnxgate", "plugins", "check", "toyfw"], capture_output=True, text=True, env=env)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "declares API >=1.1,<2" in check.stdout
+    assert "declares API >=1.2,<2" in check.stdout
 
 
 def test_contract_tests_fail_naming_the_callable_then_pass_when_written(venv):

@@ -2,6 +2,7 @@
 deploy-target flags all come from plugins through ``pm.hook``, and a
 third-party plugin extends each of them exactly as the built-ins do."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -370,3 +371,18 @@ def test_a_target_option_taking_a_deploy_argument_is_an_error(monkeypatch, capsy
         "deploy target 'greedy': option 'model' clashes with onnxgate deploy's own MODEL argument"
         in capsys.readouterr().err
     )
+
+
+def test_a_third_party_converter_without_declared_options_still_gets_them_with_a_warning(monkeypatch):
+    """API 1.2 made declaring options the rule; the versioning policy keeps the
+    old form working, with a DeprecationWarning, for third-party converters."""
+    from onnxgate.pipeline import api as api_mod
+    from onnxgate.plugins import manager
+
+    spec = Registry().converter("sklearn")
+    bare = dataclasses.replace(spec, options=())
+    monkeypatch.setitem(manager._PLUGIN_DISTS, "old-plugin", ("old-dist", "0.9"))
+    with pytest.warns(DeprecationWarning, match="declares no options"):
+        assert api_mod._converter_options(bare, {"speed": "fast"}, "old-plugin") == {"speed": "fast"}
+    with pytest.raises(UsageError, match="has no option 'speed'"):  # onnxgate's own converters stay strict
+        api_mod._converter_options(bare, {"speed": "fast"}, "sklearn")

@@ -21,13 +21,14 @@ from onnxgate.plugins import (
     ConverterSpec,
     ConvertOptions,
     InputSpec,
+    OptionSpec,
     Tolerance,
     UsageError,
     hookimpl,
 )
 
 #: The onnxgate plugin API versions this plugin is written for.
-ONNXGATE_API = ">=1.1,<2"
+ONNXGATE_API = ">=1.2,<2"
 
 #: The opset jax2onnx targets unless the user asks (--opset); onnxruntime
 #: >= 1.20 runs it.
@@ -116,4 +117,12 @@ def onnxgate_converters():
         # float32 in both; XLA and onnxruntime fuse differently
         tolerance=Tolerance(rtol=1e-4, atol=1e-5),
         description="JAX functions and Flax NNX modules, via jax2onnx",
+        options=(
+            OptionSpec(
+                "inputs",
+                str,
+                help="the input signature when no sample gives it: NAME:DIM,DIM;... with a symbolic "
+                "batch as a letter (x:B,4)",
+            ),
+        ),
     )
