@@ -91,12 +91,12 @@ def warm_overhead(sklearn_manifest: Path, folder: Path) -> tuple:
     out = folder / "inprocess"
     out.mkdir()
 
-    from onnxgate.pipeline.report.document import write_outputs
+    from onnxgate.pipeline.report import formats
 
     def convert(e):  # the same work and outputs as a batch worker's
         result = api.run(e.source, sample=e.sample, latency=False)
         result.save(out / f"{e.name}.onnx", out / f"{e.name}.report.json")
-        write_outputs(result.report, html=out / f"{e.name}.html")
+        formats.write(result.report, formats.resolve([("html", out / f"{e.name}.html")]))
 
     convert(entries[0])  # imports paid before timing, as a warm worker has
     in_process, _ = timed(lambda: [convert(e) for e in entries[1:]])
