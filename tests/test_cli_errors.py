@@ -127,3 +127,20 @@ def test_inspect_reports_provenance(tmp_path, skops_model):
     assert proc.returncode == 0
     assert "converter: sklearn" in proc.stdout and "source_sha256" in proc.stdout
     assert_clean_error(run_cli("inspect", str(tmp_path / "missing.onnx")), 2)
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`onnxgate plugins | head`: no error line and no traceback, exit 141 as a
+    shell reports for a writer whose reader left."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnxgate.pipeline.cli", "plugins", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the command writes
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "error" not in stderr and "Traceback" not in stderr

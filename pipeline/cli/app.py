@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # the reader of our output left (`| head`): entry() ends quietly
     except Exception as exc:  # a bug or a plugin's failure: still one line, unless --debug
         if debug:
             raise
@@ -127,7 +129,14 @@ def _sigterm_as_interrupt():
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `onnxgate plugins | head`: the reader left, as with any Unix tool
+        # Python would report the failed flush at exit: point stdout at /dev/null first
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
+    sys.exit(code)
 
 
 if __name__ == "__main__":
