@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from deploy_support import validated_iris
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxgate.pipeline.cli import app as cli
@@ -18,18 +19,7 @@ from onnxgate.pipeline.deployment import package, record
 
 @pytest.fixture(scope="module")
 def iris(tmp_path_factory):
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    from onnxgate.pipeline import api
-
-    tmp = tmp_path_factory.mktemp("rec")
-    X, y = load_iris(return_X_y=True)
-    sample = tmp / "sample.npy"
-    np.save(sample, X[:5].astype(np.float32))
-    path = tmp / "iris.onnx"
-    api.convert(LogisticRegression(max_iter=500).fit(X, y), sample=sample, latency=False).save(path)
-    return path
+    return validated_iris(tmp_path_factory.mktemp("rec"))
 
 
 @pytest.fixture

@@ -5,30 +5,19 @@ The same file answers HTTP in tests/test_hostile_serving.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
 import numpy as np
 import pytest
+from deploy_support import load_score, validated_iris
 
 from onnxgate.pipeline.deployment import package, record
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    from onnxgate.pipeline import api
-
-    tmp = tmp_path_factory.mktemp("score")
-    X, y = load_iris(return_X_y=True)
-    sample = tmp / "sample.npy"
-    np.save(sample, X[:5].astype(np.float32))
-    path = tmp / "iris.onnx"
-    api.convert(LogisticRegression(max_iter=500).fit(X, y), sample=sample, latency=False).save(path)
-    return path
+    return validated_iris(tmp_path_factory.mktemp("score"))
 
 
 @pytest.fixture
@@ -37,12 +26,7 @@ def pkg(model, tmp_path):
 
 
 def _load_score(pkg, monkeypatch):
-    monkeypatch.setenv("AZUREML_MODEL_DIR", str(pkg / "model"))
-    spec = importlib.util.spec_from_file_location("onnxgate_hostile_score", pkg / "code" / "score.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.init()
-    return module
+    return load_score(pkg, monkeypatch, "onnxgate_hostile_score")
 
 
 # ---- item 5: nesting ---------------------------------------------------------------------------
