@@ -2,8 +2,11 @@
 
     python bench/batch.py [--copies N] [--skip-dask]
 
-On a generated mixed manifest (scikit-learn models built here, the trees,
-torch and TensorFlow fixtures; at least 40 models):
+On a generated mixed manifest of at least 40 models, shaped like a team's
+fleet: small scikit-learn models, the tree-booster fixtures, and torch and
+Keras models of several sizes (the fixtures plus ones generated here).
+``--small 30 --torch 0 --keras 0`` gives the earlier, import-dominated mix
+(30 tiny scikit-learn models and a handful of deep-learning fixtures).
 
 1. ``--jobs 2`` against ``--jobs 1`` wall time (target: >= 1.7x on 2 cores);
 2. per-model time on a warm worker against converting in this process, for
@@ -59,10 +62,75 @@ def sklearn_models(out: Path, count: int) -> list:
     return entries
 
 
-def build(folder: Path, small: int) -> tuple:
+def torch_models(out: Path, count: int) -> list:
+    """``count`` torch programs (.pt2, dynamic batch): MLPs and CNNs of growing size."""
+    import numpy as np
+    import torch
+
+    entries = []
+    batch = torch.export.Dim("batch")
+    for i in range(count):
+        torch.manual_seed(i)
+        width = 32 * (1 + i % 4)
+        if i % 2 == 0:
+            layers = [torch.nn.Linear(16, width), torch.nn.GELU()]
+            layers += [torch.nn.Linear(width, width), torch.nn.GELU()] * (1 + i % 3)
+            model, example = torch.nn.Sequential(*layers, torch.nn.Linear(width, 4)), torch.randn(4, 16)
+        else:
+            channels = 4 * (1 + i % 3)
+            model = torch.nn.Sequential(
+                torch.nn.Conv2d(3, channels, 3, padding=1),
+                torch.nn.BatchNorm2d(channels),
+                torch.nn.ReLU(),
+                torch.nn.Conv2d(channels, channels, 3, padding=1),
+                torch.nn.AdaptiveAvgPool2d(1),
+                torch.nn.Flatten(),
+                torch.nn.Linear(channels, 5),
+            )
+            example = torch.randn(2, 3, 24, 24)
+        program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
+        name = f"torch-gen-{i:02d}"
+        torch.export.save(program, str(out / f"{name}.pt2"))
+        np.savez(out / f"{name}.npz", x=example.numpy())
+        entries.append({"name": name, "source": str(out / f"{name}.pt2"), "sample": str(out / f"{name}.npz")})
+    return entries
+
+
+def keras_models(out: Path, count: int) -> list:
+    """``count`` Keras models (.keras): dense and convolutional, growing size."""
+    import keras
+    import numpy as np
+
+    entries = []
+    for i in range(count):
+        keras.utils.set_random_seed(i)
+        width = 32 * (1 + i % 3)
+        if i % 2 == 0:
+            inputs = keras.Input((12,), name="features")
+            h = inputs
+            for _ in range(1 + i % 3):
+                h = keras.layers.Dense(width, activation="relu")(h)
+            outputs = keras.layers.Dense(3, activation="softmax")(h)
+            sample = np.random.default_rng(i).normal(size=(8, 12)).astype(np.float32)
+        else:
+            inputs = keras.Input((20, 20, 3), name="image")
+            h = keras.layers.Conv2D(4 * (1 + i % 3), 3, activation="relu")(inputs)
+            h = keras.layers.GlobalAveragePooling2D()(h)
+            outputs = keras.layers.Dense(4)(h)
+            sample = np.random.default_rng(i).normal(size=(2, 20, 20, 3)).astype(np.float32)
+        name = f"keras-gen-{i:02d}"
+        keras.Model(inputs, outputs).save(out / f"{name}.keras")
+        np.save(out / f"{name}.npy", sample)
+        entries.append({"name": name, "source": str(out / f"{name}.keras"), "sample": str(out / f"{name}.npy")})
+    return entries
+
+
+def build(folder: Path, small: int, n_torch: int = 0, n_keras: int = 0) -> tuple:
     import build as fixtures_build
 
     entries = sklearn_models(folder, small)
+    entries += torch_models(folder, n_torch)
+    entries += keras_models(folder, n_keras)
     for area in ("trees", "torch", "tensorflow"):
         area_dir = folder / area
         area_dir.mkdir()
@@ -111,13 +179,15 @@ def warm_overhead(sklearn_manifest: Path, folder: Path) -> tuple:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", type=int, default=30, help="generated scikit-learn models (default 30)")
+    parser.add_argument("--small", type=int, default=16, help="generated scikit-learn models (default 16)")
+    parser.add_argument("--torch", type=int, default=8, help="generated torch programs (default 8)")
+    parser.add_argument("--keras", type=int, default=6, help="generated Keras models (default 6)")
     parser.add_argument("--skip-dask", action="store_true")
     args = parser.parse_args()
     from onnxgate.pipeline import batch
 
     folder = Path(tempfile.mkdtemp(prefix="onnxgate-bench-batch-"))
-    t_build, (manifest, sklearn_manifest, total) = timed(lambda: build(folder, args.small))
+    t_build, (manifest, sklearn_manifest, total) = timed(lambda: build(folder, args.small, args.torch, args.keras))
     print(f"built {total} models in {t_build:.0f}s: {folder}", flush=True)
 
     def run(out, **kw):
@@ -143,7 +213,10 @@ def main() -> None:
         t_dask, _ = timed(lambda: run("dask", executor="dask", dask_workers=2, force=True))
         print(f"dask LocalCluster(2): {t_dask:.1f}s", flush=True)
 
-    print(f"\n{total} models ({args.small} generated scikit-learn + trees, torch, TensorFlow fixtures)")
+    print(
+        f"\n{total} models ({args.small} scikit-learn, {args.torch} torch and {args.keras} Keras generated;"
+        " the trees, torch and TensorFlow fixtures)"
+    )
     print(f"1. --jobs 2 speed-up over --jobs 1:          {t1 / t2:.2f}x   (target >= 1.7x)")
     print(f"2. warm worker / in-process per small model: {per_warm / per_in:.2f}x   (target <= 1.2x)")
     print(f"3. cached rerun / first run:                 {t_cached / t2 * 100:.1f}%   (target <= 5%)")

@@ -224,21 +224,99 @@ def test_manifest_schema_agrees_with_the_loader(tmp_path):
             load(tmp_path / "bad.json")
 
 
-def test_scheduling_keeps_a_framework_on_the_worker_that_imported_it():
-    from onnxgate.pipeline.batch.runner import Job, pick
+def _jobs(*frameworks, estimate=1.0):
+    from onnxgate.pipeline.batch.runner import Job
 
-    jobs = [
-        Job(entry=None, framework=fw, key=str(i), gate=None, timeout=1)
-        for i, fw in enumerate(["sklearn", "sklearn", "torch", "tensorflow", "torch"])
+    return [
+        Job(entry=None, framework=fw, key=str(i), gate=None, timeout=1, estimate=estimate)
+        for i, fw in enumerate(frameworks)
     ]
-    assert pick(jobs, last="torch", busy=["sklearn"]).key == "2"  # its own framework first
-    assert pick(jobs, last=None, busy=["sklearn"]).key == "2"  # then one no other worker is on
+
+
+def test_scheduling_keeps_a_framework_on_the_worker_that_imported_it():
+    from onnxgate.pipeline.batch.schedule import pick
+
+    jobs = _jobs("sklearn", "sklearn", "torch", "tensorflow", "torch")
+    assert pick(jobs, warm={"torch"}, busy=["sklearn"]).key == "2"  # its own framework first
+    # a fresh worker: the framework nobody is on with the most work (TensorFlow's import is the longest)
+    assert pick(jobs, warm=set(), busy=["sklearn"]).key == "3"
     # every framework busy elsewhere: wait rather than import one again for two models...
-    assert pick(jobs, last="xgboost", busy=["sklearn", "torch", "tensorflow"]) is None
-    # ...but share a framework with many models left
-    many = jobs + [Job(entry=None, framework="sklearn", key=f"s{i}", gate=None, timeout=1) for i in range(3)]
-    assert pick(many, last="xgboost", busy=["sklearn", "torch", "tensorflow"]).key == "0"
-    assert pick(jobs, last=None, busy=[]).key == "0"  # nothing else running: anything goes
+    assert pick(jobs, warm={"xgboost"}, busy=["sklearn", "torch", "tensorflow"]) is None
+    # ...but share a framework with much work left
+    many = jobs + _jobs(*["sklearn"] * 3)
+    assert pick(many, warm={"xgboost"}, busy=["sklearn", "torch", "tensorflow"]).framework == "sklearn"
+    assert pick([], warm=set(), busy=[]) is None
+
+
+def test_scheduling_starts_the_longest_model_of_a_framework_first():
+    from onnxgate.pipeline.batch.schedule import pick
+
+    jobs = _jobs("torch", "torch", "torch")
+    jobs[1].estimate = 30.0  # an earlier run timed it
+    assert pick(jobs, warm={"torch"}, busy=[]).key == "1"
+
+
+def test_a_replaced_worker_has_nothing_imported():
+    from onnxgate.pipeline.batch.schedule import Worker
+
+    worker = Worker()
+    worker.started("torch")
+    worker.finished(replaced=False, max_models=0)
+    assert worker.warm == {"torch"}
+    worker.finished(replaced=True, max_models=0)  # crashed, timed out or passed the memory cap
+    assert worker.warm == set()
+    worker.started("sklearn")
+    worker.finished(replaced=False, max_models=2)
+    assert worker.warm == {"sklearn"}
+    worker.finished(replaced=False, max_models=2)  # --max-models-per-worker 2: a new process
+    assert worker.warm == set()
+
+
+def _makespan(jobs, slots: int, imports: dict[str, float]) -> float:
+    """Simulate the runner's loop: each slot runs one model at a time and pays
+    a framework's import the first time it meets it."""
+    from onnxgate.pipeline.batch.schedule import Worker, pick
+
+    pending, workers = list(jobs), [Worker() for _ in range(slots)]
+    free_at, running = [0.0] * slots, [None] * slots
+    now = 0.0
+    while pending or any(running):
+        for slot in range(slots):
+            if running[slot] is None and pending and free_at[slot] <= now:
+                busy = [job.framework for s, job in enumerate(running) if job is not None and s != slot]
+                job = pick(pending, workers[slot].warm, busy)
+                if job is None:
+                    continue
+                pending.remove(job)
+                cost = job.estimate + (0 if job.framework in workers[slot].warm else imports[job.framework])
+                workers[slot].started(job.framework)
+                running[slot], free_at[slot] = job, now + cost
+        busy_slots = [s for s in range(slots) if running[s] is not None]
+        now = min(free_at[s] for s in busy_slots)
+        for s in busy_slots:
+            if free_at[s] <= now:
+                running[s] = None
+    return now
+
+
+def test_two_workers_split_a_mixed_fleet_close_to_evenly():
+    """The bench's shape (many small scikit-learn models, few slow-to-import
+    deep-learning ones; the manifest lists scikit-learn first): with the real
+    import table, two workers finish in little more than half the time of one."""
+    from onnxgate.pipeline.batch.schedule import IMPORT_SECONDS
+
+    fleet = _jobs(*["sklearn"] * 30, estimate=0.1)
+    for fw, n, seconds in (
+        ("xgboost", 2, 0.3),
+        ("lightgbm", 2, 0.2),
+        ("catboost", 2, 0.2),
+        ("torch", 2, 0.5),
+        ("tensorflow", 4, 0.5),
+    ):
+        fleet += _jobs(*[fw] * n, estimate=seconds)
+    one = _makespan(fleet, 1, IMPORT_SECONDS)
+    two = _makespan(fleet, 2, IMPORT_SECONDS)
+    assert two <= 0.56 * one, (one, two)
 
 
 def test_cache_key_of_a_module_source_imports_nothing(tmp_path, monkeypatch):
@@ -255,3 +333,13 @@ def test_cache_key_of_a_module_source_imports_nothing(tmp_path, monkeypatch):
     assert cache.module_file("crashpkg") == package / "__init__.py"
     assert cache.module_file("no_such_module_here") is None
     assert cache._source_digest("crashpkg.models:build") == cache._file_digest(str(package / "models.py"))
+
+
+def test_an_earlier_runs_time_is_the_schedulers_estimate(tmp_path):
+    from onnxgate.pipeline.batch import cache
+
+    assert cache.previous_seconds(tmp_path, "m") is None  # never ran
+    cache.store(tmp_path, {"name": "m", "seconds": 12.5}, "key-of-another-version")
+    assert cache.previous_seconds(tmp_path, "m") == 12.5  # whatever its key
+    cache.record_path(tmp_path, "m").write_text('{"row": {"seconds": "soon"}}')
+    assert cache.previous_seconds(tmp_path, "m") is None

@@ -124,6 +124,16 @@ def lookup(out: Path, name: str, content_key: str) -> dict[str, Any] | None:
     return row
 
 
+def previous_seconds(out: Path, name: str) -> float | None:
+    """How long ``name`` took in the last run into ``out``, whatever its key:
+    the scheduler's estimate (a converter-upgrade rerun knows every model's)."""
+    try:
+        seconds = json.loads(record_path(out, name).read_text(encoding="utf-8"))["row"]["seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
+
+
 def store(out: Path, row: dict[str, Any], content_key: str) -> None:
     state_dir(out).mkdir(parents=True, exist_ok=True)
     atomic.write_bytes(record_path(out, row["name"]), json.dumps({"key": content_key, "row": row}, indent=1))

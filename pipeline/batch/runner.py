@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onnxgate.pipeline.batch import cache, task
+from onnxgate.pipeline.batch import cache, schedule, task
 from onnxgate.pipeline.batch.manifest import Entry, inside
 from onnxgate.pipeline.batch.outputs import exit_code  # noqa: F401 - part of this module's API
 from onnxgate.pipeline.gate import config as gate_config
@@ -61,6 +61,8 @@ class Job:
     key: str
     gate: GateConfig
     timeout: float
+    #: Expected seconds, for scheduling (an earlier run's time, else a default).
+    estimate: float = schedule.MODEL_SECONDS
 
 
 class Progress:
@@ -89,7 +91,7 @@ def iter_rows(
     from onnxgate.plugins.manager import Registry
 
     registry = Registry()
-    jobs = [_job(e, settings, registry) for e in entries]
+    jobs = [_job(e, settings, registry, out) for e in entries]
     rows: dict[str, dict[str, Any]] = {}
     todo: list[Job] = []
     for job in jobs:
@@ -134,14 +136,15 @@ def _prepare_out(out: Path, entries: Sequence[Entry]) -> None:
     cache.sweep_partial(out)
 
 
-def _job(entry: Entry, settings: Settings, registry) -> Job:
+def _job(entry: Entry, settings: Settings, registry, out: Path) -> Job:
     spec = _spec(entry, registry)
     gate = task.entry_gate(settings.gate, entry, Path(settings.out) / f"{entry.name}.onnx")
     summary = gate.summary()
     if gate.baseline is not None:
         summary["baseline_sha256"] = hashlib.sha256(Path(gate.baseline).read_bytes()).hexdigest()
     framework = spec.name if spec is not None else (entry.framework or "python")
-    return Job(entry, framework, cache.key(entry, summary, spec), gate, entry.timeout or settings.timeout)
+    estimate = cache.previous_seconds(out, entry.name) or schedule.MODEL_SECONDS
+    return Job(entry, framework, cache.key(entry, summary, spec), gate, entry.timeout or settings.timeout, estimate)
 
 
 def _spec(entry: Entry, registry):
@@ -182,26 +185,6 @@ def _make_executor(settings: Settings):
     return LocalExecutor(settings.jobs, settings.max_models_per_worker)
 
 
-#: A worker takes up a framework another worker is busy with only when this
-#: many of its models are left: a second import of TensorFlow or torch costs
-#: more than running a few models one after the other on the warm worker.
-STEAL_MIN = 4
-
-
-def pick(pending: list[Job], last: str | None, busy: Sequence[str | None]) -> Job | None:
-    """Framework affinity: the worker's own framework first, then a framework
-    no other worker is on, then a busy framework with many models left;
-    None: better wait (with no other worker busy, every job qualifies)."""
-    for wanted in (lambda j: j.framework == last, lambda j: j.framework not in busy):
-        for job in pending:
-            if wanted(job):
-                return job
-    for job in pending:
-        if sum(j.framework == job.framework for j in pending) >= STEAL_MIN:
-            return job
-    return None
-
-
 def _execute(todo: list[Job], settings: Settings, progress: Progress) -> Iterator[dict[str, Any]]:
     if not todo:
         return
@@ -210,7 +193,7 @@ def _execute(todo: list[Job], settings: Settings, progress: Progress) -> Iterato
     worker_settings = {"latency": settings.latency, "max_memory": settings.max_memory}
     pending = list(todo)
     running: dict[int, tuple] = {}  # slot -> (future, job, started)
-    last: dict[int, str | None] = dict.fromkeys(range(executor.slots))
+    workers = [schedule.Worker() for _ in range(executor.slots)]
     failures = 0
     clean = False
     try:
@@ -219,12 +202,12 @@ def _execute(todo: list[Job], settings: Settings, progress: Progress) -> Iterato
             for slot in range(executor.slots):
                 if slot in running or not pending or stop:
                     continue
-                busy = [last[s] for s in running]
-                job = pick(pending, last[slot], busy)
+                busy = [job.framework for _, job, _ in running.values()]
+                job = schedule.pick(pending, workers[slot].warm, busy)
                 if job is None:
                     continue
                 pending.remove(job)
-                last[slot] = job.framework
+                workers[slot].started(job.framework)
                 future = executor.submit(slot, job.entry, out, job.gate, worker_settings, job.timeout)
                 running[slot] = (future, job, time.perf_counter())
                 progress.running(job.entry.name)
@@ -236,8 +219,8 @@ def _execute(todo: list[Job], settings: Settings, progress: Progress) -> Iterato
                 future, job, started = running.pop(slot)
                 row = executor.result(future, job.entry, started, job.timeout, job.framework)
                 row["framework"] = row.get("framework") or job.framework
-                if row.get("verdict") in (task.CRASHED, task.TIMEOUT, task.OUT_OF_MEMORY):
-                    last[slot] = None  # its worker was replaced: no framework is warm there
+                replaced = row.get("verdict") in (task.CRASHED, task.TIMEOUT, task.OUT_OF_MEMORY)
+                workers[slot].finished(replaced, settings.max_models_per_worker)
                 cache.store(Path(settings.out), row, job.key)
                 failures += row["exit_code"] != EXIT_OK
                 yield row
