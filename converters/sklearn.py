@@ -150,6 +150,8 @@ def _estimator_options(model, options):
             chosen["zipmap"] = bool((options.extra or {}).get("zipmap", False))
         if "locale" in allowed:
             chosen["locale"] = locale
+        if "raw_scores" in allowed and _scores_only(est):
+            chosen["raw_scores"] = True  # decision_function's layout, not a made-up probability
         # even empty: inside a Pipeline skl2onnx adds zipmap=True to a
         # classifier without options, and LinearSVC's converter rejects it
         per[id(est)] = chosen
@@ -245,8 +247,8 @@ def _outputs(model, X):
             outputs.append(model.predict_proba(X))
         elif type(last).__name__ == "VotingClassifier":  # hard: each class's share of the votes
             outputs.append(_vote_shares(model, last, X))
-        elif hasattr(model, "decision_function"):  # LinearSVC: scores
-            outputs.append(_score_columns(model.decision_function(X)))
+        elif hasattr(model, "decision_function"):  # SVC, LinearSVC, OneVsRest...: scores
+            outputs.append(decision_scores(last, model.decision_function(X)))
         return outputs
     from sklearn.base import is_clusterer, is_outlier_detector
 
@@ -278,12 +280,46 @@ def _vote_shares(model, voting, X):
     return shares / weights.sum()
 
 
-def _score_columns(scores):
-    """skl2onnx writes a binary decision function as one column."""
+def _scores_only(est) -> bool:
+    """A classifier that can only score (no predict_proba): skl2onnx's
+    ``raw_scores`` makes it write decision_function instead of a sign-flipped
+    (SVC) or normalised (OneVsRest) stand-in for probabilities. Linear SVC
+    and ridge write raw scores already; a OneVsRest over linear SVCs must not
+    ask (skl2onnx then reads two columns where there is one)."""
+    if type(est).__name__ in _ONE_SCORE_COLUMN or _ovr_over_linear_svc(est):
+        return False
+    return _is_classifier(est) and not _has_proba(est) and hasattr(est, "decision_function")
+
+
+#: Binary classifiers whose scores skl2onnx writes as the one column sklearn returns.
+_ONE_SCORE_COLUMN = ("LinearSVC", "RidgeClassifier", "RidgeClassifierCV")
+
+
+def _ovr_over_linear_svc(est) -> bool:
+    inner = getattr(est, "estimators_", None) or []
+    return type(est).__name__ == "OneVsRestClassifier" and any(type(e).__name__ == "LinearSVC" for e in inner)
+
+
+def decision_scores(final, scores):
+    """decision_function laid out as skl2onnx writes it (converters with
+    ``raw_scores``): multiclass as is; a binary score d as ``[-d, d]``, one
+    column for linear SVC/ridge, and ``[1 - d, d]`` for OneVsOne (its votes
+    plus confidences, of which sklearn returns the second)."""
     import numpy as np
 
     scores = np.asarray(scores)
-    return scores.reshape(-1, 1) if scores.ndim == 1 else scores
+    if _ovr_over_linear_svc(final):  # no raw_scores there: skl2onnx divides each row by its sum
+        both = scores if scores.ndim == 2 else np.hstack([1 - scores.reshape(-1, 1), scores.reshape(-1, 1)])
+        return both / both.sum(axis=1, keepdims=True)  # (by its L1 norm below opset 22: not matched)
+    if scores.ndim == 2:
+        return scores
+    column = scores.reshape(-1, 1)
+    name = type(final).__name__
+    if name in _ONE_SCORE_COLUMN:
+        return column
+    if name == "OneVsOneClassifier":
+        return np.hstack([1 - column, column])
+    return np.hstack([-column, column])
 
 
 def intermediates(model, inputs, onnx_model):
