@@ -10,6 +10,7 @@ from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl
 
+from . import sklearn_tabular as tabular
 from .common import first_zip_member
 
 #: Modules whose plain-data classes are trusted in .skops files: rebuilding
@@ -66,6 +67,9 @@ def _untrusted(path, types):
 
 
 def signature(model, options=None):
+    named = tabular.signature(model)  # trained on a DataFrame: inputs by column name
+    if named is not None:
+        return named
     n_features = getattr(model, "n_features_in_", None)
     if n_features is None:
         return None
@@ -79,17 +83,24 @@ def _is_classifier(model) -> bool:
 
 
 def convert(model, example, options):
-    from skl2onnx import to_onnx
+    from skl2onnx import convert_sklearn, to_onnx
 
-    X = _features(example, for_onnx=True)
+    columns = tabular.per_column(model)
+    X = None if columns else _features(example, for_onnx=True)
     kwargs = {"target_opset": _target_opsets(options)}
     boosters = _register_boosters(model)
     from .trees_common import positional_feature_names
 
     xgb = [b for b in boosters if "xgboost" in type(b).__module__]
     with _soft_voting_unflattened(model), positional_feature_names(xgb):
-        onx = to_onnx(model, X[:1], options=_estimator_options(model, options), **kwargs)
-    if onx.graph.input and onx.graph.input[0].name != "X":
+        if columns:  # one input per DataFrame column, typed as the column
+            types = tabular.initial_types(example)
+            onx = convert_sklearn(model, initial_types=types, options=_estimator_options(model, options), **kwargs)
+        else:
+            onx = to_onnx(model, X[:1], options=_estimator_options(model, options), **kwargs)
+    if columns:
+        tabular.restore_input_names(onx, list(example))
+    elif onx.graph.input and onx.graph.input[0].name != "X":
         _rename_input(onx, onx.graph.input[0].name, "X")
     if boosters:
         from .trees_common import dedupe_opsets
@@ -229,6 +240,8 @@ def run(model, inputs):
     """The original's outputs in skl2onnx's order, per kind of final estimator."""
     import numpy as np
 
+    if tabular.feature_names(model) is not None:  # fitted on a DataFrame: given one, same columns
+        return _outputs(model, tabular.to_frame(model, inputs))
     (X,) = inputs.values()
     X = _features(inputs) if np.asarray(X).dtype.kind in "OUS" else np.asarray(X)
     try:  # the ONNX model's float32 data, as users feed both
@@ -328,7 +341,7 @@ def intermediates(model, inputs, onnx_model):
     from onnxgate.plugins import Intermediate
 
     steps = [(n, s) for n, s in getattr(model, "steps", None) or [] if s not in (None, "passthrough")]
-    if not steps:
+    if not steps or tabular.per_column(model):  # per-column inputs: steps are not traced
         return []
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
