@@ -86,7 +86,7 @@ def is_classifier(model) -> bool:
 
 
 def signature(model, options=None):
-    return tc.features_signature(_booster(model).num_feature())
+    return tc.features_signature(_booster(model).num_feature(), tc.frame_columns(model))
 
 
 def convert(model, example, options):

@@ -61,7 +61,7 @@ def is_classifier(model) -> bool:
 
 
 def signature(model, options=None):
-    return tc.features_signature(_booster(model).num_features())
+    return tc.features_signature(_booster(model).num_features(), tc.frame_columns(model))
 
 
 def convert(model, example, options):

@@ -19,6 +19,7 @@ feed a string input.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,8 @@ class Table:
             self.unused = [c for c in self.columns if c not in names]
             return {s.name: self.column(s.name, _per_column_kind(s.dtype)).reshape(-1, 1) for s in specs}
         if len(specs) == 1 and specs[0].columns:
-            wanted = [str(c) for c in specs[0].columns]
-            self._require(wanted)
+            wanted = [self._lookup(str(c)) for c in specs[0].columns]
+            self._require(wanted, shown=[str(c) for c in specs[0].columns])
             self.unused = [c for c in self.columns if c not in wanted]
             return {None: self.stacked(wanted)}
         if len(specs) > 1 and any(n in self.columns for n in names):
@@ -68,11 +69,19 @@ class Table:
         # no signature known: one input per column, by name (a ready-made ONNX model)
         return {c: self.column(c, None).reshape(-1, 1) for c in self.columns}
 
-    def _require(self, wanted: Sequence[str]) -> None:
+    def _lookup(self, name: str) -> str:
+        """The sample's column for a model's feature name; LightGBM stores
+        ``sepal length`` as ``sepal_length``, so blanks may stand for ``_``."""
+        if name in self.columns:
+            return name
+        alike = [c for c in self.columns if re.sub(r"\s", "_", c) == name]
+        return alike[0] if len(alike) == 1 else name
+
+    def _require(self, wanted: Sequence[str], shown: Sequence[str] = ()) -> None:
         missing = [c for c in wanted if c not in self.columns]
         if missing:
             raise UsageError(
-                f"{self.origin}: columns {missing} are missing; the model takes {list(wanted)}, "
+                f"{self.origin}: columns {missing} are missing; the model takes {list(shown or wanted)}, "
                 f"the sample has {self.names}"
             )
 
