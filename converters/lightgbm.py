@@ -14,6 +14,7 @@ from pathlib import Path
 from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, read_head
 
 from . import trees_common as tc
+from .common import name_columns
 
 _MAGIC = b"tree\nversion="
 _TREE_SIZES = re.compile(rb"^tree_sizes=([0-9 ]*)$", re.M)
@@ -101,6 +102,7 @@ def convert(model, example, options):
     )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
+    name_columns(onx, tc.INPUT_NAME, tc.frame_columns(model))
     return Conversion(onx, exporter="onnxmltools.convert_lightgbm", notes=notes)
 
 

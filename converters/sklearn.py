@@ -11,7 +11,7 @@ from pathlib import Path
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl
 
 from . import sklearn_tabular as tabular
-from .common import first_zip_member
+from .common import first_zip_member, name_columns
 
 #: Modules whose plain-data classes are trusted in .skops files: rebuilding
 #: an instance of one of them runs no user code. Functions (os.system,
@@ -102,6 +102,8 @@ def convert(model, example, options):
         tabular.restore_input_names(onx, list(example))
     elif onx.graph.input and onx.graph.input[0].name != "X":
         _rename_input(onx, onx.graph.input[0].name, "X")
+    if not columns:
+        name_columns(onx, "X", tabular.feature_names(model))
     if boosters:
         from .trees_common import dedupe_opsets
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, installed_distribution, read_head
 
 from . import trees_common as tc
+from .common import name_columns
 
 # An XGBoost JSON model is an object whose first key is "learner" (or
 # "version" in some writers); UBJSON spells the key as a length-prefixed
@@ -77,6 +78,7 @@ def convert(model, example, options):
         )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
+    name_columns(onx, tc.INPUT_NAME, tc.frame_columns(model))
     if objective(model) == "multi:softmax" and _softmax_probabilities(onx):
         notes.append(
             "multi:softmax: onnxmltools outputs raw margins as probabilities; "
