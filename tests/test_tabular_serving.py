@@ -22,8 +22,10 @@ pd = pytest.importorskip("pandas")
 def _rows(frame) -> list[dict]:
     """Row objects as a client's JSON has them: NaN as null, numpy scalars as Python ones."""
     return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v)
-         for k, v in row.items()}
+        {
+            k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v)
+            for k, v in row.items()
+        }
         for row in frame.to_dict(orient="records")
     ]
 
@@ -178,5 +180,7 @@ def test_real_server_answers_records_and_refuses_bad_ones(server, houses_pkg):
     del bad[0]["color"]
     status, body = _post(server.scoring_uri, json.dumps(bad))
     assert status == 400 and "row 0 has no ['color']" in body["message"], body
-    status, body = _post(server.scoring_uri, json.dumps([{k: v for k, v in r.items() if k != "city"} for r in _rows(rows)]))
+    status, body = _post(
+        server.scoring_uri, json.dumps([{k: v for k, v in r.items() if k != "city"} for r in _rows(rows)])
+    )
     assert status == 400 and "missing ['city']" in body["message"], body

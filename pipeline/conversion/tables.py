@@ -159,7 +159,9 @@ def _is_number(value: Any) -> bool:
 
 def _strings(values: np.ndarray) -> np.ndarray:
     """Object array of str (onnxruntime's string tensors); a missing value becomes ""."""
-    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=object)
+    return np.array(
+        ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=object
+    )
 
 
 def read_csv(path: Path) -> Table | np.ndarray:
