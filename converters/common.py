@@ -48,6 +48,21 @@ def name_columns(onnx_model, input_name: str, columns) -> None:
     entry.key, entry.value = COLUMNS_METADATA, json.dumps({input_name: list(columns)})
 
 
+def recorded_columns(onnx_model) -> dict[str, list[str]]:
+    """``{input: column names}`` that ``name_columns`` recorded; {} when none or unreadable."""
+    import json
+
+    for prop in onnx_model.metadata_props:
+        if prop.key == COLUMNS_METADATA:
+            try:
+                found = json.loads(prop.value)
+            except ValueError:
+                return {}
+            if isinstance(found, dict):
+                return {str(k): [str(c) for c in v] for k, v in found.items() if isinstance(v, list)}
+    return {}
+
+
 def flatten(value) -> list:
     """Nested tuples/lists/dicts of arrays -> flat list, in pytree order."""
     if isinstance(value, dict):

@@ -306,3 +306,21 @@ def test_dataframe_with_duplicate_columns_is_refused():
     doubled = pd.concat([frame[["age"]], frame], axis=1)
     with pytest.raises(UsageError, match="more than once"):
         _convert(model, doubled)
+
+
+def test_a_saved_model_keeps_its_column_names_for_later_samples(tmp_path):
+    """The ONNX model records X's column names: validating the file alone (no
+    source) still orders a header's columns by name."""
+    import onnx
+
+    from onnxgate.converters import onnx as onnx_converter
+    from onnxgate.pipeline.conversion.samples import read_sample
+
+    model, X = numeric_on_frame()
+    path = tmp_path / "iris.onnx"
+    _convert(model, X.iloc[::10]).save(path)
+    signature = onnx_converter.signature(onnx.load(path))
+    assert signature[0].columns == tuple(X.columns)
+    rows = tmp_path / "rows.csv"
+    X.iloc[::10, ::-1].to_csv(rows, index=False)
+    np.testing.assert_allclose(read_sample(rows, signature)[None], X.iloc[::10].to_numpy(np.float32))
