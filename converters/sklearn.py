@@ -243,7 +243,13 @@ def run(model, inputs):
     import numpy as np
 
     if tabular.feature_names(model) is not None:  # fitted on a DataFrame: given one, same columns
-        return _outputs(model, tabular.to_frame(model, inputs))
+        frame = tabular.to_frame(model, inputs)
+        try:
+            return _outputs(model, frame)
+        except ValueError:  # as below: float64 for Cython paths that refuse float32
+            if tabular.per_column(model):
+                raise
+            return _outputs(model, frame.astype(np.float64))
     (X,) = inputs.values()
     X = _features(inputs) if np.asarray(X).dtype.kind in "OUS" else np.asarray(X)
     try:  # the ONNX model's float32 data, as users feed both
