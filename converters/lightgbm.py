@@ -87,7 +87,15 @@ def is_classifier(model) -> bool:
 
 
 def signature(model, options=None):
-    return tc.features_signature(_booster(model).num_feature(), tc.frame_columns(model))
+    return tc.features_signature(_booster(model).num_feature(), _columns(model))
+
+
+def _columns(model) -> tuple[str, ...]:
+    """Feature names from a DataFrame; a Booster trained on arrays calls its
+    features Column_0, Column_1...: no names to match."""
+    names = tuple(str(n) for n in _booster(model).feature_name())
+    named = names and not all(re.fullmatch(r"Column_\d+", n) for n in names)
+    return tc.frame_columns(model) or (names if named else ())
 
 
 def convert(model, example, options):
@@ -102,7 +110,7 @@ def convert(model, example, options):
     )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
-    name_columns(onx, tc.INPUT_NAME, tc.frame_columns(model))
+    name_columns(onx, tc.INPUT_NAME, _columns(model))
     return Conversion(onx, exporter="onnxmltools.convert_lightgbm", notes=notes)
 
 

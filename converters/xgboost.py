@@ -62,7 +62,12 @@ def is_classifier(model) -> bool:
 
 
 def signature(model, options=None):
-    return tc.features_signature(_booster(model).num_features(), tc.frame_columns(model))
+    return tc.features_signature(_booster(model).num_features(), _columns(model))
+
+
+def _columns(model) -> tuple[str, ...]:
+    """A Booster saved from a DataFrame keeps the column names (None from arrays)."""
+    return tc.frame_columns(model) or tuple(str(n) for n in _booster(model).feature_names or ())
 
 
 def convert(model, example, options):
@@ -78,7 +83,7 @@ def convert(model, example, options):
         )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
-    name_columns(onx, tc.INPUT_NAME, tc.frame_columns(model))
+    name_columns(onx, tc.INPUT_NAME, _columns(model))
     if objective(model) == "multi:softmax" and _softmax_probabilities(onx):
         notes.append(
             "multi:softmax: onnxmltools outputs raw margins as probabilities; "
