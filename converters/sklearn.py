@@ -317,8 +317,9 @@ _ONE_SCORE_COLUMN = ("LinearSVC", "RidgeClassifier", "RidgeClassifierCV")
 
 
 def _ovr_over_linear_svc(est) -> bool:
-    inner = getattr(est, "estimators_", None) or []
-    return type(est).__name__ == "OneVsRestClassifier" and any(type(e).__name__ == "LinearSVC" for e in inner)
+    if type(est).__name__ != "OneVsRestClassifier":
+        return False
+    return any(type(e).__name__ == "LinearSVC" for e in getattr(est, "estimators_", None) or [])
 
 
 def decision_scores(final, scores):

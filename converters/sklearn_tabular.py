@@ -95,7 +95,8 @@ def _fitted_estimators(model):
         found.append(est)
         todo += [step for _, step in getattr(est, "steps", None) or []]
         todo += [trans for _, trans, _ in getattr(est, "transformers_", None) or []]
-        todo += list(getattr(est, "estimators_", None) or [])
+        members = getattr(est, "estimators_", None)  # a list; gradient boosting's is an array of trees
+        todo += members if isinstance(members, list) else []
     return found
 
 

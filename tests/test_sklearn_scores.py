@@ -101,3 +101,15 @@ def test_sign_flipped_decision_fails_validation_with_exit_1(tmp_path, flip_label
     assert "probabilities" in proc.stderr
     if flip_labels:
         assert "label" in proc.stderr
+
+
+def test_ensembles_holding_arrays_of_estimators_still_convert():
+    """Gradient boosting keeps its trees in an array, not a list (the
+    estimator walk must not take its truth value)."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from onnxgate.pipeline import convert
+
+    X, y = _data(3)
+    model = GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0).fit(X, y)
+    assert convert(model, sample=X[::9], latency=False).passed
