@@ -14,6 +14,7 @@ from pathlib import Path
 from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, read_head
 
 from . import trees_common as tc
+from .common import name_columns
 
 _MAGIC = b"tree\nversion="
 _TREE_SIZES = re.compile(rb"^tree_sizes=([0-9 ]*)$", re.M)
@@ -86,7 +87,15 @@ def is_classifier(model) -> bool:
 
 
 def signature(model, options=None):
-    return tc.features_signature(_booster(model).num_feature())
+    return tc.features_signature(_booster(model).num_feature(), _columns(model))
+
+
+def _columns(model) -> tuple[str, ...]:
+    """Feature names from a DataFrame; a Booster trained on arrays calls its
+    features Column_0, Column_1...: no names to match."""
+    names = tuple(str(n) for n in _booster(model).feature_name())
+    named = names and not all(re.fullmatch(r"Column_\d+", n) for n in names)
+    return tc.frame_columns(model) or (names if named else ())
 
 
 def convert(model, example, options):
@@ -101,6 +110,7 @@ def convert(model, example, options):
     )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
+    name_columns(onx, tc.INPUT_NAME, _columns(model))
     return Conversion(onx, exporter="onnxmltools.convert_lightgbm", notes=notes)
 
 

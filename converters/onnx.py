@@ -13,6 +13,8 @@ from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl, one_line
 
+from .common import recorded_columns
+
 EXPORTER = "none (ready-made ONNX)"
 
 
@@ -45,6 +47,7 @@ def signature(model, options=None):
 
     from onnxgate.plugins import UsageError, graph_inputs
 
+    columns = recorded_columns(model)
     specs = []
     for vi in graph_inputs(model):
         kind = vi.type.WhichOneof("value")
@@ -60,7 +63,10 @@ def signature(model, options=None):
         shape = tuple(
             d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None) for d in tt.shape.dim
         )
-        specs.append(InputSpec(name=vi.name, shape=shape, dtype="str" if dtype.kind == "O" else dtype.name))
+        named = tuple(columns.get(vi.name, ())) if len(shape) == 2 else ()
+        specs.append(
+            InputSpec(name=vi.name, shape=shape, dtype="str" if dtype.kind == "O" else dtype.name, columns=named)
+        )
     return specs
 
 

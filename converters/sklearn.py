@@ -10,7 +10,8 @@ from pathlib import Path
 
 from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, OptionSpec, Tolerance, hookimpl
 
-from .common import first_zip_member
+from . import sklearn_tabular as tabular
+from .common import first_zip_member, name_columns
 
 #: Modules whose plain-data classes are trusted in .skops files: rebuilding
 #: an instance of one of them runs no user code. Functions (os.system,
@@ -66,6 +67,9 @@ def _untrusted(path, types):
 
 
 def signature(model, options=None):
+    named = tabular.signature(model)  # trained on a DataFrame: inputs by column name
+    if named is not None:
+        return named
     n_features = getattr(model, "n_features_in_", None)
     if n_features is None:
         return None
@@ -79,18 +83,27 @@ def _is_classifier(model) -> bool:
 
 
 def convert(model, example, options):
-    from skl2onnx import to_onnx
+    from skl2onnx import convert_sklearn, to_onnx
 
-    X = _features(example, for_onnx=True)
+    columns = tabular.per_column(model)
+    X = None if columns else _features(example, for_onnx=True)
     kwargs = {"target_opset": _target_opsets(options)}
     boosters = _register_boosters(model)
     from .trees_common import positional_feature_names
 
     xgb = [b for b in boosters if "xgboost" in type(b).__module__]
     with _soft_voting_unflattened(model), positional_feature_names(xgb):
-        onx = to_onnx(model, X[:1], options=_estimator_options(model, options), **kwargs)
-    if onx.graph.input and onx.graph.input[0].name != "X":
+        if columns:  # one input per DataFrame column, typed as the column
+            types = tabular.initial_types(example)
+            onx = convert_sklearn(model, initial_types=types, options=_estimator_options(model, options), **kwargs)
+        else:
+            onx = to_onnx(model, X[:1], options=_estimator_options(model, options), **kwargs)
+    if columns:
+        tabular.restore_input_names(onx, list(example))
+    elif onx.graph.input and onx.graph.input[0].name != "X":
         _rename_input(onx, onx.graph.input[0].name, "X")
+    if not columns:
+        name_columns(onx, "X", tabular.feature_names(model))
     if boosters:
         from .trees_common import dedupe_opsets
 
@@ -150,6 +163,8 @@ def _estimator_options(model, options):
             chosen["zipmap"] = bool((options.extra or {}).get("zipmap", False))
         if "locale" in allowed:
             chosen["locale"] = locale
+        if "raw_scores" in allowed and _scores_only(est):
+            chosen["raw_scores"] = True  # decision_function's layout, not a made-up probability
         # even empty: inside a Pipeline skl2onnx adds zipmap=True to a
         # classifier without options, and LinearSVC's converter rejects it
         per[id(est)] = chosen
@@ -227,6 +242,14 @@ def run(model, inputs):
     """The original's outputs in skl2onnx's order, per kind of final estimator."""
     import numpy as np
 
+    if tabular.feature_names(model) is not None:  # fitted on a DataFrame: given one, same columns
+        frame = tabular.to_frame(model, inputs)
+        try:
+            return _outputs(model, frame)
+        except ValueError:  # as below: float64 for Cython paths that refuse float32
+            if tabular.per_column(model):
+                raise
+            return _outputs(model, frame.astype(np.float64))
     (X,) = inputs.values()
     X = _features(inputs) if np.asarray(X).dtype.kind in "OUS" else np.asarray(X)
     try:  # the ONNX model's float32 data, as users feed both
@@ -245,8 +268,8 @@ def _outputs(model, X):
             outputs.append(model.predict_proba(X))
         elif type(last).__name__ == "VotingClassifier":  # hard: each class's share of the votes
             outputs.append(_vote_shares(model, last, X))
-        elif hasattr(model, "decision_function"):  # LinearSVC: scores
-            outputs.append(_score_columns(model.decision_function(X)))
+        elif hasattr(model, "decision_function"):  # SVC, LinearSVC, OneVsRest...: scores
+            outputs.append(decision_scores(last, model.decision_function(X)))
         return outputs
     from sklearn.base import is_clusterer, is_outlier_detector
 
@@ -278,12 +301,47 @@ def _vote_shares(model, voting, X):
     return shares / weights.sum()
 
 
-def _score_columns(scores):
-    """skl2onnx writes a binary decision function as one column."""
+def _scores_only(est) -> bool:
+    """A classifier that can only score (no predict_proba): skl2onnx's
+    ``raw_scores`` makes it write decision_function instead of a sign-flipped
+    (SVC) or normalised (OneVsRest) stand-in for probabilities. Linear SVC
+    and ridge write raw scores already; a OneVsRest over linear SVCs must not
+    ask (skl2onnx then reads two columns where there is one)."""
+    if type(est).__name__ in _ONE_SCORE_COLUMN or _ovr_over_linear_svc(est):
+        return False
+    return _is_classifier(est) and not _has_proba(est) and hasattr(est, "decision_function")
+
+
+#: Binary classifiers whose scores skl2onnx writes as the one column sklearn returns.
+_ONE_SCORE_COLUMN = ("LinearSVC", "RidgeClassifier", "RidgeClassifierCV")
+
+
+def _ovr_over_linear_svc(est) -> bool:
+    if type(est).__name__ != "OneVsRestClassifier":
+        return False
+    return any(type(e).__name__ == "LinearSVC" for e in getattr(est, "estimators_", None) or [])
+
+
+def decision_scores(final, scores):
+    """decision_function laid out as skl2onnx writes it (converters with
+    ``raw_scores``): multiclass as is; a binary score d as ``[-d, d]``, one
+    column for linear SVC/ridge, and ``[1 - d, d]`` for OneVsOne (its votes
+    plus confidences, of which sklearn returns the second)."""
     import numpy as np
 
     scores = np.asarray(scores)
-    return scores.reshape(-1, 1) if scores.ndim == 1 else scores
+    if _ovr_over_linear_svc(final):  # no raw_scores there: skl2onnx divides each row by its sum
+        both = scores if scores.ndim == 2 else np.hstack([1 - scores.reshape(-1, 1), scores.reshape(-1, 1)])
+        return both / both.sum(axis=1, keepdims=True)  # (by its L1 norm below opset 22: not matched)
+    if scores.ndim == 2:
+        return scores
+    column = scores.reshape(-1, 1)
+    name = type(final).__name__
+    if name in _ONE_SCORE_COLUMN:
+        return column
+    if name == "OneVsOneClassifier":
+        return np.hstack([1 - column, column])
+    return np.hstack([-column, column])
 
 
 def intermediates(model, inputs, onnx_model):
@@ -292,7 +350,7 @@ def intermediates(model, inputs, onnx_model):
     from onnxgate.plugins import Intermediate
 
     steps = [(n, s) for n, s in getattr(model, "steps", None) or [] if s not in (None, "passthrough")]
-    if not steps:
+    if not steps or tabular.per_column(model):  # per-column inputs: steps are not traced
         return []
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType

@@ -12,10 +12,26 @@ from onnxgate.plugins import InputSpec
 INPUT_NAME = "X"
 
 
-def features_signature(n_features: int | None) -> list[InputSpec] | None:
+def features_signature(n_features: int | None, columns: tuple[str, ...] = ()) -> list[InputSpec] | None:
     if not n_features:
         return None
-    return [InputSpec(name=INPUT_NAME, shape=(None, int(n_features)), dtype="float32")]
+    return [InputSpec(name=INPUT_NAME, shape=(None, int(n_features)), dtype="float32", columns=columns)]
+
+
+def frame_columns(model) -> tuple[str, ...]:
+    """Column names of a wrapper fitted on a DataFrame (a sample's header is ordered by them)."""
+    names = getattr(model, "feature_names_in_", None)
+    return tuple(str(n) for n in names) if names is not None else ()
+
+
+def as_frame(model, X):
+    """X as the DataFrame a wrapper was fitted on (no feature-name warnings), else X."""
+    columns = frame_columns(model)
+    if not columns:
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(np.asarray(X), columns=list(columns))
 
 
 def onnxmltools_opset(requested: int | None) -> tuple[int, list[str]]:
@@ -237,6 +253,7 @@ def fitted_booster(model, get_booster, framework: str):
 
 def run_wrapper(model, X, classifier: bool) -> list:
     """Outputs of an sklearn-style wrapper, in the ONNX model's order."""
+    X = as_frame(model, X)
     if classifier:
         return [model.predict(X), model.predict_proba(X)]
     return [model.predict(X)]

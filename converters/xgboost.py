@@ -15,6 +15,7 @@ from pathlib import Path
 from onnxgate.plugins import Conversion, ConverterSpec, Tolerance, hookimpl, installed_distribution, read_head
 
 from . import trees_common as tc
+from .common import name_columns
 
 # An XGBoost JSON model is an object whose first key is "learner" (or
 # "version" in some writers); UBJSON spells the key as a length-prefixed
@@ -61,7 +62,12 @@ def is_classifier(model) -> bool:
 
 
 def signature(model, options=None):
-    return tc.features_signature(_booster(model).num_features())
+    return tc.features_signature(_booster(model).num_features(), _columns(model))
+
+
+def _columns(model) -> tuple[str, ...]:
+    """A Booster saved from a DataFrame keeps the column names (None from arrays)."""
+    return tc.frame_columns(model) or tuple(str(n) for n in _booster(model).feature_names or ())
 
 
 def convert(model, example, options):
@@ -77,6 +83,7 @@ def convert(model, example, options):
         )
     tc.dynamic_output_batch(onx)
     tc.declare_tree_outputs(onx)
+    name_columns(onx, tc.INPUT_NAME, _columns(model))
     if objective(model) == "multi:softmax" and _softmax_probabilities(onx):
         notes.append(
             "multi:softmax: onnxmltools outputs raw margins as probabilities; "

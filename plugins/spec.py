@@ -44,6 +44,9 @@ class InputSpec:
     #: For integer inputs: values are drawn from [low, high).
     low: float = 0
     high: float = 10
+    #: Names of a 2-D input's columns, in order (a model trained on a
+    #: DataFrame): a sample with a header is ordered by them. () = positional.
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

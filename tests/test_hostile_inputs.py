@@ -108,12 +108,14 @@ def test_csv_with_utf8_bom_keeps_its_first_row(tmp_path):
 
 def test_csv_with_bom_and_header(tmp_path):
     path = _csv(tmp_path, "\ufeffa,b,c,d\r\n" + "\r\n".join(",".join(map(str, r)) for r in ROWS) + "\r\n")
-    assert inputs.load_sample(path)[None].shape == (3, 4)
+    table = inputs.load_sample(path)  # named columns: bound to the model's inputs later
+    assert table.names == ["a", "b", "c", "d"]
+    assert table.bind(None)[None].shape == (3, 4)
 
 
 def test_csv_quoted_numbers_are_numbers(tmp_path):
     path = _csv(tmp_path, '"a","b","c","d"\n' + "\n".join(",".join(f'"{v}"' for v in r) for r in ROWS) + "\n")
-    np.testing.assert_allclose(inputs.load_sample(path)[None], np.asarray(ROWS, np.float32))
+    np.testing.assert_allclose(inputs.load_sample(path).bind(None)[None], np.asarray(ROWS, np.float32))
 
 
 def test_csv_column_count_mismatch_is_exit_2_naming_the_line(tmp_path, skops_source, capsys):

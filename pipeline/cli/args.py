@@ -21,7 +21,11 @@ from onnxgate.plugins.errors import UsageError
 
 def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--framework", help="converter to use (default: detected from the source)")
-    p.add_argument("--sample", type=Path, help="validation inputs: .npz keyed by input name, .npy, or .csv")
+    p.add_argument(
+        "--sample",
+        type=Path,
+        help="validation inputs: .npz keyed by input name, .npy, .csv (a header names the columns) or .parquet",
+    )
     p.add_argument(
         "--max-sample-bytes",
         type=int,

@@ -11,6 +11,8 @@ from typing import cast
 
 import numpy as np
 
+from onnxgate.pipeline.conversion import tables
+from onnxgate.pipeline.conversion.tables import Table
 from onnxgate.pipeline.core.artifact import DEFAULT_SEED, Case
 from onnxgate.plugins.errors import UsageError
 from onnxgate.plugins.spec import InputSpec
@@ -45,8 +47,10 @@ def check_sample_size(path: Path, max_bytes: int | None = None) -> None:
         raise UsageError(f"sample {path}: {size} bytes is over the limit (--max-sample-bytes {limit})")
 
 
-def load_sample(path: Path, max_bytes: int | None = None) -> dict[str | None, np.ndarray]:
-    """``.npz`` keyed by input name; ``.npy``/``.csv`` give one unnamed input."""
+def load_sample(path: Path, max_bytes: int | None = None) -> dict[str | None, np.ndarray] | Table:
+    """``.npz`` keyed by input name; ``.npy`` and a headerless ``.csv`` give one
+    unnamed input; a ``.csv`` with a header and ``.parquet`` give a Table of
+    named columns (bound to the model's inputs by ``Table.bind``)."""
     if not path.is_file():
         raise UsageError(f"sample {path}: no such file")
     suffix = path.suffix.lower()
@@ -61,38 +65,15 @@ def load_sample(path: Path, max_bytes: int | None = None) -> dict[str | None, np
         if suffix == ".npy":
             return {None: np.load(path, allow_pickle=False)}
         if suffix == ".csv":
-            return {None: _load_csv(path)}
+            table = tables.read_csv(path)
+            return table if isinstance(table, Table) else {None: table}
+        if suffix == ".parquet":
+            return tables.read_parquet(path)
     except UsageError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"sample {path}: unreadable: {exc}") from exc
-    raise UsageError(f"sample {path}: unsupported format {suffix!r} (use .npz, .npy or .csv)")
-
-
-def _load_csv(path: Path) -> np.ndarray:
-    """Numeric CSV read with the csv module (quoting, a UTF-8 BOM); a first
-    row that is not numeric is a header. Every row has the same column count."""
-    rows: list[list[float]] = []
-    width = None
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        for number, row in enumerate(csv.reader(fh), start=1):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            try:
-                values = [float(cell) for cell in row]
-            except ValueError:
-                if number == 1:
-                    width = len(row)  # a header: fixes the column count
-                    continue
-                raise UsageError(f"sample {path}: line {number} is not numbers: {','.join(row)[:80]!r}") from None
-            if width is None:
-                width = len(values)
-            elif len(values) != width:
-                raise UsageError(f"sample {path}: line {number} has {len(values)} columns; the first row has {width}")
-            rows.append(values)
-    if not rows:
-        raise UsageError(f"sample {path}: no rows")
-    return np.asarray(rows, dtype=np.float32)
+    raise UsageError(f"sample {path}: unsupported format {suffix!r} (use .npz, .npy, .csv or .parquet)")
 
 
 def bind_sample(sample: dict[str | None, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -126,6 +107,11 @@ def synthesize(
             arrays[spec.name] = rng.integers(int(spec.low), int(spec.high), size=shape).astype(dtype)
         elif dtype.kind == "b":
             arrays[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
+        elif dtype.kind in "OUS":
+            raise UsageError(
+                f"input {spec.name!r} takes strings, which cannot be made up; pass --sample "
+                "(a CSV with a header, a .parquet file or a DataFrame)"
+            )
         else:
             arrays[spec.name] = rng.standard_normal(shape).astype(dtype)
     return arrays

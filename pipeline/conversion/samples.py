@@ -18,7 +18,7 @@ import numpy as np
 from onnxgate.plugins.errors import UsageError
 
 ACCEPTED = (
-    "a file path (.npz, .npy, .csv), a numpy array, a list, a torch or TensorFlow tensor, "
+    "a file path (.npz, .npy, .csv, .parquet), a numpy array, a list, a torch or TensorFlow tensor, "
     "a pandas DataFrame, or a dict of these keyed by {key} name"
 )
 
@@ -27,13 +27,23 @@ def is_path(value: Any) -> bool:
     return isinstance(value, (str, Path))
 
 
-def read_sample(sample: Any, names: Sequence[str] = ()) -> dict[str | None, np.ndarray]:
-    """A sample file or in-memory data; ``names``: the model's input names, when known."""
+def read_sample(sample: Any, signature=None) -> dict[str | None, np.ndarray]:
+    """A sample file or in-memory data; ``signature``: the model's InputSpecs, when known.
+
+    Named columns (a CSV header, Parquet, a DataFrame) are bound to the
+    signature by ``tables.Table.bind``: one input per column, or the columns
+    of one 2-D input in the model's order."""
+    from onnxgate.pipeline.conversion import tables
+
     if is_path(sample):
         from onnxgate.pipeline.conversion.inputs import load_sample
 
-        return load_sample(Path(sample))
-    return from_memory(sample, names, what="sample", key="input")
+        loaded = load_sample(Path(sample))
+    elif _is_dataframe(sample):
+        loaded = tables.from_dataframe(sample)
+    else:
+        return from_memory(sample, [s.name for s in signature or ()], what="sample", key="input")
+    return loaded.bind(signature) if isinstance(loaded, tables.Table) else loaded
 
 
 def from_memory(

@@ -122,7 +122,7 @@ def build_cases(
 ):
     signature = signature if signature is not None else source_signature(spec, model, options)
     if sample is not None:
-        loaded = samples_mod.read_sample(sample, matching.names_of(signature))  # a file, or in-memory data
+        loaded = samples_mod.read_sample(sample, signature)  # a file, or in-memory data
         loaded = matching.apply_input_map(loaded, input_map or {})
         arrays = matching.bind_to_source(loaded, matching.names_of(signature), onnx_names)
     elif input_map:
@@ -132,7 +132,7 @@ def build_cases(
     else:
         raise UsageError(
             f"cannot tell the input shape of this {spec.framework} model; pass --sample FILE "
-            "(.npz keyed by input name, .npy, or .csv)"
+            "(.npz keyed by input name, .npy, .csv, .parquet)"
         )
     return inputs_mod.batch_cases(arrays, dynamic_batch)
 

@@ -10,6 +10,13 @@ request. It needs only numpy, onnxruntime and the server
 Request:  ``{"inputs": {"<input name>": <nested list>, ...}}``
 Response: ``{"outputs": {"<output name>": <nested list>, ...}}``
 
+Tabular models (one input per column, or one input ``X`` whose columns the
+model names in its ``onnxgate_columns`` metadata) also take records:
+``{"inputs": {"<column>": [v, ...], ...}}`` (a flat list per column), or rows
+``[{"<column>": v, ...}, ...]``, bare or as ``{"inputs": [...]}``. Values are
+coerced to the input's type (null is NaN for a number column, numbers become
+text for a string column); a missing column or a value of the wrong kind is a 400.
+
 Answers are strict JSON: a non-finite float is the string ``"NaN"``,
 ``"Infinity"`` or ``"-Infinity"`` (what ``float()`` and numpy read back).
 Requests may use the ``NaN``/``Infinity`` literals; JSON booleans are refused
@@ -47,6 +54,7 @@ MAX_NESTING = 64
 NONCE_ENV = "ONNXGATE_SERVER_NONCE"
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _BOOL_TOKEN = re.compile(r"\b(?:true|false)\b")
+_NON_FINITE_TOKEN = re.compile(r'"(?:NaN|-?Infinity)"')
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_ELEMENTS = 4 * 1024 * 1024
 #: Bodies larger than this are refused without being read to the end.
@@ -54,6 +62,9 @@ DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
 
 _session = None
 _inputs: dict[str, Any] = {}
+#: Input name -> its column names, for a 2-D input fed by named columns (model metadata).
+_columns: dict[str, list] = {}
+COLUMNS_METADATA = "onnxgate_columns"
 _settings: dict[str, Any] = {}
 _model_sha256 = ""
 
@@ -145,7 +156,7 @@ def _model_path(model_dir, name):
 
 
 def init():
-    global _session, _inputs, _settings, _model_sha256
+    global _session, _inputs, _settings, _model_sha256, _columns
     import onnxruntime as ort
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -175,7 +186,17 @@ def init():
     source = path if files["external"] else data
     _session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     _inputs = {i.name: i for i in _session.get_inputs()}
+    _columns = _named_columns(_session.get_modelmeta().custom_metadata_map)
     _model_sha256 = digest
+
+
+def _named_columns(metadata):
+    try:
+        columns = json.loads(metadata.get(COLUMNS_METADATA, "{}"))
+    except ValueError:
+        return {}
+    ok = isinstance(columns, dict) and all(isinstance(v, list) for v in columns.values())
+    return {k: [str(c) for c in v] for k, v in columns.items() if k in _inputs} if ok else {}
 
 
 def _validated_sha256(here):
@@ -211,9 +232,15 @@ def parse_request(raw):
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     _check_nesting(body)
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict):
-        raise BadRequest('expected a JSON object {"inputs": {"<input name>": [...], ...}}')
-    given = body["inputs"]
+    given = body.get("inputs") if isinstance(body, dict) else body
+    if isinstance(given, list) and given and all(isinstance(row, dict) for row in given):
+        given = _rows_to_columns(given)
+    if not isinstance(given, dict):
+        raise BadRequest(
+            'expected a JSON object {"inputs": {"<input name>": [...], ...}} or a list of row objects '
+            '[{"<column>": value, ...}, ...]'
+        )
+    given = _records(given)
     missing = [n for n in _inputs if n not in given]
     unknown = [n for n in given if n not in _inputs]
     if missing or unknown:
@@ -221,13 +248,82 @@ def parse_request(raw):
     max_elements = int(_settings.get("max_elements", DEFAULT_MAX_ELEMENTS))
     feeds = {}
     may_hold_bools = bool(_BOOL_TOKEN.search(raw))
+    may_hold_non_finite = bool(_NON_FINITE_TOKEN.search(raw))
     for name, meta in _inputs.items():
         if may_hold_bools:
             _refuse_bools(name, given[name], meta)
+        if may_hold_non_finite and _ORT_TYPES.get(meta.type) in (np.float16, np.float32, np.float64):
+            given[name] = _read_non_finite(given[name])
         feeds[name] = _to_array(name, given[name], meta)
         if feeds[name].size > max_elements:
             raise BadRequest(f"input {name!r} has {feeds[name].size} elements; the limit is {max_elements}", 413)
     return feeds
+
+
+def _rows_to_columns(rows):
+    """``[{"a": 1, "b": "x"}, ...]`` -> ``{"a": [1, ...], "b": ["x", ...]}``; every row names every column."""
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    for number, row in enumerate(rows):
+        missing = [n for n in names if n not in row]
+        if missing:
+            raise BadRequest(f"row {number} has no {missing} (other rows have them)")
+    return {name: [row[name] for row in rows] for name in names}
+
+
+def _records(given):
+    """Flat column lists -> the model's inputs: a ``[None, 1]`` input per column,
+    or the columns of a named 2-D input stacked in the model's order."""
+    for name, columns in _columns.items():
+        if name not in given and any(c in given for c in columns):
+            missing = [c for c in columns if c not in given]
+            unknown = [c for c in given if c not in columns]
+            if missing or unknown:
+                raise BadRequest(f"columns must be exactly {columns}; missing {missing}, unknown {unknown}")
+            stacked = [_coerce(c, given.pop(c), np.float32) for c in columns]
+            given[name] = [list(row) for row in zip(*stacked)]
+    out = {}
+    for name, value in given.items():
+        meta = _inputs.get(name)
+        if meta is not None and _is_column(value) and len(meta.shape) == 2 and meta.shape[1] == 1:
+            value = [[v] for v in _coerce(name, value, _ORT_TYPES.get(meta.type))]
+        out[name] = value
+    return out
+
+
+def _is_column(value):
+    return isinstance(value, list) and all(not isinstance(v, (list, dict)) for v in value)
+
+
+def _coerce(name, values, dtype):
+    """One column's JSON values as the input's type: null -> NaN for floats,
+    numbers -> text for strings; anything else is left for the type checks."""
+    if not _is_column(values):
+        raise BadRequest(f"column {name!r} must be a flat list of values")
+    if dtype is np.object_:
+        return ["" if v is None else v if isinstance(v, str) else _text(name, v) for v in values]
+    if dtype is not None and np.dtype(dtype).kind == "f":
+        for v in values:
+            if isinstance(v, str) and v not in ("NaN", "Infinity", "-Infinity"):
+                raise BadRequest(f"column {name!r} takes numbers, got {v[:40]!r}")
+        return [float("nan") if v is None else float(v) if isinstance(v, str) else v for v in values]
+    return values
+
+
+def _text(name, value):
+    if isinstance(value, bool):
+        raise BadRequest(f"column {name!r} takes strings, got a boolean")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_non_finite(value):
+    """The strings this server answers non-finite floats with, read back as floats."""
+    if isinstance(value, list):
+        return [_read_non_finite(v) for v in value]
+    if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+        return float(value)
+    return value
 
 
 def _check_nesting(body):
