@@ -155,6 +155,12 @@ class ConverterSpec:
     #: The options ``convert``/``load`` read from ``ConvertOptions.extra``
     #: (``--option KEY=VALUE``); any other key is refused.
     options: tuple[OptionSpec, ...] = ()
+    #: Optional (API 1.3): the original run once more in float64, same
+    #: signature and output order as ``run`` (float inputs cast to float64;
+    #: None when not applicable). The gate measures the float32 run's own
+    #: rounding noise against it and holds ONNX Runtime to a multiple of that
+    #: noise (docs/validation.md). None = no noise floor: the scale-aware default.
+    run_float64: RunFn | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(normalize_name(self.name)):
