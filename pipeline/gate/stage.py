@@ -97,6 +97,9 @@ def validate(
     )
     cases = [_validate_case(context, case) for case in artifact.cases]
     checks += _summary_checks(cases, artifact, gate, context)
+    noise_check = float32_noise_check(artifact.gate_info.get("float64_reference"), cases)
+    if noise_check:
+        checks.append(noise_check)
 
     result = {
         "tolerance": {"rtol": tol.rtol, "atol": tol.atol},
@@ -125,6 +128,31 @@ def frozen_axes_check(frozen: list[dict[str, Any]], dynamic_batch: bool) -> dict
         "name": "dynamic_axes",
         "passed": False,
         "message": f"dynamic in the source but fixed in the ONNX model: {what}",
+    }
+
+
+def float32_noise_check(info: dict[str, Any] | None, cases) -> dict[str, Any] | None:
+    """What the float64 run found, as an informative (always passing) check."""
+    if not info:
+        return None
+    if not info.get("ran"):
+        message = f"not measured ({info.get('reason', 'no float64 run')}): the scale-aware default judged every output"
+        return {"name": "float32_noise", "passed": True, "message": message}
+    floors: dict[str, float] = {}
+    for case in cases:
+        for out in case["outputs"]:
+            if out.get("noise_floor") is not None:
+                floors[out["name"]] = max(floors.get(out["name"], 0.0), out["noise_floor"])
+    what = (
+        "; ".join(f"{name}: {floor:.3g}" for name, floor in floors.items())
+        if floors
+        else "no float32 output (the original computes in float64): the scale-aware default judged every output"
+    )
+    return {
+        "name": "float32_noise",
+        "passed": True,
+        "message": f"the original ran once more in float64 ({info.get('cases', 0)} cases, "
+        f"{info.get('seconds', 0.0):.3g} s); its float32 noise floor per output: {what}",
     }
 
 
