@@ -198,10 +198,13 @@ def run_float64(model, inputs):
     float32; float inputs cast): the gate measures the float32 run's own
     rounding noise against it."""
     import copy
+    import warnings
 
     import torch
 
-    module = copy.deepcopy(model.module() if _is_exported_program(model) else model).double()
+    with warnings.catch_warnings():  # copying an exported program's module warns about torch's own pytree API
+        warnings.simplefilter("ignore", FutureWarning)
+        module = copy.deepcopy(model.module() if _is_exported_program(model) else model).double()
     args = tuple(t.double() if t.is_floating_point() else t for t in _tensors(model, inputs))
     with torch.no_grad():
         out = module(*args)
