@@ -264,3 +264,44 @@ def test_float64_reference_off_on_the_cli_uses_the_scale_aware_rule(tmp_path):
     assert {o["tolerance_rule"] for c in data["cases"] for o in c["outputs"]} == {"scale-aware"}
     assert not any(c["name"] == "float32_noise" for c in data["checks"])
     assert cli.main([*args, "--noise-multiple", "-2"]) == 2
+
+
+def test_float64_runs_on_base_and_axis_sweeps_and_batch_sweeps_reuse_the_sample_floor():
+    from types import SimpleNamespace
+
+    from onnxgate.pipeline.conversion import noise
+    from onnxgate.pipeline.core.artifact import Case
+
+    calls = []
+
+    def run64(model, inputs):
+        calls.append(inputs["x"].shape)
+        return [inputs["x"].astype(np.float64) * 3.0]
+
+    def case(name, x, **meta):
+        return Case(name, {"x": x}, expected={"y": (x * np.float32(3.0)).astype(np.float32)}, meta=meta)
+
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32) / 3
+    cases = [
+        case("batch_3", x),
+        case("sweep_batch=16", np.tile(x, (6, 1))[:16], kind="sweep", axis="batch", size=16),
+        case("sweep_seq=2", x[:, :2], kind="sweep", axis="seq", size=2),
+        case("edge_large", x * 1e30, kind="edge", edge="large"),
+    ]
+    spec = SimpleNamespace(run_float64=run64, framework="test")
+    info = noise.measure(spec, None, cases, ["y"])
+    assert info["ran"] and info["cases"] == 2 and info["reused_for_batch_sweep"] == 1
+    assert calls == [(3, 4), (3, 2)]  # not the batch sweep, not the edge case
+    base = cases[0].meta["float64_noise"]["y"]
+    assert base > 0 and cases[1].meta["float64_noise"] == {"y": base}
+    assert "float64_noise" in cases[2].meta and "float64_noise" not in cases[3].meta
+
+    def broken(model, inputs):
+        if inputs["x"].shape[1] == 2:
+            raise RuntimeError("expected scalar type Double but found Float")
+        return run64(model, inputs)
+
+    info = noise.measure(SimpleNamespace(run_float64=broken, framework="test"), None, cases, ["y"])
+    assert not info["ran"] and "Double but found Float" in info["reason"]
+    assert not any("float64_noise" in c.meta for c in cases)  # no half-measured run
+    assert noise.measure(SimpleNamespace(run_float64=None, framework="test"), None, cases, ["y"])["ran"] is False

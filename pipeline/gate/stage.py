@@ -152,7 +152,8 @@ def float32_noise_check(info: dict[str, Any] | None, cases) -> dict[str, Any] | 
         "name": "float32_noise",
         "passed": True,
         "message": f"the original ran once more in float64 ({info.get('cases', 0)} cases, "
-        f"{info.get('seconds', 0.0):.3g} s); its float32 noise floor per output: {what}",
+        f"{info.get('seconds', 0.0):.3g} s; batch-sweep cases reuse the sample's floor); "
+        f"its float32 noise floor per output: {what}",
     }
 
 
