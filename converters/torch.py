@@ -193,6 +193,24 @@ def run(model, inputs):
     return [t.detach().cpu().numpy() for t in flatten(out)]
 
 
+def run_float64(model, inputs):
+    """The original once more in float64 (a deep copy: the user's module stays
+    float32; float inputs cast): the gate measures the float32 run's own
+    rounding noise against it."""
+    import copy
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # copying an exported program's module warns about torch's own pytree API
+        warnings.simplefilter("ignore", FutureWarning)
+        module = copy.deepcopy(model.module() if _is_exported_program(model) else model).double()
+    args = tuple(t.double() if t.is_floating_point() else t for t in _tensors(model, inputs))
+    with torch.no_grad():
+        out = module(*args)
+    return [t.detach().cpu().numpy() for t in flatten(out)]
+
+
 def intermediates(model, inputs, onnx_model):
     """Each submodule's output (forward hooks), mapped to the ONNX tensor the
     last node of that module's scope writes. Scopes come from the dynamo
@@ -253,6 +271,7 @@ def onnxgate_converters():
         description="nn.Module, ExportedProgram (.pt2), TorchScript via torch.onnx",
         convert=convert,
         run=run,
+        run_float64=run_float64,
         load=load,
         inputs=signature,
         suffixes=(".pt2", ".pt", ".pth"),

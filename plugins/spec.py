@@ -83,6 +83,9 @@ ConvertFn = Callable[[Any, Mapping[str, Any], ConvertOptions], Conversion]
 #: run(model, inputs) -> outputs of the ORIGINAL model, in the order of the
 #: ONNX model's outputs (a sequence) or keyed by ONNX output name (a mapping).
 RunFn = Callable[[Any, Mapping[str, Any]], Sequence[Any] | Mapping[str, Any]]
+#: run_float64(model, inputs) -> the same outputs computed in float64, or None
+#: when not applicable (API 1.3).
+Float64RunFn = Callable[[Any, Mapping[str, Any]], Sequence[Any] | Mapping[str, Any] | None]
 #: inputs(model, options) -> the model's input signature, or None when it
 #: cannot be known (then the user must give --sample). ``options`` is the
 #: ConvertOptions, so a plugin can take the signature from the user's
@@ -158,6 +161,12 @@ class ConverterSpec:
     #: The options ``convert``/``load`` read from ``ConvertOptions.extra``
     #: (``--option KEY=VALUE``); any other key is refused.
     options: tuple[OptionSpec, ...] = ()
+    #: Optional (API 1.3): the original run once more in float64, same
+    #: signature and output order as ``run`` (float inputs cast to float64;
+    #: None when not applicable). The gate measures the float32 run's own
+    #: rounding noise against it and holds ONNX Runtime to a multiple of that
+    #: noise (docs/validation.md). None = no noise floor: the scale-aware default.
+    run_float64: Float64RunFn | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(normalize_name(self.name)):

@@ -172,6 +172,23 @@ class ConverterContract:
         assert compared, "no output was compared"
         assert all(o.passed for o in compared)
 
+    def test_float64_run_measures_the_noise_floor(self, tmp_path):
+        """API 1.3: a converter with ``run_float64`` runs the original in float64
+        on the validation cases, and its outputs line up with ``run``'s."""
+        spec = self._spec()
+        if spec.run_float64 is None:
+            pytest.skip("no run_float64 (optional): the gate uses its scale-aware default")
+        assert callable(spec.run_float64)
+        result = self._convert(tmp_path)
+        info = result.artifact.gate_info.get("float64_reference") or {}
+        assert info.get("ran"), f"the float64 run did not run: {info.get('reason')}"
+        check = result.report.check("float32_noise")
+        assert check is not None and check.passed, "the report does not say what the float64 run measured"
+        for case in result.report.cases:
+            for out in case.outputs:
+                if out.noise_floor is not None:  # measured: the rule that judged it says so
+                    assert out.tolerance_rule == "float32-noise" and out.bound is not None and out.bound >= 0
+
     def test_corrupt_file_is_a_clean_error(self, tmp_path):
         spec = self._spec()
         suffixes = self.corrupt_suffixes if self.corrupt_suffixes is not None else spec.suffixes

@@ -16,6 +16,7 @@ from onnxgate.pipeline.cli import outputs
 from onnxgate.pipeline.cli.parser import defer
 from onnxgate.pipeline.gate import config as gate_config
 from onnxgate.pipeline.gate import drift
+from onnxgate.pipeline.gate.compare import DEFAULT_NOISE_MULTIPLE
 from onnxgate.plugins.errors import UsageError
 
 
@@ -184,6 +185,21 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
         "--no-optimizer-check", action="store_true", help="do not re-run with onnxruntime graph optimisations off"
     )
     g.add_argument(
+        "--float64-reference",
+        choices=("on", "off"),
+        default="on",
+        help="run the original once more in float64 to measure its float32 noise floor (PyTorch, scikit-learn; "
+        "default on; off saves that run on very large models: the scale-aware default rule then judges)",
+    )
+    g.add_argument(
+        "--noise-multiple",
+        type=float,
+        default=DEFAULT_NOISE_MULTIPLE,
+        metavar="K",
+        help=f"accept ONNX errors up to K times the original's float32 noise floor (default {DEFAULT_NOISE_MULTIPLE:g}; "
+        "per output: --tolerance OUT:noise_multiple=K; 0 = the scale-aware rule only)",
+    )
+    g.add_argument(
         "--baseline",
         type=Path,
         metavar="FILE",
@@ -243,6 +259,8 @@ def gate_from_args(args, model_path: Path | None):
         target_runtime=args.target_runtime,
         drift_factor=args.drift_factor,
         drift_floor=args.drift_floor,
+        float64_reference=args.float64_reference == "on",
+        noise_multiple=args.noise_multiple,
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from onnxgate.pipeline.conversion import golden as golden_mod
 from onnxgate.pipeline.conversion import inputs as inputs_mod
-from onnxgate.pipeline.conversion import matching, sweep
+from onnxgate.pipeline.conversion import matching, noise, sweep
 from onnxgate.pipeline.conversion import reference as reference_mod
 from onnxgate.pipeline.conversion import samples as samples_mod
 from onnxgate.pipeline.conversion.sources import Source
@@ -381,14 +381,13 @@ def _match_inputs(spec: ConverterSpec, cases, onnx_model, source_names, converte
     for case in cases:
         case.inputs = matching.rename(case.inputs, mapping)
     back = matching.reverse(mapping)
-    original_run = spec.run
-    if original_run is None:
-        return spec
 
-    def run(model, inputs):
-        return original_run(model, matching.rename(inputs, back))
+    def renamed(original_run):
+        if original_run is None:
+            return None
+        return lambda model, inputs: original_run(model, matching.rename(inputs, back))
 
-    return replace(spec, run=run)
+    return replace(spec, run=renamed(spec.run), run_float64=renamed(spec.run_float64))
 
 
 def _convert(spec: ConverterSpec, model: Any, example, options: ConvertOptions, plugin: str = ""):
@@ -427,6 +426,8 @@ def _run_original_cases(
     for case in cases:
         case.expected = _run_original(spec, model, case, output_names, plugin)
     sweep.run_source(extra, lambda case: _run_original(spec, model, case, output_names, plugin))
+    if getattr(gate, "float64_reference", True):
+        gate_info["float64_reference"] = noise.measure(spec, model, cases + extra, output_names)
     return cases + extra, gate_info
 
 

@@ -15,6 +15,8 @@ and from a TOML or JSON file::
     elementwise = false            # gate on cosine/top-k only
     [outputs.scores]
     rule = "tensor"                # judge it with this comparison rule
+    [outputs.logits]
+    noise_multiple = 8             # up to 8x the original's float32 noise floor
 
 The keys besides rtol/atol/elementwise/rule are declared by the comparison
 rules (``CompareRule.keys``, see ``rules.py``), so a plugin's rule brings its
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxgate.pipeline.gate import drift, runtime_compat
+from onnxgate.pipeline.gate.compare import DEFAULT_NOISE_MULTIPLE
 from onnxgate.plugins import CompareRule, OptionSpec, Tolerance, UsageError
 from onnxgate.plugins.manager import PluginError
 
@@ -42,6 +45,11 @@ COMMON_KEYS = (
     OptionSpec("atol", float, help="absolute tolerance"),
     OptionSpec("elementwise", bool, help="false: do not gate on elementwise error (gate on the rule's metrics)"),
     OptionSpec("rule", str, help="the comparison rule for this output (default: picked by the output's kind)"),
+    OptionSpec(
+        "noise_multiple",
+        float,
+        help="accept errors up to this multiple of the original's float32 noise floor (0: not noise-aware)",
+    ),
 )
 
 
@@ -142,6 +150,11 @@ class GateConfig:
     baseline: Path | None = None
     drift_factor: float = 10.0
     drift_floor: float = 1e-6
+    #: Run the original once more in float64 (when its converter can) to
+    #: measure its float32 noise floor; ONNX errors within ``noise_multiple``
+    #: times that floor pass (docs/validation.md, "The tolerance rule").
+    float64_reference: bool = True
+    noise_multiple: float = DEFAULT_NOISE_MULTIPLE
     #: The comparison rules in priority order (``api.run`` sets its registry's);
     #: None = the installed plugins' rules.
     rules: tuple[CompareRule, ...] | None = None
@@ -162,6 +175,8 @@ class GateConfig:
             "baseline": str(self.baseline) if self.baseline else None,
             "drift_factor": self.drift_factor,
             "drift_floor": self.drift_floor,
+            "float64_reference": self.float64_reference,
+            "noise_multiple": self.noise_multiple,
         }
 
 
@@ -186,6 +201,8 @@ def resolve(
     target_runtime: str | None = None,
     drift_factor: float = 10.0,
     drift_floor: float = 1e-6,
+    float64_reference: bool = True,
+    noise_multiple: float = DEFAULT_NOISE_MULTIPLE,
     env: Mapping[str, str] | None = None,
 ) -> GateConfig:
     """THE way a run's GateConfig is built, for the CLI, the Python API and
@@ -205,6 +222,8 @@ def resolve(
         raise UsageError("--max-flip-rate must be between 0 and 1")
     if drift_factor < 1:
         raise UsageError("--drift-factor must be at least 1")
+    if not (isinstance(noise_multiple, (int, float)) and math.isfinite(noise_multiple) and noise_multiple >= 0):
+        raise UsageError(f"--noise-multiple {noise_multiple!r}: must be a finite number >= 0")
     if baseline is not None and not Path(baseline).is_file():
         raise UsageError(f"--baseline {baseline}: no such file")
     if baseline is None and model_path is not None and use_baseline:
@@ -226,6 +245,8 @@ def resolve(
         baseline=Path(baseline) if baseline is not None else None,
         drift_factor=drift_factor,
         drift_floor=drift_floor,
+        float64_reference=float64_reference,
+        noise_multiple=float(noise_multiple),
     )
 
 
@@ -252,6 +273,7 @@ _RULE_RANGES = {
     "min_cosine": (-1.0, 1.0),
     "min_topk": (0.0, 1.0),
     "topk": (1, None),
+    "noise_multiple": (0.0, None),
 }
 
 

@@ -19,7 +19,7 @@ from onnxgate.pipeline.core.arrays import abs_diff, as_array
 from onnxgate.pipeline.core.artifact import Artifact
 from onnxgate.pipeline.core.session import Runtime, frozen_batch_inputs, run_case
 from onnxgate.pipeline.gate import runtime_compat, tasks, trees
-from onnxgate.pipeline.gate.compare import bad_elements
+from onnxgate.pipeline.gate.compare import Noise, bad_elements
 from onnxgate.pipeline.gate.config import GateConfig, OutputRule, check_output_names, merge
 from onnxgate.plugins.errors import ConversionError
 from onnxgate.plugins.helpers import one_line
@@ -56,6 +56,7 @@ def validate(
     """Run the gate on an artifact; returns the report's validation sections
     (``report.build`` turns them into the typed report and its verdict)."""
     tol = tolerance or artifact.tolerance
+    explicit = tol != artifact.tolerance  # the user's --rtol/--atol: their bound, not the noise rule
     user_rules = (gate or GateConfig()).outputs  # the converter's own per-output rules are not checked
     gate = _with_per_output(gate or GateConfig(), per_output or {})
     t0 = time.perf_counter()
@@ -92,9 +93,13 @@ def validate(
         gate,
         tasks.model_classes(artifact.model),
         artifact.tree_ensemble or trees.is_tree_model(artifact.model),
+        explicit,
     )
     cases = [_validate_case(context, case) for case in artifact.cases]
     checks += _summary_checks(cases, artifact, gate, context)
+    noise_check = float32_noise_check(artifact.gate_info.get("float64_reference"), cases)
+    if noise_check:
+        checks.append(noise_check)
 
     result = {
         "tolerance": {"rtol": tol.rtol, "atol": tol.atol},
@@ -126,12 +131,49 @@ def frozen_axes_check(frozen: list[dict[str, Any]], dynamic_batch: bool) -> dict
     }
 
 
+def float32_noise_check(info: dict[str, Any] | None, cases) -> dict[str, Any] | None:
+    """What the float64 run found, as an informative (always passing) check."""
+    if not info:
+        return None
+    if not info.get("ran"):
+        message = f"not measured ({info.get('reason', 'no float64 run')}): the scale-aware default judged every output"
+        return {"name": "float32_noise", "passed": True, "message": message}
+    floors: dict[str, float] = {}
+    for case in cases:
+        for out in case["outputs"]:
+            if out.get("noise_floor") is not None:
+                floors[out["name"]] = max(floors.get(out["name"], 0.0), out["noise_floor"])
+    what = (
+        "; ".join(f"{name}: {floor:.3g}" for name, floor in floors.items())
+        if floors
+        else "no float32 output (the original computes in float64): the scale-aware default judged every output"
+    )
+    return {
+        "name": "float32_noise",
+        "passed": True,
+        "message": f"the original ran once more in float64 ({info.get('cases', 0)} cases, "
+        f"{info.get('seconds', 0.0):.3g} s; batch-sweep cases reuse the sample's floor); "
+        f"its float32 noise floor per output: {what}",
+    }
+
+
 class _Context:
     """What every case needs; built once per validation."""
 
-    def __init__(self, runtime, unoptimized, model, tol, gate, classes, tree):
+    def __init__(self, runtime, unoptimized, model, tol, gate, classes, tree, explicit=False):
         self.runtime, self.session, self.unoptimized, self.model = runtime, runtime.session(), unoptimized, model
-        self.tol, self.gate, self.classes, self.tree = tol, gate, classes, tree
+        self.tol, self.gate, self.classes, self.tree, self.explicit = tol, gate, classes, tree, explicit
+
+    def compare(self, actual, expected, case) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """``tasks.compare_case`` with this run's settings and the case's noise floors."""
+        return tasks.compare_case(
+            actual, expected, self.tol, self.gate, self.classes, noise=_noise(case), explicit=self.explicit
+        )
+
+
+def _noise(case) -> dict[str, float] | None:
+    """The original's float32 noise floor per output, measured by stage 1 (``float64_noise``)."""
+    return (case.meta or {}).get("float64_noise")
 
 
 def _with_per_output(gate: GateConfig, per_output: dict[str, Tolerance]) -> GateConfig:
@@ -182,7 +224,7 @@ def _validate_case(ctx: _Context, case) -> dict[str, Any]:
     if case.expected is None:  # nothing to compare with: only running was checked
         entry["unverified"] = True
         return entry
-    results, masks = tasks.compare_case(actual, case.expected, ctx.tol, ctx.gate, ctx.classes)
+    results, masks = ctx.compare(actual, case.expected, case)
     if ctx.unoptimized is not None:
         _attribute(ctx, case, actual, results)
     if ctx.tree:
@@ -201,24 +243,28 @@ def _attribute(ctx: _Context, case, actual, results) -> None:
         for r in results:
             r["optimizer"] = {"unoptimized_error": one_line(exc)}
         return
-    plain_results, _ = tasks.compare_case(plain, case.expected, ctx.tol, ctx.gate, ctx.classes)
+    plain_results, _ = ctx.compare(plain, case.expected, case)
+    noise = _noise(case)
     for r, p in zip(results, plain_results):
         name = r["name"]
+        out_noise = tasks.noise_of(name, noise, ctx.gate, ctx.explicit)
         r["optimizer"] = {
             "max_abs_diff": _max_diff(actual[name], plain[name]),
-            "disagrees": _disagree(actual[name], plain[name], ctx.gate.rule(name).tolerance(ctx.tol)),
+            "disagrees": _disagree(actual[name], plain[name], ctx.gate.rule(name).tolerance(ctx.tol), out_noise),
             "passed_unoptimized": p["passed"],
         }
         if not r["passed"]:
             r["attribution"] = "optimizer" if p["passed"] else "converter"
 
 
-def _disagree(optimized, plain, tol: Tolerance) -> bool:
-    """Optimised vs unoptimised onnxruntime, beyond the output's tolerance."""
+def _disagree(optimized, plain, tol: Tolerance, noise: Noise | None = None) -> bool:
+    """Optimised vs unoptimised onnxruntime, beyond the output's tolerance: the
+    gate's own rule (the original's float32 noise, else scale-aware), so
+    float32 rounding in a rewritten graph is not called an optimiser problem."""
     a, b = as_array(optimized), as_array(plain)
     if a.shape != b.shape:
         return True
-    return bool(a.size and bad_elements(a, b, tol).any())
+    return bool(a.size and bad_elements(a, b, tol, noise).any())
 
 
 def _max_diff(a, b) -> float:
@@ -246,7 +292,7 @@ def _tree_flips(ctx: _Context, case, entry, results, masks) -> None:
 
     def row_agrees(row_actual, i):
         expected = {k: _row(v, i) for k, v in case.expected.items()}
-        row_results, _ = tasks.compare_case(row_actual, expected, ctx.tol, ctx.gate, ctx.classes)
+        row_results, _ = ctx.compare(row_actual, expected, case)
         return all(r["passed"] for r in row_results)
 
     analysis = trees.analyse(ctx.session, ctx.model, case.inputs, case.expected, bad, row_agrees)

@@ -10,14 +10,14 @@ This module runs them: prepare, elementwise comparison, metrics, verdict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from onnxgate.pipeline.core.arrays import as_array, is_zipmap
-from onnxgate.pipeline.gate.compare import compare_output, row_mask
+from onnxgate.pipeline.gate.compare import Noise, compare_output, row_mask
 from onnxgate.pipeline.gate.config import GateConfig, OutputRule
 from onnxgate.plugins import CompareContext, CompareRule, UsageError
 from onnxgate.plugins.spec import Tolerance
@@ -95,8 +95,12 @@ def compare_case(
     tol: Tolerance,
     gate: GateConfig | None,
     classes: Sequence[Any] | None = None,
+    noise: Mapping[str, float] | None = None,
+    explicit: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray | None]]:
-    """Results per output (report entries) and per-output row masks (True = row disagrees)."""
+    """Results per output (report entries) and per-output row masks (True = row disagrees).
+    ``noise``: the original's float32 noise floor per output (stage 1's float64
+    run); ``explicit``: the run's rtol/atol are the user's, not the converter's."""
     gate = gate or GateConfig()
     chosen = detect(actual, expected, gate)
     context = CompareContext(
@@ -109,12 +113,13 @@ def compare_case(
     for name, exp in expected.items():
         rule, settings = chosen[name], gate.rule(name)
         out_tol = settings.tolerance(tol)
+        out_noise = noise_of(name, noise, gate, explicit)
         act, exp, note = rule.prepare(actual[name], exp, context)
-        result = compare_output(name, act, exp, out_tol)
+        result = compare_output(name, act, exp, out_tol, out_noise)
         result["task"] = rule.name
         if note:
             result["normalised"] = note
-        mask = row_mask(act, exp, out_tol)
+        mask = row_mask(act, exp, out_tol, out_noise)
         metrics = dict(rule.metrics(*_lined_up(act, exp), result, settings))
         if mask is not None and len(mask):
             metrics["rows"] = int(len(mask))
@@ -124,6 +129,18 @@ def compare_case(
         results.append(result)
         masks[name] = mask
     return results, masks
+
+
+def noise_of(name: str, noise: Mapping[str, float] | None, gate: GateConfig, explicit: bool = False) -> Noise | None:
+    """The float32-noise bound for one output, or None for the scale-aware
+    default: no floor measured, multiple 0, or a tolerance the user set (the
+    run's --rtol/--atol, or the output's own rtol/atol) which is then the rule."""
+    floor = (noise or {}).get(name)
+    settings = gate.rule(name)
+    multiple = settings.noise_multiple if settings.noise_multiple is not None else gate.noise_multiple
+    if floor is None or not multiple or explicit or settings.rtol is not None or settings.atol is not None:
+        return None
+    return Noise(float(floor), float(multiple))
 
 
 def _lined_up(actual: Any, expected: Any) -> tuple[np.ndarray, np.ndarray]:

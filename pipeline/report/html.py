@@ -311,6 +311,8 @@ def _outputs(report: dict[str, Any]) -> str:
     body = "".join(
         f"<tr><td><code>{escape(r['output'])}</code></td><td>{escape(r['case'])}</td>"
         f"<td class='num' data-v='{r['max_abs_err']}'>{fmt(r['max_abs_err'])}</td>"
+        f"<td class='num' data-v='{_num(r['noise_floor'])}'>{fmt(r['noise_floor']) or '–'}</td>"
+        f"<td class='num' data-v='{_num(r['bound'])}'>{fmt(r['bound'])}</td>"
         f"<td class='num' data-v='{_num(r['max_rel_err'])}'>{fmt(r['max_rel_err'])}</td>"
         f"<td class='num' data-v='{r['mismatch']}'>{r['mismatch']:.2%}</td>"
         f"<td class='{'ok' if r['passed'] else 'bad'}'>{'pass' if r['passed'] else 'FAIL'}</td></tr>"
@@ -319,16 +321,19 @@ def _outputs(report: dict[str, Any]) -> str:
     cases = "".join(
         f"<tr><td>{escape(c['name'])}</td><td><code>{escape(o['name'])}</code></td>"
         f"<td>{escape(' '.join(f'{k}{v}' for k, v in c.get('input_shapes', {}).items()))}</td>"
-        f"<td class='num'>{fmt(o.get('max_abs_err', ''))}</td><td class='num'>{fmt(o.get('max_rel_err', ''))}</td>"
+        f"<td class='num'>{fmt(o.get('max_abs_err', ''))}</td><td class='num'>{fmt(o.get('noise_floor', '')) or '–'}</td>"
+        f"<td class='num'>{fmt(o.get('bound', ''))}</td><td class='num'>{fmt(o.get('max_rel_err', ''))}</td>"
         f"<td class='{'ok' if o.get('passed') else 'bad'}'>{'pass' if o.get('passed') else escape(o.get('reason', 'FAIL'))}</td></tr>"
         for c in report.get("cases", [])
         for o in c.get("outputs", [])
     )
     return (
         '<section><h2>Outputs (worst case of each)</h2><table class="sortable"><thead><tr><th>output</th>'
-        "<th>worst case</th><th>max abs err</th><th>max rel err</th><th>mismatched</th><th>verdict</th></tr></thead>"
+        "<th>worst case</th><th>max abs err</th><th>float32 noise floor</th><th>bound</th><th>max rel err</th>"
+        "<th>mismatched</th><th>verdict</th></tr></thead>"
         f'<tbody>{body}</tbody></table><details><summary>every case × output</summary><table class="sortable">'
-        "<thead><tr><th>case</th><th>output</th><th>inputs</th><th>max abs err</th><th>max rel err</th><th>verdict</th>"
+        "<thead><tr><th>case</th><th>output</th><th>inputs</th><th>max abs err</th><th>float32 noise floor</th><th>bound</th>"
+        "<th>max rel err</th><th>verdict</th>"
         f"</tr></thead><tbody>{cases}</tbody></table></details></section>"
     )
 

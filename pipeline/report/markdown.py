@@ -31,6 +31,9 @@ def worst_outputs(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "case": case["name"],
                 "passed": out.get("passed", True),
                 "max_abs_err": err,
+                # the original's own float32 error ("" when not measured) and the bound applied
+                "noise_floor": out.get("noise_floor", ""),
+                "bound": out.get("bound", ""),
                 "max_rel_err": out.get("max_rel_err", 0.0),
                 "mismatch": out.get("mismatch_fraction", 0.0),
             }
@@ -64,14 +67,18 @@ def to_markdown(report) -> str:
     ]
     rows = worst_outputs(report)
     if rows:
-        lines += ["| output | worst case | max abs err | max rel err | mismatched | |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| output | worst case | max abs err | float32 noise floor | bound | max rel err | mismatched | |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows[:MAX_ROWS]:
             lines.append(
                 f"| `{_cell(r['output'])}` | {_cell(r['case'])} | {fmt(r['max_abs_err'])} | "
+                f"{fmt(r['noise_floor']) or '–'} | {fmt(r['bound'])} | "
                 f"{fmt(r['max_rel_err'])} | {r['mismatch']:.1%} | {'✅' if r['passed'] else '❌'} |"
             )
         if len(rows) > MAX_ROWS:
-            lines.append(f"| … {len(rows) - MAX_ROWS} more outputs | | | | | |")
+            lines.append(f"| … {len(rows) - MAX_ROWS} more outputs | | | | | | | |")
         lines.append("")
     failures = report.get("failures", [])
     if failures:

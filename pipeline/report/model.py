@@ -90,6 +90,13 @@ class OutputResult:
     #: Tree ensembles: why a failing output was tolerated, and the failure.
     tolerated: str | None = None
     failed_reason: str | None = None
+    #: The tolerance rule that judged it (gate.compare): "float32-noise" with the
+    #: original's float32 noise floor and its multiple, or "scale-aware"; the
+    #: absolute error bound it applied.
+    tolerance_rule: str | None = None
+    noise_floor: float | None = None
+    noise_multiple: float | None = None
+    bound: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,6 +131,8 @@ class OutputStats:
     max_rel_err: float
     mismatch_fraction: float
     cases: int
+    #: The original's largest float32 noise floor over those cases (None: not measured).
+    noise_floor: float | None = None
 
 
 @dataclass
@@ -178,6 +187,7 @@ class Report:
                 max_rel_err=max(_num(o.max_rel_err) for o in outs),
                 mismatch_fraction=max(_num(o.mismatch_fraction) for o in outs),
                 cases=len(outs),
+                noise_floor=max((o.noise_floor for o in outs if o.noise_floor is not None), default=None),
             )
             for name, outs in found.items()
         }

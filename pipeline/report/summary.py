@@ -21,9 +21,11 @@ def one_line(report, output: Path) -> str:
     report = as_dict(report)
     conv = report.get("converter", {})
     n_out = sum(len(c.get("outputs", [])) for c in report.get("cases", []))
+    noise = [o for c in report.get("cases", []) for o in c.get("outputs", []) if "noise_floor" in o]
     return (
         f"{report['verdict'].upper()} {output} ({conv.get('name')}, {conv.get('exporter')}, opset {conv.get('opset')}): "
         f"{len(report.get('cases', []))} cases, {n_out} outputs compared, max abs err {worst(report, 'max_abs_err'):.3g}"
+        + (f" (the original's own float32 noise floor: {worst(report, 'noise_floor'):.3g})" if noise else "")
     )
 
 
