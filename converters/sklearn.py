@@ -263,9 +263,16 @@ def run(model, inputs):
 def run_float64(model, inputs):
     """The original on the same features in float64, natively (scikit-learn
     keeps float32 data in float32 where it can): the gate's measure of the
-    float32 run's own rounding noise. Not applicable to text or mixed columns."""
+    float32 run's own rounding noise. A model fitted on a DataFrame gets its
+    DataFrame with the float columns in float64; text alone: not applicable."""
     import numpy as np
 
+    if tabular.feature_names(model) is not None:
+        frame = tabular.to_frame(model, inputs)
+        floats = {name: np.float64 for name in frame.columns if frame[name].dtype.kind == "f"}
+        return _outputs(model, frame.astype(floats)) if floats else None
+    if len(inputs) != 1:
+        return None
     (X,) = inputs.values()
     X = np.asarray(X)
     if X.dtype.kind not in "fiub":

@@ -359,3 +359,30 @@ def test_native_booster_files_from_frames_order_header_columns(tmp_path, framewo
     np.testing.assert_allclose(bound, X.iloc[::10].to_numpy(np.float32))  # in the model's order
 
     assert recorded_columns(result.model)["X"] in (list(X.columns), [c.replace(" ", "_") for c in X.columns])
+
+
+def test_float64_run_of_a_frame_model_gets_its_frame():
+    """The noise floor's float64 run feeds a DataFrame-fitted model its own
+    columns (float ones in float64), as the float32 run does."""
+    from onnxgate.converters import sklearn as converter
+
+    model, frame = by_name_classifier()
+    rows = frame.iloc[:6]
+
+    def column(name, dtype):
+        return rows[[name]].to_numpy().astype(dtype)
+
+    inputs = {"age": column("age", np.float32), "rooms": column("rooms", np.int64)}
+    inputs |= {
+        "income ($)": column("income ($)", np.float32),
+        "city": column("city", str),
+        "color": column("color", str),
+    }
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*feature names.*")
+        label, proba = converter.run_float64(model, inputs)
+    np.testing.assert_array_equal(label, model.predict(rows))
+    np.testing.assert_allclose(proba, model.predict_proba(rows), rtol=1e-6)
+    text_only = make_pipeline(OneHotEncoder(), LogisticRegression()).fit(frame[["city", "color"]], frame["rooms"] > 2)
+    strings = {"city": inputs["city"], "color": inputs["color"]}
+    assert converter.run_float64(text_only, strings) is None  # text alone: no float32 to measure
