@@ -359,3 +359,15 @@ def test_native_booster_files_from_frames_order_header_columns(tmp_path, framewo
     np.testing.assert_allclose(bound, X.iloc[::10].to_numpy(np.float32))  # in the model's order
 
     assert recorded_columns(result.model)["X"] in (list(X.columns), [c.replace(" ", "_") for c in X.columns])
+
+
+def test_api_validate_takes_a_dataframe_sample(tmp_path):
+    from onnxgate.pipeline import validate
+
+    model, frame = by_name_classifier()
+    path = tmp_path / "houses.onnx"
+    _convert(model, frame.iloc[:10]).save(path)
+    result = validate(
+        model, path, sample=frame.iloc[20:30][["color", "city", "age", "rooms", "income ($)"]], latency=False
+    )
+    assert result.passed, result.failures
