@@ -386,3 +386,15 @@ def test_float64_run_of_a_frame_model_gets_its_frame():
     text_only = make_pipeline(OneHotEncoder(), LogisticRegression()).fit(frame[["city", "color"]], frame["rooms"] > 2)
     strings = {"city": inputs["city"], "color": inputs["color"]}
     assert converter.run_float64(text_only, strings) is None  # text alone: no float32 to measure
+
+
+def test_api_validate_takes_a_dataframe_sample(tmp_path):
+    from onnxgate.pipeline import validate
+
+    model, frame = by_name_classifier()
+    path = tmp_path / "houses.onnx"
+    _convert(model, frame.iloc[:10]).save(path)
+    result = validate(
+        model, path, sample=frame.iloc[20:30][["color", "city", "age", "rooms", "income ($)"]], latency=False
+    )
+    assert result.passed, result.failures
