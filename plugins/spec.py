@@ -44,6 +44,9 @@ class InputSpec:
     #: For integer inputs: values are drawn from [low, high).
     low: float = 0
     high: float = 10
+    #: (API 1.3) A sample may leave this input out (the model's default applies,
+    #: e.g. a transformers model's ``token_type_ids``); synthesised samples hold it.
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class Intermediate:
     value: Any
 
 
+#: text_sample(model, texts) -> validation inputs (arrays keyed by input name)
+#: built from the user's ``--text`` strings, e.g. with the model's tokenizer.
+TextSampleFn = Callable[[Any, Sequence[str]], Mapping[str, Any]]
 #: intermediates(model, inputs, onnx_model) -> the original model's values at
 #: its layers/steps, in execution order, each mapped to an ONNX tensor.
 IntermediatesFn = Callable[[Any, Mapping[str, Any], Any], Sequence[Intermediate]]
@@ -155,6 +161,9 @@ class ConverterSpec:
     #: The options ``convert``/``load`` read from ``ConvertOptions.extra``
     #: (``--option KEY=VALUE``); any other key is refused.
     options: tuple[OptionSpec, ...] = ()
+    #: Optional (API 1.3): builds the sample from ``--text`` (text models);
+    #: None = the converter takes no text.
+    text_sample: TextSampleFn | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(normalize_name(self.name)):

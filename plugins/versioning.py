@@ -28,7 +28,8 @@ from typing import Any
 #: 1.1: ``inputs(model, options)`` (``inputs(model)`` deprecated), ``ONNXGATE_API``.
 #: 1.2: ``OptionSpec``/``ConverterSpec.options`` (undeclared options deprecated),
 #:      ``DeployTargetSpec.options``, hooks ``onnxgate_compare_rules`` and ``onnxgate_report_formats``.
-API_VERSION = "1.2"
+#: 1.3: ``ConverterSpec.text_sample`` (samples from ``--text``).
+API_VERSION = "1.3"
 #: Module attribute a plugin sets to declare the API versions it supports.
 DECLARATION = "ONNXGATE_API"
 

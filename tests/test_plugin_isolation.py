@@ -124,7 +124,7 @@ def test_broken_plugins_are_listed_with_distribution_version_and_error(env):
     for name, error in expected.items():
         assert rows[name]["broken"] == error and not rows[name]["usable"], rows[name]
         assert rows[name]["from"] == f"{BROKEN[name][0]} 1.2"
-    assert "supports onnxgate plugin API >=2,<3, this onnxgate provides 1.2" in rows["futureapi"]["broken"]
+    assert "supports onnxgate plugin API >=2,<3, this onnxgate provides 1.3" in rows["futureapi"]["broken"]
     assert "badreturn" not in {r["name"] for r in rows.values() if r["usable"]}
     table = run_cli("plugins", env=env)
     assert table.returncode == 0

@@ -46,7 +46,7 @@ class FuturePlugin:
 
 
 def test_a_plugin_for_another_api_is_refused_with_a_clear_message():
-    with pytest.raises(PluginError, match=r"supports onnxgate plugin API >=2,<3, this onnxgate provides 1\.2"):
+    with pytest.raises(PluginError, match=r"supports onnxgate plugin API >=2,<3, this onnxgate provides 1\.3"):
         get_plugin_manager([FuturePlugin()], load_entry_points=False)
 
 
