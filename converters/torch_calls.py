@@ -74,7 +74,8 @@ def forward_call(model, inputs: Mapping) -> tuple[tuple, dict]:
         if given == names[: len(given)]:
             return tuple(tensors[n] for n in given), {}
         return (), {n: tensors[n] for n in given}
-    if len(tensors) == 1 and len(required) <= 1 and names:  # unnamed, or keyed by the user's ONNX name
+    if len(tensors) == 1 and len(required) <= 1 and names and not set(tensors) & set(names[1:]):
+        # unnamed, or keyed by the user's ONNX name: the first argument
         return (next(iter(tensors.values())),), {}
     raise UsageError(
         f"sample inputs {sorted(tensors)} do not match the model's forward() arguments {names}"
