@@ -116,7 +116,7 @@ def load(path: Path, trusted: bool):
     return model.eval()
 
 
-def signature(model, options=None) -> list[InputSpec]:
+def signature(model, options=None) -> list[InputSpec] | None:
     """Validation inputs from the config, by the model's main input."""
     config = model.config
     name = getattr(model, "main_input_name", "input_ids")

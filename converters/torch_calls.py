@@ -33,6 +33,8 @@ def parameters(model) -> tuple[list[str], list[str]]:
     if schema is not None:  # TorchScript
         args = schema.arguments[1:]
         return [a.name for a in args], [a.name for a in args if a.default_value is None and not _optional(a)]
+    if forward is None:
+        return [], []
     params = [
         p
         for p in inspect.signature(forward).parameters.values()

@@ -25,11 +25,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from zoo import hf_models  # noqa: E402
+from zoo import hf_models
 
-from onnxgate.pipeline import convert, validate  # noqa: E402
-from onnxgate.pipeline.cli.app import main  # noqa: E402
-from onnxgate.plugins import UntrustedSourceError, UsageError  # noqa: E402
+from onnxgate.pipeline import convert, validate
+from onnxgate.pipeline.cli.app import main
+from onnxgate.plugins import UntrustedSourceError, UsageError
 
 
 def _cli(argv, capsys):
