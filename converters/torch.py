@@ -7,11 +7,12 @@ is dynamic unless the user asks otherwise.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
-from onnxgate.plugins import Conversion, ConverterSpec, InputSpec, Tolerance, hookimpl, one_line
+from onnxgate.plugins import Conversion, ConversionError, ConverterSpec, InputSpec, Tolerance, hookimpl, one_line
 
+from . import torch_calls as calls
+from . import torch_hf, torch_pt2
 from .common import flatten, zip_names
 
 
@@ -26,11 +27,7 @@ def load(path: Path, trusted: bool):
     if not names:
         raise ValueError("not a PyTorch archive (torch.save/torch.export.save write zip files)")
     if path.suffix.lower() == ".pt2":
-        import logging
-
-        # torch.export.load logs a full traceback before raising on bad files
-        logging.getLogger("torch.export").setLevel(logging.ERROR)
-        return torch.export.load(str(path))
+        return torch_pt2.load(path, trusted)
     if _is_torchscript(names):
         return torch.jit.load(str(path), map_location="cpu")
     if not trusted:
@@ -49,18 +46,11 @@ def load(path: Path, trusted: bool):
 
 
 def _is_exported_program(model) -> bool:
-    return type(model).__name__ == "ExportedProgram"
+    return calls.is_exported_program(model)
 
 
 def input_names(model):
-    if _is_exported_program(model):
-        return [s.arg.name for s in model.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-    forward = getattr(model, "forward", None)
-    schema = getattr(forward, "schema", None)
-    if schema is not None:  # TorchScript
-        return [a.name for a in schema.arguments[1:]]
-    params = inspect.signature(forward).parameters.values()
-    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return calls.parameters(model)[0]
 
 
 def signature(model, options=None):
@@ -71,7 +61,8 @@ def signature(model, options=None):
         for name in names:
             val = placeholders[name].meta.get("val")
             shape = tuple(int(d) if str(d).isdigit() else None for d in val.shape)
-            specs.append(InputSpec(name=name, shape=shape, dtype=str(val.dtype).replace("torch.", "")))
+            dtype = str(val.dtype).replace("torch.", "")
+            specs.append(InputSpec(name, shape, dtype, *torch_hf.value_range(name, dtype)))
         return specs
     first = _first_leaf(model)
     weight = getattr(first, "weight", None)
@@ -86,24 +77,6 @@ def _first_leaf(model):
         if not list(module.children()):
             return module
     return model
-
-
-def _tensors(model, inputs):
-    """Arrays in forward()'s argument order: by name, else by position (an
-    unnamed sample, or one keyed by the user's ONNX names)."""
-    import torch
-
-    names = input_names(model)
-    if all(name in inputs for name in names):
-        return tuple(torch.from_numpy(inputs[name]) for name in names)
-    if len(inputs) == len(names) == 1:
-        return (torch.from_numpy(next(iter(inputs.values()))),)
-    from onnxgate.plugins import UsageError
-
-    raise UsageError(
-        f"sample inputs {sorted(inputs)} do not match the model's forward() arguments {names}; "
-        "map them with --input-map SAMPLE_NAME=MODEL_INPUT (repeatable)"
-    )
 
 
 def convert(model, example, options):
@@ -121,37 +94,70 @@ def convert(model, example, options):
 
 
 def _convert(model, example, options, torch):
-
     if isinstance(model, torch.nn.Module):
         model.eval()
-    args = _tensors(model, example)
-    notes = []
+    args, kwargs = _forward_call(model, example)
+    notes = torch_hf.cache_notes(model)
+    with torch.no_grad():
+        output_names = _output_names(_call(model, args, kwargs))
     if not isinstance(model, torch.jit.ScriptModule):
         try:
-            return Conversion(_export_dynamo(model, args, options), exporter="torch.onnx dynamo", notes=notes)
+            onx = _export_dynamo(model, args, kwargs, output_names, options)
+            return Conversion(onx, exporter="torch.onnx dynamo", notes=notes)
         except Exception as exc:  # the exporter raises many types; the fallback decides
-            notes.append(
-                f"dynamo exporter failed ({one_line(exc, with_type=True, limit=200)}); "
-                "fell back to the TorchScript exporter"
-            )
-            if _is_exported_program(model):
-                raise
-    onx = _export_torchscript(model, args, options)
+            if _is_exported_program(model):  # the TorchScript exporter cannot take a program
+                raise ConversionError(f"torch.onnx dynamo exporter: {_export_failure(exc)}") from exc
+            notes.append(f"dynamo exporter failed ({_export_failure(exc)}); fell back to the TorchScript exporter")
+    onx = _export_torchscript(model, args, kwargs, output_names, options)
     return Conversion(onx, exporter="torch.onnx torchscript", notes=notes)
 
 
-def _export_dynamo(model, args, options):
-    import torch
+def _forward_call(model, inputs):
+    """(args, kwargs) for the sample; a transformers model also gets
+    ``use_cache=False`` (the cache is not exported)."""
+    args, kwargs = calls.forward_call(model, inputs)
+    return args, {**kwargs, **torch_hf.fixed_kwargs(model)}
 
+
+def _export_failure(exc) -> str:
+    """The cause of a torch.onnx failure in one line: the exception its
+    report summarises (``## Exception summary``), else its first line."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # the exporter colours its messages
+    lines = [ln.strip() for ln in text.splitlines()]
+    if "## Exception summary" in lines:
+        cause = next((ln for ln in lines[lines.index("## Exception summary") + 1 :] if ln), "")
+        if cause:
+            return one_line(cause.replace("<class '", "").replace("'>", ""), limit=300)
+    return one_line(type(exc).__name__ + ": " + (lines[0] if lines else ""), limit=300)
+
+
+def _call(model, args, kwargs):
+    module = model.module() if _is_exported_program(model) else model
+    return module(*args, **kwargs)
+
+
+def _output_names(out) -> list[str] | None:
+    """Field names for mapping outputs (ModelOutput: ``logits``...), else
+    None (the exporter names them)."""
+    named = calls.named_outputs(out)
+    return list(named) if named else None
+
+
+def _export_dynamo(model, args, kwargs, output_names, options):
     dynamic_shapes = None
     if options.dynamic_batch and not _is_exported_program(model):
-        batch = torch.export.Dim("batch")
-        dynamic_shapes = tuple({0: batch} for _ in args)
+        dynamic_shapes = torch_hf.dynamic_shapes(model, args, kwargs)
+    import torch
+
     program = torch.onnx.export(
         model,
         args,
+        kwargs=kwargs or None,
         dynamo=True,
         dynamic_shapes=dynamic_shapes,
+        output_names=output_names,
         opset_version=options.opset,
         verbose=False,
         optimize=True,
@@ -159,22 +165,24 @@ def _export_dynamo(model, args, options):
     return program.model_proto
 
 
-def _export_torchscript(model, args, options):
+def _export_torchscript(model, args, kwargs, output_names, options):
     import io
 
     import onnx
     import torch
 
-    names = input_names(model)
-    with torch.no_grad():
-        n_outputs = len(flatten(model(*args)))
-    output_names = [f"output_{i}" for i in range(n_outputs)]
-    dynamic_axes = {n: {0: "batch"} for n in names + output_names} if options.dynamic_batch else None
+    names = input_names(model)[: len(args)] + [k for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
+    if output_names is None:
+        with torch.no_grad():
+            output_names = [f"output_{i}" for i in range(len(_leaves(model(*args, **kwargs))))]
+    axes = torch_hf.dynamic_axes(model, names, args, kwargs)
+    dynamic_axes = {**axes, **{n: {0: "batch"} for n in output_names}} if options.dynamic_batch else None
     buffer = io.BytesIO()
     torch.onnx.export(
         model,
         args,
         buffer,
+        kwargs=kwargs or None,
         dynamo=False,
         input_names=names,
         output_names=output_names,
@@ -184,13 +192,23 @@ def _export_torchscript(model, args, options):
     return onnx.load_from_string(buffer.getvalue())
 
 
+def _leaves(out) -> list:
+    named = calls.named_outputs(out)
+    return list(named.values()) if named is not None else [t for t in flatten(out) if t is not None]
+
+
 def run(model, inputs):
+    """The original's outputs: keyed by field name for mapping outputs
+    (ModelOutput), else in pytree order."""
     import torch
 
-    module = model.module() if _is_exported_program(model) else model
+    args, kwargs = _forward_call(model, inputs)
     with torch.no_grad():
-        out = module(*_tensors(model, inputs))
-    return [t.detach().cpu().numpy() for t in flatten(out)]
+        out = _call(model, args, kwargs)
+    named = calls.named_outputs(out)
+    if named is not None:
+        return {k: v.detach().cpu().numpy() for k, v in named.items()}
+    return [t.detach().cpu().numpy() for t in flatten(out) if t is not None]
 
 
 def run_float64(model, inputs):
@@ -236,8 +254,9 @@ def intermediates(model, inputs, onnx_model):
 
     handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules() if n]
     try:
+        args, kwargs = _forward_call(model, inputs)
         with torch.no_grad():
-            module(*_tensors(model, inputs))
+            module(*args, **kwargs)
     finally:
         for handle in handles:
             handle.remove()

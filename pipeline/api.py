@@ -8,7 +8,7 @@ DataFrames, or dicts of these keyed by input (output) name. See docs/api.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -220,6 +220,7 @@ def run(
     input_map: Mapping[str, str] | None = None,
     reference_timeout: float | None = None,
     upgrade_opset: int | None = None,
+    text: Sequence[str] | str | None = None,
 ) -> Result:
     """Convert ``source`` (or take ``onnx_model``) and validate it.
 
@@ -273,6 +274,7 @@ def run(
         gate=gate,
         input_map=input_map,
         reference_timeout=reference_timeout,
+        text=[text] if isinstance(text, str) else text,
     )
     if onnx_model is None and stamp:  # a given model is validated byte for byte, not re-stamped
         provenance.stamp(
@@ -317,6 +319,8 @@ _COMMON_DOC = """
     Conversion: ``framework`` (default: detected), ``trust_source`` (allow
     unpickling), ``static_batch`` (do not make the batch dynamic), ``seed``,
     ``options`` (converter-specific, the CLI's ``--option KEY=VALUE``),
+    ``text`` (a string or strings: the converter builds the sample from
+    them, e.g. a Hugging Face folder's tokenizer; the CLI's ``--text``),
     ``input_map`` (``{sample name: model input}``), ``upgrade_opset`` (move a
     ready-made ONNX model to this opset with onnx.version_converter first),
     ``reference_timeout`` (seconds onnx.reference may take for a ready-made
@@ -411,6 +415,7 @@ def convert(
     input_map: Mapping[str, str] | None = None,
     reference_timeout: float | None = None,
     upgrade_opset: int | None = None,
+    text: Sequence[str] | str | None = None,
 ) -> Result:
     """Convert ``source`` to ONNX and validate it against the original.
 
@@ -449,6 +454,7 @@ def convert(
         input_map=input_map,
         reference_timeout=reference_timeout,
         upgrade_opset=upgrade_opset,
+        text=text,
         **_gate(
             rtol,
             atol,
@@ -506,6 +512,7 @@ def validate(
     input_map: Mapping[str, str] | None = None,
     reference_timeout: float | None = None,
     upgrade_opset: int | None = None,
+    text: Sequence[str] | str | None = None,
 ) -> Result:
     """Validate an existing ONNX ``model`` (a path or ``onnx.ModelProto``) against the original ``source``.
 
@@ -542,6 +549,7 @@ def validate(
         input_map=input_map,
         reference_timeout=reference_timeout,
         upgrade_opset=upgrade_opset,
+        text=text,
         **_gate(
             rtol,
             atol,

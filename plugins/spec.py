@@ -47,6 +47,9 @@ class InputSpec:
     #: Names of a 2-D input's columns, in order (a model trained on a
     #: DataFrame): a sample with a header is ordered by them. () = positional.
     columns: tuple[str, ...] = ()
+    #: (API 1.3) A sample may leave this input out (the model's default applies,
+    #: e.g. a transformers model's ``token_type_ids``); synthesised samples hold it.
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ class Intermediate:
     value: Any
 
 
+#: text_sample(model, texts) -> validation inputs (arrays keyed by input name)
+#: built from the user's ``--text`` strings, e.g. with the model's tokenizer.
+TextSampleFn = Callable[[Any, Sequence[str]], Mapping[str, Any]]
 #: intermediates(model, inputs, onnx_model) -> the original model's values at
 #: its layers/steps, in execution order, each mapped to an ONNX tensor.
 IntermediatesFn = Callable[[Any, Mapping[str, Any], Any], Sequence[Intermediate]]
@@ -167,6 +173,9 @@ class ConverterSpec:
     #: rounding noise against it and holds ONNX Runtime to a multiple of that
     #: noise (docs/validation.md). None = no noise floor: the scale-aware default.
     run_float64: Float64RunFn | None = None
+    #: Optional (API 1.3): builds the sample from ``--text`` (text models);
+    #: None = the converter takes no text.
+    text_sample: TextSampleFn | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(normalize_name(self.name)):

@@ -29,7 +29,8 @@ from typing import Any
 #: 1.2: ``OptionSpec``/``ConverterSpec.options`` (undeclared options deprecated),
 #:      ``DeployTargetSpec.options``, hooks ``onnxgate_compare_rules`` and ``onnxgate_report_formats``.
 #: 1.3: ``InputSpec.columns`` (a 2-D input's column names: samples with a header are ordered by them),
-#:      the optional ``ConverterSpec.run_float64`` (the gate's float32 noise floor).
+#:      the optional ``ConverterSpec.run_float64`` (the gate's float32 noise floor),
+#:      ``ConverterSpec.text_sample`` (samples from ``--text``).
 API_VERSION = "1.3"
 #: Module attribute a plugin sets to declare the API versions it supports.
 DECLARATION = "ONNXGATE_API"

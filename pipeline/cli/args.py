@@ -59,6 +59,13 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
         "(DIR/test_data_set_N/input_K.pb, output_K.pb); each set is one case",
     )
     p.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="build the sample from this text with the model's tokenizer (Hugging Face folders; repeatable)",
+    )
+    p.add_argument(
         "--input-map",
         action="append",
         default=[],
@@ -142,6 +149,7 @@ def run_kwargs(args) -> dict:
         latency=not args.no_latency,
         reference_timeout=args.reference_timeout,
         upgrade_opset=args.upgrade_opset,
+        text=args.text or None,
     )
 
 

@@ -48,7 +48,10 @@ def apply_input_map(sample: dict[str | None, np.ndarray], input_map: Mapping[str
 
 
 def bind_to_source(
-    sample: dict[str | None, np.ndarray], source_names: Sequence[str], onnx_names: Sequence[str] = ()
+    sample: dict[str | None, np.ndarray],
+    source_names: Sequence[str],
+    onnx_names: Sequence[str] = (),
+    optional: Sequence[str] = (),
 ) -> dict[str, np.ndarray]:
     """Key the sample by the source's input names (what the original runs on).
 
@@ -71,6 +74,12 @@ def bind_to_source(
         return dict(named)
     if onnx_names and keys == set(onnx_names) and len(onnx_names) == len(source_names):
         by_position = dict(zip(onnx_names, source_names))
+        return {by_position[k]: v for k, v in named.items()}
+    required = [n for n in source_names if n not in optional]
+    if optional and set(required) <= keys <= set(source_names):  # optional inputs left out
+        return dict(named)
+    if optional and onnx_names and keys == set(onnx_names) and len(required) <= len(onnx_names) < len(source_names):
+        by_position = dict(zip(onnx_names, source_names))  # the optional inputs the export left out trail
         return {by_position[k]: v for k, v in named.items()}
     if len(named) == 1 and len(source_names) == 1:
         return {source_names[0]: next(iter(named.values()))}
@@ -119,3 +128,8 @@ def reverse(mapping: Mapping[str, str]) -> dict[str, str]:
 
 def names_of(signature) -> list[str]:
     return [s.name for s in signature] if signature else []
+
+
+def optional_of(signature) -> list[str]:
+    """Inputs a sample may leave out (``InputSpec.optional``)."""
+    return [s.name for s in signature if getattr(s, "optional", False)] if signature else []

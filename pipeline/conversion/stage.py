@@ -8,7 +8,7 @@ stage may run in another process or another Python environment.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,9 @@ def build_cases(
     if sample is not None:
         loaded = samples_mod.read_sample(sample, signature)  # a file, or in-memory data
         loaded = matching.apply_input_map(loaded, input_map or {})
-        arrays = matching.bind_to_source(loaded, matching.names_of(signature), onnx_names)
+        arrays = matching.bind_to_source(
+            loaded, matching.names_of(signature), onnx_names, matching.optional_of(signature)
+        )
     elif input_map:
         raise UsageError("--input-map renames the arrays of --sample; there is no --sample")
     elif signature:
@@ -187,7 +189,10 @@ def produce(
     measure_latency: bool = True,
     input_map: Mapping[str, str] | None = None,
     reference_timeout: float | None = None,
+    text: Sequence[str] | None = None,
 ) -> Artifact:
+    if text and spec.environment:
+        raise UsageError(f"--text: converter {spec.name!r} does not build samples from text")
     if spec.environment:  # stage 1 runs in the converter's own Python environment
         return environments.produce(
             spec,
@@ -211,6 +216,8 @@ def produce(
     t0 = time.perf_counter()
     model = load_model(spec, source, trusted, plugin, options)
     timings["load_s"] = time.perf_counter() - t0
+    if text:
+        sample = text_sample(spec, model, text, sample, golden)
 
     dynamic_batch = options.dynamic_batch
     notes = []
@@ -323,6 +330,23 @@ def produce(
     )
 
 
+def text_sample(spec: ConverterSpec, model: Any, text: Sequence[str], sample: Any, golden: Any) -> Any:
+    """The sample the converter builds from ``--text`` (its tokenizer)."""
+    if sample is not None or golden is not None:
+        raise UsageError("--text builds the sample: drop --sample/--golden")
+    if spec.text_sample is None:
+        raise UsageError(f"--text: converter {spec.name!r} does not build samples from text")
+    texts = [str(t) for t in text]
+    if not all(texts):
+        raise UsageError("--text: empty text")
+    try:
+        return dict(spec.text_sample(model, texts))
+    except (UsageError, ConversionError):
+        raise
+    except Exception as exc:
+        raise UsageError(f"--text: {spec.name} could not build a sample: {one_line(exc, with_type=True)}") from exc
+
+
 def _with_reference(spec, model, timeout, gate_info, notes) -> ConverterSpec:
     try:
         runner = reference_mod.make_runner(model, timeout if timeout is not None else reference_mod.DEFAULT_TIMEOUT)
@@ -375,6 +399,9 @@ def _onnx_signature(onnx_model):
 def _match_inputs(spec: ConverterSpec, cases, onnx_model, source_names, converted: bool) -> ConverterSpec:
     """Key the cases by the ONNX input names; the original still gets its own."""
     onnx_names = [i.name for i in graph_inputs(onnx_model)]
+    given = [n for n in source_names if n in cases[0].inputs]  # optional inputs the sample left out
+    if len(given) == len(cases[0].inputs):
+        source_names = given
     mapping = matching.to_onnx_names(list(cases[0].inputs), onnx_names, source_names, converted)
     if all(k == v for k, v in mapping.items()):
         return spec
@@ -441,8 +468,9 @@ def _run_original(spec, model, case, output_names, plugin: str = "") -> dict[str
         ) from exc
     if isinstance(produced, Mapping):
         missing = [n for n in output_names if n not in produced]
-        if missing and len(produced) == len(output_names) == 1:
-            produced = {output_names[0]: next(iter(produced.values()))}  # a user's export names its output its own way
+        if missing and len(missing) == len(output_names) == len(produced):
+            # a user's export names its outputs its own way; exporters keep the order
+            produced = dict(zip(output_names, produced.values()))
         elif missing:
             raise ConversionError(f"{spec.name}: original model gave no value for ONNX outputs {missing}")
         return {n: np.asarray(produced[n]) if not isinstance(produced[n], list) else produced[n] for n in output_names}
