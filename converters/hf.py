@@ -182,6 +182,7 @@ def onnxgate_converters():
         description="save_pretrained folders (config.json + safetensors) via the torch converter",
         convert=torch_converter.convert,
         run=torch_converter.run,
+        run_float64=torch_converter.run_float64,
         load=load,
         inputs=signature,
         suffixes=("/",),

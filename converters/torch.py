@@ -204,17 +204,13 @@ def run(model, inputs):
 
     args, kwargs = _forward_call(model, inputs)
     with torch.no_grad():
-        out = _call(model, args, kwargs)
-    named = calls.named_outputs(out)
-    if named is not None:
-        return {k: v.detach().cpu().numpy() for k, v in named.items()}
-    return [t.detach().cpu().numpy() for t in flatten(out) if t is not None]
+        return _numpy_outputs(_call(model, args, kwargs))
 
 
 def run_float64(model, inputs):
     """The original once more in float64 (a deep copy: the user's module stays
-    float32; float inputs cast): the gate measures the float32 run's own
-    rounding noise against it."""
+    float32; float inputs cast), called as ``run`` calls it: the gate measures
+    the float32 run's own rounding noise against it."""
     import copy
     import warnings
 
@@ -223,10 +219,20 @@ def run_float64(model, inputs):
     with warnings.catch_warnings():  # copying an exported program's module warns about torch's own pytree API
         warnings.simplefilter("ignore", FutureWarning)
         module = copy.deepcopy(model.module() if _is_exported_program(model) else model).double()
-    args = tuple(t.double() if t.is_floating_point() else t for t in _tensors(model, inputs))
+    args, kwargs = _forward_call(model, inputs)
+
+    def double(value):
+        return value.double() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
     with torch.no_grad():
-        out = module(*args)
-    return [t.detach().cpu().numpy() for t in flatten(out)]
+        return _numpy_outputs(module(*map(double, args), **{k: double(v) for k, v in kwargs.items()}))
+
+
+def _numpy_outputs(out):
+    named = calls.named_outputs(out)
+    if named is not None:
+        return {k: v.detach().cpu().numpy() for k, v in named.items()}
+    return [t.detach().cpu().numpy() for t in flatten(out) if t is not None]
 
 
 def intermediates(model, inputs, onnx_model):
