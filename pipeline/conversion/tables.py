@@ -39,7 +39,6 @@ class Table:
         self.origin = origin  # "sample data.csv", "sample (DataFrame)"
         self.lines = list(lines)  # CSV line number of each row, for messages
         self.text = text
-        self.unused: list[str] = []  # columns bind() left out
 
     @property
     def names(self) -> list[str]:
@@ -50,12 +49,10 @@ class Table:
         specs = list(signature or ())
         names = [s.name for s in specs]
         if specs and all(n in self.columns for n in names) and not (len(specs) == 1 and specs[0].columns):
-            self.unused = [c for c in self.columns if c not in names]
             return {s.name: self.column(s.name, _per_column_kind(s.dtype)).reshape(-1, 1) for s in specs}
         if len(specs) == 1 and specs[0].columns:
             wanted = [self._lookup(str(c)) for c in specs[0].columns]
             self._require(wanted, shown=[str(c) for c in specs[0].columns])
-            self.unused = [c for c in self.columns if c not in wanted]
             return {None: self.stacked(wanted)}
         if len(specs) > 1 and any(n in self.columns for n in names):
             self._require(names)
