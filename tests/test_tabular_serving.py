@@ -184,3 +184,18 @@ def test_real_server_answers_records_and_refuses_bad_ones(server, houses_pkg):
         server.scoring_uri, json.dumps([{k: v for k, v in r.items() if k != "city"} for r in _rows(rows)])
     )
     assert status == 400 and "missing ['city']" in body["message"], body
+
+
+def test_python_deploy_handle_sends_a_dataframe_by_column_name(tmp_path):
+    """``LocalDeployment.predict(DataFrame)``: columns in any order reach their
+    inputs by name (per-column model and a named 2-D input alike)."""
+    from onnxgate.pipeline import api
+
+    for model, frame in (by_name_classifier(), numeric_on_frame()):
+        result = api.convert(model, sample=frame.iloc[:10], latency=False)
+        with result.deploy("local", registry=tmp_path / "registry", name=type(model[-1]).__name__.lower()) as handle:
+            rows = frame.iloc[40:46][list(reversed(frame.columns))]
+            answer = handle.predict(rows)
+        in_order = rows[list(frame.columns)]  # scikit-learn itself wants the training order
+        np.testing.assert_array_equal(answer["label"], model.predict(in_order))
+        np.testing.assert_allclose(answer["probabilities"], model.predict_proba(in_order), rtol=1e-4, atol=1e-5)

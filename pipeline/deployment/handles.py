@@ -15,6 +15,7 @@ A ``Result`` that was never saved is written to a temporary folder first
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -100,8 +101,11 @@ class LocalDeployment(Deployment):
 
         if not self.running:
             raise UsageError(f"{self.name}: the server is not running (stopped, or deployed without keep_running)")
-        arrays = bind_sample(samples.from_memory(inputs, self.input_names, what="inputs"), self.input_names)
-        body = {"inputs": {k: to_json_value(self._cast(k, v)) for k, v in arrays.items()}}
+        if _is_dataframe(inputs):  # row objects: the server matches columns by name, as for any client
+            body: dict[str, Any] = {"inputs": json.loads(inputs.to_json(orient="records"))}
+        else:
+            arrays = bind_sample(samples.from_memory(inputs, self.input_names, what="inputs"), self.input_names)
+            body = {"inputs": {k: to_json_value(self._cast(k, v)) for k, v in arrays.items()}}
         status, answer = post_json(self.url, body, timeout=timeout)
         message = answer.get("message", answer) if isinstance(answer, dict) else answer
         if 400 <= status < 500:
@@ -338,3 +342,7 @@ def _default_name(result: Any) -> str:
     stem = Path(source.get("path") or "").name.split(".")[0]
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", stem or f"{source.get('framework') or 'onnx'}-model").strip(".-")
     return name[:100] or "model"
+
+
+def _is_dataframe(value: Any) -> bool:
+    return type(value).__name__ == "DataFrame" and hasattr(value, "to_json")
