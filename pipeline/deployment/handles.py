@@ -79,6 +79,9 @@ class LocalDeployment(Deployment):
     url: str = ""
     input_names: list[str] = field(default_factory=list)
     input_dtypes: dict[str, str] = field(default_factory=dict)
+    #: The model's inputs are named columns (one input per column, or a 2-D
+    #: input whose columns the model names): a DataFrame is sent by column name.
+    named_columns: bool = False
     server: Any = field(default=None, repr=False)  # serve.Server while running
 
     @property
@@ -101,7 +104,8 @@ class LocalDeployment(Deployment):
 
         if not self.running:
             raise UsageError(f"{self.name}: the server is not running (stopped, or deployed without keep_running)")
-        if _is_dataframe(inputs):  # row objects: the server matches columns by name, as for any client
+        if self.named_columns and _is_dataframe(inputs) and all(isinstance(c, str) for c in inputs.columns):
+            # row objects: the server matches the columns to the inputs by name, as for any client
             body: dict[str, Any] = {"inputs": json.loads(inputs.to_json(orient="records"))}
         else:
             arrays = bind_sample(samples.from_memory(inputs, self.input_names, what="inputs"), self.input_names)
@@ -288,6 +292,7 @@ def _local_handle(result: dict[str, Any], name: str, server: Any) -> LocalDeploy
         url=str(result.get("scoring_uri", "")),
         input_names=[i["name"] for i in signature],
         input_dtypes={i["name"]: i["dtype"] for i in signature},
+        named_columns=_named_columns(result, signature),
         server=server,
     )
 
@@ -303,6 +308,25 @@ def _signature(result: dict[str, Any]) -> list[dict[str, Any]]:
         return list(json.loads(path.read_text("utf-8")).get("signature", {}).get("inputs", []))
     except (OSError, ValueError):
         return []
+
+
+def _named_columns(result: dict[str, Any], signature: list[dict[str, Any]]) -> bool:
+    """One input per column ([None, 1] each), or column names in the model's metadata."""
+    if len(signature) > 1 and all(list(i.get("shape") or [])[1:] == [1] for i in signature):
+        return True
+    if not result.get("registry") or not result.get("version"):
+        return False
+    from onnxgate.pipeline.deployment.registry import MODEL_FILE
+    from onnxgate.pipeline.deployment.score_template import COLUMNS_METADATA
+
+    path = Path(result["registry"]) / str(result["name"]) / str(result["version"]) / MODEL_FILE
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # no readable model: send arrays as before
+        return False
+    return any(prop.key == COLUMNS_METADATA for prop in model.metadata_props)
 
 
 class _model_file:
