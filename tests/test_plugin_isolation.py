@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from test_third_party_plugin import PLUGIN as AFFINE_PLUGIN
 
+from onnxgate.plugins import API_VERSION
 from onnxgate.plugins.testing import assert_clean_error, run_cli
 
 BROKEN = {
@@ -124,7 +125,7 @@ def test_broken_plugins_are_listed_with_distribution_version_and_error(env):
     for name, error in expected.items():
         assert rows[name]["broken"] == error and not rows[name]["usable"], rows[name]
         assert rows[name]["from"] == f"{BROKEN[name][0]} 1.2"
-    assert "supports onnxgate plugin API >=2,<3, this onnxgate provides 1.2" in rows["futureapi"]["broken"]
+    assert f"supports onnxgate plugin API >=2,<3, this onnxgate provides {API_VERSION}" in rows["futureapi"]["broken"]
     assert "badreturn" not in {r["name"] for r in rows.values() if r["usable"]}
     table = run_cli("plugins", env=env)
     assert table.returncode == 0
