@@ -32,7 +32,8 @@ def measure(spec, model, cases: Sequence[Any], output_names: Sequence[str]) -> d
     todo = [c for c in cases if c.expected is not None and not (c.meta or {}).get("skipped")]
     todo = [c for c in todo if (c.meta or {}).get("kind") != "edge"]
     batch_sweeps = [c for c in todo if (c.meta or {}).get("kind") == "sweep" and c.meta.get("axis") == "batch"]
-    measured, base_floors = 0, {}
+    measured = 0
+    base_floors: dict[str, float] = {}  # the sample's floors, for the batch sweep
     for case in [c for c in todo if c not in batch_sweeps]:
         try:
             produced = spec.run_float64(model, case.inputs)
