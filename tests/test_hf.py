@@ -273,6 +273,12 @@ def _folder(tmp_path, name, config=None, files=()):
             ["model.safetensors"],
             r"unknown architecture 'FluxCapacitorModel'",
         ),
+        (
+            "not-a-model",
+            {"model_type": "bert", "architectures": ["BertConfig"]},
+            ["model.safetensors"],
+            r"unknown architecture 'BertConfig'",
+        ),
         ("no-weights", {"model_type": "bert", "architectures": ["BertModel"]}, [], r"no weights"),
         (
             "pickle-only",
