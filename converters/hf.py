@@ -85,7 +85,7 @@ def model_class(config: dict, path: Path):
         return transformers.AutoModel
     name = architectures[0]
     cls = getattr(transformers, name, None) if name.isidentifier() else None
-    if cls is None or not hasattr(cls, "from_pretrained"):
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
         raise UsageError(
             f"{path / CONFIG}: unknown architecture {name!r} (transformers {transformers.__version__} "
             "has no such model class; custom code is not loaded)"

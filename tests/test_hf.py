@@ -107,6 +107,17 @@ def test_model_output_fields_are_the_onnx_output_names():
     assert [o.name for o in result.session().get_outputs()] == ["last_hidden_state", "pooler_output"]
     shapes = {o.name: o.shape for o in result.report.cases[0].outputs}
     assert shapes == {"last_hidden_state": [2, 7, 32], "pooler_output": [2, 32]}
+    # matched by name, not position: the same model with its outputs listed the other way round
+    import onnx
+
+    swapped = onnx.ModelProto()
+    swapped.CopyFrom(result.model)
+    outputs = list(swapped.graph.output)
+    del swapped.graph.output[:]
+    swapped.graph.output.extend(reversed(outputs))
+    again = validate(model, swapped, sample=example, latency=False, sweep=False)
+    assert again.passed, again.failures
+    assert {o.name: o.shape for o in again.report.cases[0].outputs} == shapes
 
 
 def test_a_causal_lm_is_exported_without_its_cache_and_says_so():
@@ -272,6 +283,12 @@ def _folder(tmp_path, name, config=None, files=()):
             {"model_type": "bert", "architectures": ["FluxCapacitorModel"]},
             ["model.safetensors"],
             r"unknown architecture 'FluxCapacitorModel'",
+        ),
+        (
+            "not-a-model",
+            {"model_type": "bert", "architectures": ["BertConfig"]},
+            ["model.safetensors"],
+            r"unknown architecture 'BertConfig'",
         ),
         ("no-weights", {"model_type": "bert", "architectures": ["BertModel"]}, [], r"no weights"),
         (
