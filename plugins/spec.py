@@ -246,8 +246,10 @@ class CompareRule:
     Subclass it and yield an instance from ``onnxgate_compare_rules``. For each
     output the rule the user named (``--tolerance OUT:rule=NAME``) judges it,
     else the highest-``priority`` rule whose ``matches`` is true. The
-    elementwise comparison (shape, NaN/inf, ``|a - e| <= atol + rtol*|e|``)
-    runs first on what ``prepare`` returns; the rule then adds ``metrics``
+    elementwise comparison (shape, NaN/inf, the tolerance)
+    runs first on what ``prepare`` returns (the scale-aware default holds an
+    element to ``atol + rtol * max|expected in its row|``, or to its own
+    ``|expected|`` when ``per_element_scale``); the rule then adds ``metrics``
     and ``check`` turns them into failure reasons. ``settings`` holds the
     output's configured values by key (``rtol``, ``atol``, ``elementwise``
     and the rule's own ``keys``; None when not set).
@@ -261,6 +263,10 @@ class CompareRule:
     keys: tuple[OptionSpec, ...] = ()
     #: False: the elementwise error never decides (labels: agreement does).
     elementwise: bool = True
+    #: (API 1.3) True: the scale-aware default scales each element's bound by
+    #: its own magnitude, not its row's (probabilities: a softmax's error on a
+    #: class is proportional to that class's probability).
+    per_element_scale: bool = False
     description: str = ""
 
     def matches(self, actual: Any, expected: Any) -> bool:

@@ -59,6 +59,31 @@ def test_scale_aware_default_is_per_row_and_elementwise_for_one_value_rows():
     assert compare_output("y", reg + [5e-3, 0.0], reg, Tolerance(1e-4, 1e-5))["passed"]
 
 
+def test_probabilities_and_float64_originals_keep_each_elements_own_scale():
+    """A softmax's error on a class is proportional to that class's
+    probability, and a float64 original (scikit-learn) has no float32
+    accumulation to scale by a row: both are held element by element, so a
+    small probability or target moved by 1.5e-4 still fails (the fault
+    benchmark's float16 faults on a soft-voting ensemble and a multi-output
+    ridge, caught before the scale-aware rule)."""
+    tol = Tolerance(rtol=1e-4, atol=1e-4)  # scikit-learn's
+    proba = np.array([[0.98, 0.015, 0.005], [0.2, 0.7, 0.1]])
+    moved = proba + np.array([[0.0, 0.0, 1.5e-4], [0.0, 0.0, 0.0]])
+    # float32 probabilities (a network's softmax): the probability rule is per element
+    results, _ = tasks.compare_case({"p": moved.astype(np.float32)}, {"p": proba.astype(np.float32)}, tol, None)
+    assert results[0]["task"] == "classifier-probabilities" and not results[0]["passed"]
+    assert "rtol=0.0001*|expected|" in results[0]["reason"]
+    # float64 targets of a multi-output regressor, read as 'embedding' by their shape: per element too
+    targets = np.array([[120.0, 0.004], [80.0, 0.002]])
+    results, _ = tasks.compare_case({"y": targets + [[0.0, 1.5e-4], [0.0, 0.0]]}, {"y": targets}, tol, None)
+    assert results[0]["task"] == "embedding" and not results[0]["passed"]
+    # the same values from a float32 original: the row's scale (120) judges them
+    results, _ = tasks.compare_case(
+        {"y": (targets + [[0.0, 1.5e-4], [0.0, 0.0]]).astype(np.float32)}, {"y": targets.astype(np.float32)}, tol, None
+    )
+    assert results[0]["passed"]
+
+
 def test_noise_bound_is_a_multiple_of_the_floor_plus_two_ulps():
     expected = _logits()
     noise = Noise(floor=1.0e-4, multiple=4.0)

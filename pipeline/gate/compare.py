@@ -9,7 +9,8 @@ Two bounds (docs/validation.md, "The tolerance rule"), both scale-aware:
 - **scale-aware default** otherwise: ``|onnx - expected| <= atol + rtol *
   max|expected in its row|`` (rows: axis 0, one sample each), so a logit near
   zero in a row of logits near 20 is held to the row's float32 precision,
-  not to its own magnitude.
+  not to its own magnitude. Probabilities keep their own magnitude
+  (``per_element``): a softmax's error on a class is proportional to it.
 """
 
 from __future__ import annotations
@@ -58,24 +59,31 @@ def row_scale(expected: np.ndarray) -> np.ndarray:
     return np.broadcast_to(per_row.reshape((-1,) + (1,) * (expected.ndim - 1)), expected.shape)
 
 
-def bad_elements(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, noise: Noise | None = None) -> np.ndarray:
+def bad_elements(
+    actual: np.ndarray, expected: np.ndarray, tol: Tolerance, noise: Noise | None = None, per_element: bool = False
+) -> np.ndarray:
     """True where two same-shaped arrays disagree (NaN/inf on both sides agree)."""
     if not (_is_float(actual) or _is_float(expected)):
         if actual.dtype.kind in "OSU" or expected.dtype.kind in "OSU":
             return actual.astype(str) != expected.astype(str)
         return actual != expected
-    return _beyond(abs_diff(actual, expected), expected.astype(np.float64), tol, noise)
+    return _beyond(abs_diff(actual, expected), expected.astype(np.float64), tol, noise, per_element)
 
 
-def _beyond(diff: np.ndarray, expected: np.ndarray, tol: Tolerance, noise: Noise | None = None) -> np.ndarray:
+def _beyond(
+    diff: np.ndarray, expected: np.ndarray, tol: Tolerance, noise: Noise | None = None, per_element: bool = False
+) -> np.ndarray:
     # a non-finite expected value gives no slack of its own: +inf vs -inf (or a finite
     # value) is a mismatch, NaN vs NaN already has diff 0
     if noise is not None:
         return ~(diff <= noise.bound(scale_of(expected)))
-    return ~(diff <= tol.atol + tol.rtol * row_scale(expected))
+    scale = np.abs(np.where(np.isfinite(expected), expected, 0.0)) if per_element else row_scale(expected)
+    return ~(diff <= tol.atol + tol.rtol * scale)
 
 
-def row_mask(actual: Any, expected: Any, tol: Tolerance, noise: Noise | None = None) -> np.ndarray | None:
+def row_mask(
+    actual: Any, expected: Any, tol: Tolerance, noise: Noise | None = None, per_element: bool = False
+) -> np.ndarray | None:
     """Per row (axis 0): True when the row disagrees. None when the outputs
     cannot be lined up row by row (shape mismatch, scalars)."""
     actual, expected = as_array(actual), as_array(expected)
@@ -85,13 +93,16 @@ def row_mask(actual: Any, expected: Any, tol: Tolerance, noise: Noise | None = N
         actual = actual.reshape(expected.shape)
     if not expected.ndim or expected.shape[0] == 0:
         return None
-    bad = bad_elements(actual, expected, tol, noise)
+    bad = bad_elements(actual, expected, tol, noise, per_element)
     return cast(np.ndarray, bad.reshape(bad.shape[0], -1).any(axis=1))  # any(axis=1) of a 2-D array: an array
 
 
-def compare_output(name: str, actual: Any, expected: Any, tol: Tolerance, noise: Noise | None = None) -> dict[str, Any]:
+def compare_output(
+    name: str, actual: Any, expected: Any, tol: Tolerance, noise: Noise | None = None, per_element: bool = False
+) -> dict[str, Any]:
     """Statistics and verdict for one output; never raises on a mismatch.
-    ``noise``: the original's float32 noise floor on it (None: the scale-aware default)."""
+    ``noise``: the original's float32 noise floor on it (None: the scale-aware
+    default, scaled per row, or per element when ``per_element``)."""
     actual, expected = as_array(actual), as_array(expected)
     result: dict[str, Any] = {
         "name": name,
@@ -114,7 +125,7 @@ def compare_output(name: str, actual: Any, expected: Any, tol: Tolerance, noise:
     if actual.size == 0:
         return result
     if _is_float(actual) or _is_float(expected):
-        return _compare_float(result, actual.astype(np.float64), expected.astype(np.float64), tol, noise)
+        return _compare_float(result, actual.astype(np.float64), expected.astype(np.float64), tol, noise, per_element)
     return _compare_exact(result, actual, expected)
 
 
@@ -122,9 +133,9 @@ def _is_float(a: np.ndarray) -> bool:
     return a.dtype.kind in "fc"
 
 
-def _compare_float(result, actual, expected, tol, noise):
+def _compare_float(result, actual, expected, tol, noise, per_element=False):
     diff = abs_diff(actual, expected)
-    bad = _beyond(diff, expected, tol, noise)
+    bad = _beyond(diff, expected, tol, noise, per_element)
     scale = scale_of(expected)
     if noise is not None:
         result.update(
@@ -145,21 +156,22 @@ def _compare_float(result, actual, expected, tol, noise):
     fraction = float(bad.mean())
     if bad.any():
         nan_one_side = (np.isnan(actual) ^ np.isnan(expected)).any()
-        why = "NaN on one side only" if nan_one_side else _why(result, bad, tol, noise)
+        why = "NaN on one side only" if nan_one_side else _why(result, bad, tol, noise, per_element)
         return _fail(result, why, fraction)
     return result
 
 
-def _why(result, bad, tol: Tolerance, noise: Noise | None) -> str:
+def _why(result, bad, tol: Tolerance, noise: Noise | None, per_element: bool = False) -> str:
     err = result["max_abs_err"]
     if noise is not None:
         return (
             f"max abs err {err:.3g} > bound {result['bound']:.3g} = {noise.multiple:g} x the original's float32 "
             f"noise floor {noise.floor:.3g} + {NOISE_ULPS} ulp of max|expected| ({int(bad.sum())} of {bad.size} elements)"
         )
+    scale = "|expected|" if per_element else "max|expected| of their row"
     return (
-        f"{int(bad.sum())} of {bad.size} elements differ beyond atol={tol.atol:g} + rtol={tol.rtol:g}*max|expected| "
-        f"of their row (max abs err {err:.3g})"
+        f"{int(bad.sum())} of {bad.size} elements differ beyond atol={tol.atol:g} + rtol={tol.rtol:g}*{scale} "
+        f"(max abs err {err:.3g})"
     )
 
 

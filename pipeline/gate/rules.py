@@ -91,6 +91,7 @@ class ClassifierProbabilities(CompareRule):
     name = "classifier-probabilities"
     priority = 30
     description = "class probabilities (or ZipMap): elementwise error plus argmax agreement"
+    per_element_scale = True
 
     def matches(self, actual, expected):
         return is_probabilities(expected) or (actual is not None and is_zipmap(actual))
