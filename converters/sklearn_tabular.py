@@ -38,8 +38,17 @@ def signature(model) -> list[InputSpec] | None:
         return None
     if not per_column(model):
         return [InputSpec(name="X", shape=(None, len(names)), dtype="float32", columns=tuple(names))]
-    strings = _string_columns(model, names)
-    return [InputSpec(name=n, shape=(None, 1), dtype="str" if n in strings else "float32") for n in names]
+    encoded = _encoded_columns(model, names)
+    return [InputSpec(name=n, shape=(None, 1), dtype=_column_dtype(encoded.get(n))) for n in names]
+
+
+def _column_dtype(category_kind: str | None) -> str:
+    """Strings an encoder saw: string tensors; integer categories: int64;
+    everything else is a number the numeric steps take as float (skl2onnx's
+    imputers and scalers refuse an int64 input)."""
+    if category_kind is None:
+        return "float32"
+    return "str" if category_kind in "OUS" else "int64" if category_kind in "iub" else "float32"
 
 
 def initial_types(example: Mapping[str, object]) -> list:
@@ -106,9 +115,10 @@ def _string_categories(est) -> bool:
     )
 
 
-def _string_columns(model, names: list[str]) -> set[str]:
-    """Columns an encoder saw as strings (ColumnTransformer branches, or the whole model)."""
-    strings: set[str] = set()
+def _encoded_columns(model, names: list[str]) -> dict[str, str]:
+    """Columns an encoder saw (ColumnTransformer branches, or the whole model),
+    each with the dtype kind of its categories ("O"/"U": strings, "i": integers)."""
+    kinds: dict[str, str] = {}
     for est in _fitted_estimators(model):
         branches = getattr(est, "transformers_", None)
         if branches is None and est is model:
@@ -120,8 +130,8 @@ def _string_columns(model, names: list[str]) -> set[str]:
             for inner in _fitted_estimators(trans):
                 categories = getattr(inner, "categories_", None) if type(inner).__name__ in _ENCODERS else None
                 if categories is not None and len(categories) == len(selected):
-                    strings |= {c for c, cats in zip(selected, categories) if cats.dtype.kind in "OUS"}
-    return strings
+                    kinds.update({c: cats.dtype.kind for c, cats in zip(selected, categories)})
+    return kinds
 
 
 def _column_names(columns, names: list[str]) -> list[str]:

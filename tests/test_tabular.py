@@ -99,11 +99,41 @@ def test_pipeline_by_column_name_gets_one_typed_input_per_column(tmp_path, form)
         rows.to_csv(sample, index=False)
     result = _convert(model, sample)
     assert result.passed, result.failures
-    # float, int64 and string tensors, under the columns' own names
-    assert _inputs(result.model) == {"age": 1, "rooms": 7, "city": 8, "income ($)": 1, "color": 8}
+    # float and string tensors, under the columns' own names; the int column feeds numeric steps: float
+    assert _inputs(result.model) == {"age": 1, "rooms": 1, "city": 8, "income ($)": 1, "color": 8}
     case = result.report.cases[0]
     assert case.name == "batch_15"
     assert {o.name for o in case.outputs} == {"label", "probabilities"}
+
+
+def test_int_columns_are_float_for_numeric_steps_and_int64_for_encoders(tmp_path):
+    """An int column first in an imputer's branch (skl2onnx's imputer refuses
+    an int64 input), and int categories one-hot encoded as integers."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 72, 200),
+            "monthly": rng.normal(70, 20, 200),
+            "plan": rng.choice([1, 2, 3], 200),
+            "contract": rng.choice(["month", "year"], 200),
+        }
+    )
+    frame.loc[[4, 9], "monthly"] = np.nan
+    columns = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["tenure", "monthly"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan", "contract"]),
+        ]
+    )
+    target = (frame.tenure < 20) & (frame.contract == "month")
+    model = make_pipeline(columns, GradientBoostingClassifier(n_estimators=10)).fit(frame, target)
+    sample = tmp_path / "rows.csv"
+    frame.iloc[:20].to_csv(sample, index=False)
+    result = _convert(model, sample)
+    assert result.passed, result.failures
+    assert _inputs(result.model) == {"tenure": 1, "monthly": 1, "plan": 7, "contract": 8}
 
 
 def test_regressor_with_column_selectors(tmp_path):
@@ -112,7 +142,7 @@ def test_regressor_with_column_selectors(tmp_path):
     frame.iloc[:12].to_csv(path, index=False)
     result = _convert(model, path)
     assert result.passed, result.failures
-    assert _inputs(result.model)["city"] == 8 and _inputs(result.model)["rooms"] == 7
+    assert _inputs(result.model)["city"] == 8 and _inputs(result.model)["rooms"] == 1  # a number column: float
 
 
 def test_digits_in_a_string_column_stay_strings(tmp_path):

@@ -5,7 +5,7 @@ Every case must end as it declares (pass, a validation failure the gate
 catches, unverified, or a clean exit 2/3 for a converter's limit), and
 docs/compatibility.md must be the document these results generate.
 Cost on the project machine (2 cores): 1.4 minutes when quiet, 6.4 minutes
-when shared with other jobs (build, then 114 cases in one interpreter); the
+when shared with other jobs (build, then every case in one interpreter); the
 transformers family (42 cases) adds about 2 minutes (build 25 s, run 87 s).
 """
 

@@ -8,7 +8,9 @@ pointed at /dev/null while a conversion runs, and Python's ``sys.stdout``
 and ``sys.stderr`` (onnxgate's own messages) keep writing to the real
 terminal through duplicates of them.
 numpy's RuntimeWarnings (overflow on edge values, empty slices) are
-expected findings the report carries, not news for the terminal.
+expected findings the report carries, not news for the terminal; the
+frameworks' FutureWarnings (scikit-learn's deprecations, read by the
+converters) are about the user's library, not this conversion.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def quiet_third_party(debug: bool):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         with _native_to_devnull(1, "stdout"), _native_to_devnull(2, "stderr"):
             yield
 

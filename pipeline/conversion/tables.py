@@ -135,10 +135,9 @@ def _kind(dtype: str) -> str | None:
 
 
 def _per_column_kind(dtype: str) -> str | None:
-    """A float column input also takes whole numbers as int64 (skl2onnx types
-    each column input by its data, as pandas does)."""
-    kind = _kind(dtype)
-    return "number" if kind == "float" else kind
+    """The column as the input's type says: a float input gets whole numbers
+    as float32 too (scikit-learn's numeric steps take an int column as float)."""
+    return _kind(dtype)
 
 
 def _number(cell: str) -> float | None:
