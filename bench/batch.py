@@ -1,6 +1,6 @@
 """The batch runner's four figures, each a ratio measured in the same run.
 
-    python bench/batch.py [--copies N] [--skip-dask]
+    python bench/batch.py [--small N] [--torch N] [--keras N] [--repeat N] [--skip-dask]
 
 On a generated mixed manifest of at least 40 models, shaped like a team's
 fleet: small scikit-learn models, the tree-booster fixtures, and torch and
@@ -18,6 +18,8 @@ Keras models of several sizes (the fixtures plus ones generated here).
 
 Every run converts with latency measurements off (they time the model, not
 the batch) and ``force=True`` so nothing comes from the cache unless asked.
+Figures 1 and 4 take the best of ``--repeat`` interleaved runs (default 3):
+on a shared machine one run's noise is as large as the difference measured.
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--torch", type=int, default=8, help="generated torch programs (default 8)")
     parser.add_argument("--keras", type=int, default=6, help="generated Keras models (default 6)")
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each timed configuration; the best counts")
     args = parser.parse_args()
     from onnxgate.pipeline import batch
 
@@ -200,10 +203,18 @@ def main() -> None:
             print(f"  {out}: errors in {bad}", flush=True)
         return rows
 
-    t1, _ = timed(lambda: run("jobs1", jobs=1, force=True))
-    print(f"--jobs 1: {t1:.1f}s", flush=True)
-    t2, _ = timed(lambda: run("jobs2", jobs=2, force=True))
-    print(f"--jobs 2: {t2:.1f}s", flush=True)
+    # each timed configuration runs --repeat times, interleaved so that a
+    # noisy neighbour hits all of them alike; the best time of each counts
+    configs = {"jobs1": {"jobs": 1}, "jobs2": {"jobs": 2}}
+    if not args.skip_dask:
+        configs["dask"] = {"executor": "dask", "dask_workers": 2}
+    best: dict[str, float] = {}
+    for round_ in range(args.repeat):
+        for out, options in configs.items():
+            seconds, _ = timed(lambda: run(out, force=True, **options))
+            best[out] = min(best.get(out, seconds), seconds)
+            print(f"round {round_ + 1}: {out}: {seconds:.1f}s", flush=True)
+    t1, t2, t_dask = best["jobs1"], best["jobs2"], best.get("dask")
     t_cached, rows = timed(lambda: run("jobs2", jobs=2))
     assert all(r["cached"] for r in rows)
     print(f"cached rerun: {t_cached:.2f}s", flush=True)
@@ -211,14 +222,13 @@ def main() -> None:
     print(
         f"small sklearn model: {per_in * 1000:.0f} ms in process, {per_warm * 1000:.0f} ms on a warm worker", flush=True
     )
-    t_dask = None
-    if not args.skip_dask:
-        t_dask, _ = timed(lambda: run("dask", executor="dask", dask_workers=2, force=True))
-        print(f"dask LocalCluster(2): {t_dask:.1f}s", flush=True)
 
     print(
         f"\n{total} models ({args.small} scikit-learn, {args.torch} torch and {args.keras} Keras generated;"
         " the trees, torch and TensorFlow fixtures)"
+    )
+    print(
+        f"best of {args.repeat}: --jobs 1 {t1:.1f}s, --jobs 2 {t2:.1f}s" + (f", dask {t_dask:.1f}s" if t_dask else "")
     )
     print(f"1. --jobs 2 speed-up over --jobs 1:          {t1 / t2:.2f}x   (target >= 1.7x)")
     print(f"2. warm worker / in-process per small model: {per_warm / per_in:.2f}x   (target <= 1.2x)")

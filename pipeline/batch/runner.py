@@ -62,7 +62,7 @@ class Job:
     gate: GateConfig
     timeout: float
     #: Expected seconds, for scheduling (an earlier run's time, else a default).
-    estimate: float = schedule.MODEL_SECONDS
+    estimate: float = schedule.DEFAULT_MODEL_SECONDS
 
 
 class Progress:
@@ -143,7 +143,7 @@ def _job(entry: Entry, settings: Settings, registry, out: Path) -> Job:
     if gate.baseline is not None:
         summary["baseline_sha256"] = hashlib.sha256(Path(gate.baseline).read_bytes()).hexdigest()
     framework = spec.name if spec is not None else (entry.framework or "python")
-    estimate = cache.previous_seconds(out, entry.name) or schedule.MODEL_SECONDS
+    estimate = cache.previous_seconds(out, entry.name) or schedule.model_seconds(framework)
     return Job(entry, framework, cache.key(entry, summary, spec), gate, entry.timeout or settings.timeout, estimate)
 
 

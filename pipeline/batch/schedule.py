@@ -10,8 +10,8 @@ there would take the others longer than the import costs. Starting the big
 groups first leaves the short ones to fill the gaps at the end.
 
 Model times are estimates: the seconds the same model took in an earlier run
-into the same ``--out`` (a converter-upgrade rerun knows them all), else
-``MODEL_SECONDS``.
+into the same ``--out`` (a converter-upgrade rerun knows them all), else its
+framework's typical time (``MODEL_SECONDS``).
 """
 
 from __future__ import annotations
@@ -20,20 +20,36 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Rough first-import seconds of each framework with its converter, measured
-#: on the project's 2-core machine (`python -X importtime`); only their order
-#: and rough size matter.
+#: Rough seconds of a framework's first model in a worker beyond the next
+#: ones (its imports and the converter's), and of each further model, measured
+#: with `python bench/batch.py` on the project's 2-core machine. Only their
+#: order and rough size matter: a torch export is ten times a scikit-learn
+#: conversion, whatever the machine.
 IMPORT_SECONDS = {
-    "tensorflow": 6.0,
-    "torch": 4.0,
-    "sklearn": 3.0,
-    "xgboost": 1.5,
-    "lightgbm": 1.5,
-    "catboost": 1.0,
+    "tensorflow": 3.0,
+    "torch": 2.5,
+    "transformers": 3.0,
+    "sklearn": 2.0,
+    "xgboost": 1.0,
+    "lightgbm": 1.0,
+    "catboost": 0.7,
 }
-DEFAULT_IMPORT_SECONDS = 2.0
-#: A model's estimated seconds when no earlier run timed it.
-MODEL_SECONDS = 1.0
+DEFAULT_IMPORT_SECONDS = 1.5
+MODEL_SECONDS = {
+    "tensorflow": 0.15,
+    "torch": 0.6,
+    "transformers": 2.0,
+    "sklearn": 0.05,
+    "xgboost": 0.06,
+    "lightgbm": 0.06,
+    "catboost": 0.06,
+}
+#: A model's estimated seconds when neither an earlier run nor the table says.
+DEFAULT_MODEL_SECONDS = 0.5
+
+
+def model_seconds(framework: str) -> float:
+    return MODEL_SECONDS.get(framework, DEFAULT_MODEL_SECONDS)
 
 
 def import_seconds(framework: str) -> float:
