@@ -126,3 +126,30 @@ def test_dask_usage_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", "1s")
     with pytest.raises(UsageError, match="cannot connect"):
         batch.run(manifest, tmp_path / "o", executor="dask", scheduler="tcp://127.0.0.1:9")
+
+
+def test_the_local_cluster_onnxgate_starts_has_quiet_workers():
+    """--dask-workers N: Dask's profiler, fast memory polling and work stealing
+    are off in the workers (they only take CPU from the conversions)."""
+    from onnxgate.pipeline.batch.dask_executor import DaskExecutor
+
+    def settings():
+        import dask
+
+        return [
+            dask.config.get(key)
+            for key in (
+                "distributed.worker.profile.enabled",
+                "distributed.worker.memory.monitor-interval",
+                "distributed.scheduler.work-stealing",
+            )
+        ]
+
+    executor = DaskExecutor(None, 1)
+    try:
+        assert list(executor.client.run(settings).values()) == [[False, "1s", False]]
+    finally:
+        executor.close()
+    import dask
+
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # this process keeps its own

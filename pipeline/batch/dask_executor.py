@@ -27,6 +27,16 @@ from onnxgate.plugins.errors import UsageError
 
 #: How long to try reaching --scheduler before giving up (exit 2).
 CONNECT_TIMEOUT = "20s"
+#: For the LocalCluster onnxgate starts: a task is one model (seconds, one at
+#: a time per worker, in a child process), so Dask's statistical profiler,
+#: its 100 ms memory polling and work stealing only take CPU from the
+#: conversions (a few percent of a 2-core machine). A cluster you start
+#: yourself keeps its own settings.
+QUIET_WORKERS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.scheduler.work-stealing": False,
+}
 
 _worker_pool = None
 _worker_lock = threading.Lock()
@@ -110,6 +120,7 @@ class DaskExecutor:
 
     def __init__(self, scheduler: str | None, n_workers: int, max_models_per_worker: int = 0, ship: bool = False):
         try:
+            import dask
             from distributed import Client, LocalCluster
         except ImportError:
             raise UsageError("--executor dask needs Dask: pip install 'onnxgate[dask]'") from None
@@ -125,9 +136,10 @@ class DaskExecutor:
             if n_workers < 1:
                 raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT or --dask-workers N")
             # one thread per worker: one model at a time in each worker process
-            self._cluster = LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-            )
+            with dask.config.set(QUIET_WORKERS):
+                self._cluster = LocalCluster(
+                    n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+                )
             self.client = Client(self._cluster)
         workers = self.client.scheduler_info()["workers"]
         if not workers:
