@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from signal_support import interruptible
 
 from onnxgate.pipeline.envs import isolated as environments
 from onnxgate.plugins import EnvironmentSpec
@@ -314,7 +315,11 @@ def test_interrupted_create_leaves_no_environment(tmp_path, monkeypatch, how):
 
     home = _small_home(tmp_path, monkeypatch)
     proc = subprocess.Popen(
-        [sys.executable, "-c", INTERRUPTED_CREATE], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+        [sys.executable, "-c", INTERRUPTED_CREATE],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+        preexec_fn=interruptible,
     )
     envs = home / "envs"
     deadline = time.monotonic() + 120

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from signal_support import interruptible
 
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.deployment import package, record, serve
@@ -187,6 +188,7 @@ def _serve_subprocess(model, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=interruptible,
     )
     line = proc.stdout.readline()
     assert "smoke test passed" in line, line + (proc.stderr.read() if proc.poll() is not None else "")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from signal_support import interruptible
 
 from onnxgate.pipeline.cli import app as cli
 from onnxgate.pipeline.deployment import package, record, serve
@@ -233,6 +234,7 @@ def test_onnxgate_serve_command_serves_until_interrupted(model, venv, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=interruptible,
     )
     try:
         line = proc.stdout.readline()
