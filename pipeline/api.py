@@ -25,6 +25,7 @@ from onnxgate.pipeline.deployment import record
 from onnxgate.pipeline.gate import config as gate_config_mod
 from onnxgate.pipeline.gate import stage as stage_validate
 from onnxgate.pipeline.gate import tasks
+from onnxgate.pipeline.gate.compare import DEFAULT_NOISE_MULTIPLE
 from onnxgate.pipeline.gate.config import GateConfig
 from onnxgate.pipeline.report import build as report_build
 from onnxgate.pipeline.report import document as report_doc
@@ -332,7 +333,10 @@ _COMMON_DOC = """
     or .json rules file), ``accept_unverified``, ``sweep``, ``edge_values``
     (default: on when ``ci``), ``ci``, ``max_flip_rate``, ``target_runtime``,
     ``optimizer_check``, ``baseline`` (a baseline file: drift check; none by
-    default), ``drift_factor``, ``drift_floor``, ``latency`` (time both
+    default), ``drift_factor``, ``drift_floor``, ``float64_reference`` (run
+    the original once more in float64 to measure its float32 noise floor;
+    ``--float64-reference``), ``noise_multiple`` (ONNX errors within this
+    multiple of that floor pass; ``--noise-multiple``), ``latency`` (time both
     models). ``gate``: a ready ``GateConfig`` instead of the gate keywords.
 
     Raises ``UsageError`` (bad input, exit 2 on the CLI), ``UntrustedSourceError``
@@ -356,6 +360,8 @@ def _gate(
     baseline,
     drift_factor,
     drift_floor,
+    float64_reference=True,
+    noise_multiple=DEFAULT_NOISE_MULTIPLE,
     model_path=None,
 ) -> dict[str, Any]:
     from onnxgate.pipeline.gate import keywords
@@ -375,6 +381,8 @@ def _gate(
         baseline=baseline,
         drift_factor=drift_factor,
         drift_floor=drift_floor,
+        float64_reference=float64_reference,
+        noise_multiple=noise_multiple,
         model_path=model_path,
     )
     return {"rtol": rtol, "atol": atol, "gate": gate}
@@ -408,6 +416,8 @@ def convert(
     baseline: PathLike | None = None,
     drift_factor: float = 10.0,
     drift_floor: float = 1e-6,
+    float64_reference: bool = True,
+    noise_multiple: float = DEFAULT_NOISE_MULTIPLE,
     latency: bool = True,
     gate: GateConfig | None = None,
     dynamic_batch: bool | None = None,
@@ -470,6 +480,8 @@ def convert(
             baseline,
             drift_factor,
             drift_floor,
+            float64_reference,
+            noise_multiple,
             model_path=output,
         ),
     )
@@ -505,6 +517,8 @@ def validate(
     baseline: PathLike | None = None,
     drift_factor: float = 10.0,
     drift_floor: float = 1e-6,
+    float64_reference: bool = True,
+    noise_multiple: float = DEFAULT_NOISE_MULTIPLE,
     latency: bool = True,
     gate: GateConfig | None = None,
     dynamic_batch: bool | None = None,
@@ -565,6 +579,8 @@ def validate(
             baseline,
             drift_factor,
             drift_floor,
+            float64_reference,
+            noise_multiple,
             model_path=path,
         ),
     )

@@ -330,3 +330,27 @@ def test_float64_runs_on_base_and_axis_sweeps_and_batch_sweeps_reuse_the_sample_
     assert not info["ran"] and "Double but found Float" in info["reason"]
     assert not any("float64_noise" in c.meta for c in cases)  # no half-measured run
     assert noise.measure(SimpleNamespace(run_float64=None, framework="test"), None, cases, ["y"])["ran"] is False
+
+
+def test_python_api_takes_the_noise_keywords(tmp_path):
+    """convert()/validate(): float64_reference and noise_multiple, as the CLI's flags."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).eval()
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+
+    def rules(result):
+        return {o.get("tolerance_rule") for c in result.report.to_dict()["cases"] for o in c["outputs"]}
+
+    default = api.convert(model, sample=x, latency=False)
+    assert default.passed and "float32-noise" in rules(default)
+    eight = api.convert(model, sample=x, latency=False, noise_multiple=8).report.to_dict()
+    assert {o.get("noise_multiple") for c in eight["cases"] for o in c["outputs"]} >= {8}
+    off = api.convert(model, sample=x, latency=False, float64_reference=False)
+    assert off.passed and rules(off) == {"scale-aware"}
+    path = tmp_path / "m.onnx"
+    default.save(path)
+    assert rules(api.validate(model, path, sample=x, latency=False, noise_multiple=0)) == {"scale-aware"}
+    with pytest.raises(UsageError, match="not both"):
+        api.convert(model, sample=x, gate=GateConfig(), noise_multiple=8)

@@ -60,6 +60,8 @@ def resolve(
     baseline: str | Path | None,
     drift_factor: float,
     drift_floor: float,
+    float64_reference: bool = True,
+    noise_multiple: float = _DEFAULTS.noise_multiple,
     model_path: str | Path | None = None,
 ) -> tuple[float | None, float | None, GateConfig]:
     """(rtol, atol, gate) for ``api.run``; conflicting or bad values are UsageErrors.
@@ -90,6 +92,8 @@ def resolve(
         baseline=baseline,
         drift_factor=drift_factor,
         drift_floor=drift_floor,
+        float64_reference=float64_reference,
+        noise_multiple=noise_multiple,
     )
     if gate is not None:
         changed = [k for k, v in asked.items() if v is not None and v != getattr(_DEFAULTS, k)]
@@ -110,5 +114,7 @@ def resolve(
         target_runtime=target_runtime,
         drift_factor=drift_factor,
         drift_floor=drift_floor,
+        float64_reference=float64_reference,
+        noise_multiple=noise_multiple,
     )
     return rtol, atol, replace(gate, outputs=merge(gate.outputs, rules))
