@@ -324,6 +324,49 @@ def run(model, inputs):
     return {k: np.asarray(v) for k, v in _call(model, tensors, names).items()}
 
 
+def run_float64(model, inputs):
+    """A Sequential or functional Keras model once more in float64: a clone
+    whose layers compute in float64, with the weights cast (the user's model
+    is untouched); the gate measures the float32 run's own rounding noise
+    against it. Other forms (subclassed models, tf.function, SavedModel,
+    TFLite) cannot be rebuilt in another dtype: not applicable."""
+    if not _is_keras(model):
+        return None
+    _quiet_native_logs()
+    import keras
+    import numpy as np
+
+    sequential = isinstance(model, keras.Sequential)
+    if not sequential and getattr(model, "_inputs_struct", None) is None:
+        return None  # subclassed
+
+    def float64_layer(layer):
+        config = layer.get_config()
+        config["dtype"] = "float64"
+        return layer.__class__.from_config(config)
+
+    def float64_input(tensor):
+        dtype = "float64" if np.dtype(tensor.dtype).kind == "f" else tensor.dtype
+        return keras.Input(shape=tensor.shape[1:], dtype=dtype, name=tensor.name)
+
+    struct = (
+        float64_input(model.inputs[0]) if sequential else keras.tree.map_structure(float64_input, model._inputs_struct)
+    )
+    clone = keras.models.clone_model(model, input_tensors=struct, clone_function=float64_layer)
+    clone.set_weights([w.astype(np.float64) if w.dtype.kind == "f" else w for w in model.get_weights()])
+    import tensorflow as tf
+
+    names = list(inputs)
+    tensors = [tf.convert_to_tensor(_float64(np.asarray(inputs[n]))) for n in names]
+    outputs = {k: np.asarray(v) for k, v in _call(clone, tensors, names).items()}
+    reference = _name_outputs(model, list(outputs.values()))  # the original's output names
+    return dict(zip(reference, outputs.values())) if len(reference) == len(outputs) else outputs
+
+
+def _float64(array):
+    return array.astype("float64") if array.dtype.kind == "f" else array
+
+
 def _run_tflite(model: TFLiteModel, inputs):
     interp = _interpreter(model.path)
     details = interp.get_input_details()
@@ -518,6 +561,7 @@ def onnxgate_converters():
         description="Keras 3 models, tf.function, .keras, SavedModel folders, .tflite via tf2onnx",
         convert=convert,
         run=run,
+        run_float64=run_float64,
         load=load,
         inputs=signature,
         suffixes=(".keras", ".tflite", "/"),

@@ -354,3 +354,43 @@ def test_python_api_takes_the_noise_keywords(tmp_path):
     assert rules(api.validate(model, path, sample=x, latency=False, noise_multiple=0)) == {"scale-aware"}
     with pytest.raises(UsageError, match="not both"):
         api.convert(model, sample=x, gate=GateConfig(), noise_multiple=8)
+
+
+def test_keras_float64_run_clones_sequential_and_functional_models_only():
+    """Keras: a Sequential or functional model is rebuilt with float64 layers
+    and its weights cast (the user's model stays float32); a subclassed model
+    cannot be rebuilt: not applicable, the scale-aware default judges it."""
+    keras = pytest.importorskip("keras")
+    from onnxgate.converters import tensorflow as tf_converter
+
+    keras.utils.set_random_seed(0)
+    sequential = keras.Sequential(
+        [keras.Input((12,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+    )
+    a, b = keras.Input((8,), name="a"), keras.Input((4,), name="b")
+    h = keras.layers.Concatenate()([keras.layers.Dense(5)(a), b])
+    functional = keras.Model({"a": a, "b": b}, [keras.layers.Dense(2, name="y")(h), keras.layers.Dense(3, name="z")(h)])
+    rng = np.random.default_rng(0)
+    for model in (sequential, functional):
+        inputs = {
+            s.name: rng.standard_normal((3, *s.shape[1:])).astype(np.float32) for s in tf_converter.signature(model)
+        }
+        out32, out64 = tf_converter.run(model, inputs), tf_converter.run_float64(model, inputs)
+        assert list(out64) == list(out32)
+        for name in out32:
+            assert out64[name].dtype == np.float64
+            floor = noise_floor(out32[name], out64[name])
+            assert floor is not None and 0 <= floor < 1e-5 * (np.abs(out64[name]).max() + 1e-6)
+        assert all(w.dtype == np.float32 for w in model.get_weights())
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    sub = Subclassed()
+    sub(np.zeros((1, 4), np.float32))
+    assert tf_converter.run_float64(sub, {"x": np.zeros((2, 4), np.float32)}) is None

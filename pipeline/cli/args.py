@@ -196,7 +196,7 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
         "--float64-reference",
         choices=("on", "off"),
         default="on",
-        help="run the original once more in float64 to measure its float32 noise floor (PyTorch, scikit-learn; "
+        help="run the original once more in float64 to measure its float32 noise floor (PyTorch, Keras Sequential/functional, scikit-learn; "
         "default on; off saves that run on very large models: the scale-aware default rule then judges)",
     )
     g.add_argument(

@@ -42,7 +42,10 @@ def measure(spec, model, cases: Sequence[Any], output_names: Sequence[str]) -> d
             return {"ran": False, "reason": f"the float64 run failed: {one_line(exc, with_type=True)}"}
         if produced is None:
             _forget(cases)
-            return {"ran": False, "reason": "not applicable to this model's inputs"}
+            return {
+                "ran": False,
+                "reason": "not applicable to this model (its converter cannot rebuild it in float64, or its inputs are text)",
+            }
         floors = _floors(case.expected, produced, output_names)
         if floors:
             case.meta = {**(case.meta or {}), "float64_noise": floors}
