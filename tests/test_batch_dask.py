@@ -129,27 +129,21 @@ def test_dask_usage_errors(tmp_path, monkeypatch):
 
 
 def test_the_local_cluster_onnxgate_starts_has_quiet_workers():
-    """--dask-workers N: Dask's profiler, fast memory polling and work stealing
-    are off in the workers (they only take CPU from the conversions)."""
+    """--dask-workers N: worker threads of this process (each model still runs
+    in a supervised child), with Dask's profiler, fast memory polling and
+    work stealing off (they only take CPU from the conversions)."""
     from onnxgate.pipeline.batch.dask_executor import DaskExecutor
 
-    def settings():
-        import dask
+    def callbacks(dask_worker):
+        return {name: getattr(cb, "callback_time", None) for name, cb in dask_worker.periodic_callbacks.items()}
 
-        return [
-            dask.config.get(key)
-            for key in (
-                "distributed.worker.profile.enabled",
-                "distributed.worker.memory.monitor-interval",
-                "distributed.scheduler.work-stealing",
-            )
-        ]
-
-    executor = DaskExecutor(None, 1)
+    executor = DaskExecutor(None, 2)
     try:
-        assert list(executor.client.run(settings).values()) == [[False, "1s", False]]
+        assert executor.slots == 2 and all(a.startswith("inproc://") for a in executor._slots)
+        for found in executor.client.run(callbacks).values():
+            assert "profile" not in found and found["memory_monitor"] == 1000
+        assert "stealing" not in executor.client.run_on_scheduler(
+            lambda dask_scheduler: list(dask_scheduler.extensions)
+        )
     finally:
         executor.close()
-    import dask
-
-    assert dask.config.get("distributed.worker.profile.enabled") is True  # this process keeps its own

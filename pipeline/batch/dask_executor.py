@@ -38,7 +38,9 @@ QUIET_WORKERS = {
     "distributed.scheduler.work-stealing": False,
 }
 
-_worker_pool = None
+#: One supervised child per Dask worker (keyed by its address: the workers of
+#: a threaded LocalCluster share this process).
+_worker_pools: dict[str, Any] = {}
 _worker_lock = threading.Lock()
 
 
@@ -99,14 +101,17 @@ def _unpack(blob: bytes, folder: Path) -> Path:
 def _supervised(
     entry, out: str, gate, settings: dict[str, Any], timeout: float, max_models_per_worker: int
 ) -> dict[str, Any]:
-    global _worker_pool
+    from distributed import get_worker
+
+    address = get_worker().address
     with _worker_lock:
-        if _worker_pool is None or not _worker_pool.active:
+        worker_pool = _worker_pools.get(address)
+        if worker_pool is None or not worker_pool.active:
             _allow_children()
             threads = pool.thread_share(settings.get("slots_on_host", 1))
-            _worker_pool = pool.make_pool(max_models_per_worker, threads)
+            worker_pool = _worker_pools[address] = pool.make_pool(max_models_per_worker, threads)
         started = time.perf_counter()
-        future = _worker_pool.schedule(
+        future = worker_pool.schedule(
             task.convert_entry,
             args=(entry, out, gate),
             kwargs={"latency": settings["latency"], "max_memory": settings["max_memory"]},
@@ -135,10 +140,12 @@ class DaskExecutor:
         else:
             if n_workers < 1:
                 raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT or --dask-workers N")
-            # one thread per worker: one model at a time in each worker process
+            # worker threads of this process, one model at a time each: the model runs in
+            # the worker's supervised child anyway, so worker processes and their nannies
+            # would only add processes competing with the conversions for the cores
             with dask.config.set(QUIET_WORKERS):
                 self._cluster = LocalCluster(
-                    n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+                    n_workers=n_workers, threads_per_worker=1, processes=False, dashboard_address=None
                 )
             self.client = Client(self._cluster)
         workers = self.client.scheduler_info()["workers"]
