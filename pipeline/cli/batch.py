@@ -60,7 +60,11 @@ def add_parser(sub) -> None:
     )
     run_.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="Dask: an existing cluster's scheduler")
     run_.add_argument(
-        "--dask-workers", type=int, default=0, metavar="N", help="Dask: start a LocalCluster of N worker processes"
+        "--dask-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Dask: start a LocalCluster of N workers on this machine (threads of this process; each model converts in its worker's supervised child)",
     )
     run_.add_argument(
         "--ship",
