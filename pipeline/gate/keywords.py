@@ -82,7 +82,7 @@ def resolve(
     for label, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (isinstance(value, (int, float)) and value >= 0):
             raise UsageError(f"{label}={value!r}: must be a number >= 0")
-    asked = dict(
+    asked: dict[str, Any] = dict(
         sweep=sweep,
         edge_values=edge_values,
         ci=ci,
@@ -102,19 +102,5 @@ def resolve(
                 f"give gate=GateConfig(...) or the gate keywords ({', '.join(changed) or 'tolerance'}), not both"
             )
         return rtol, atol, gate
-    gate = resolve_gate(
-        model_path=model_path,
-        ci=ci,
-        edge_values=edge_values,
-        gate_config=gate_config,
-        baseline=baseline,
-        sweep=sweep,
-        optimizer_check=optimizer_check,
-        max_flip_rate=max_flip_rate,
-        target_runtime=target_runtime,
-        drift_factor=drift_factor,
-        drift_floor=drift_floor,
-        float64_reference=float64_reference,
-        noise_multiple=noise_multiple,
-    )
+    gate = resolve_gate(model_path=model_path, gate_config=gate_config, **asked)
     return rtol, atol, replace(gate, outputs=merge(gate.outputs, rules))
